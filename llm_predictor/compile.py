@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from llm_predictor.examples import EXAMPLE_SCHEMA, PRESET_POOL_SCHEMA
+from llm_predictor.examples import EXAMPLE_SCHEMA
 from llm_predictor.spark import SparkConfig, get_spark
 from world.schema import CONVERSION_EVENTS, HIGH_PRIORITY_TYPES, RawLayout
 
@@ -72,43 +72,52 @@ def _read(spark: SparkSession, layout: RawLayout, name: str) -> DataFrame:
     return spark.read.option("basePath", str(path)).parquet(str(path))
 
 
-def _recent_list(ev: DataFrame, col: str, n: int, max_chars: int, name: str) -> DataFrame:
-    """Per user: distinct values of ``col``, newest first, at most ``n``, each <= max_chars."""
-    ev = ev.where(F.col(col).isNotNull() & (F.length(F.trim(F.col(col))) > 0))
-    dedup = ev.groupBy("user_id", F.lower(F.trim(F.col(col))).alias("_k")).agg(
-        F.max_by(F.substring(F.trim(F.col(col)), 1, max_chars), F.col("ts")).alias("_v"), F.max("ts").alias("_ts")
-    )
-    return dedup.groupBy("user_id").agg(
-        F.slice(
-            F.transform(F.sort_array(F.collect_list(F.struct(F.col("_ts"), F.col("_v"))), asc=False), lambda s: s["_v"]),
-            1,
-            n,
-        ).alias(name)
-    )
+def _field_lists(p: DataFrame, specs: list[tuple[str, F.Column, str]], recent: dict[str, int],
+                 top: dict[str, int], max_chars: int) -> DataFrame:
+    """All list features in one pass (two shuffles, whatever the number of fields).
 
+    ``specs``: (field name, condition on an event, column holding the value). Each event yields one
+    (field, value) pair per spec it satisfies. Fields in ``recent`` keep distinct values newest
+    first; fields in ``top`` keep the most frequent values (ties: newest first). Values are
+    de-duplicated case-insensitively, keeping the newest spelling.
+    """
+    pairs = F.array(*[
+        F.when(cond & F.col(col).isNotNull() & (F.length(F.trim(F.col(col))) > 0),
+               F.struct(F.lit(name).alias("f"), F.trim(F.col(col)).alias("v")))
+        for name, cond, col in specs
+    ])
+    exploded = p.select("user_id", "ts", F.explode(F.filter(pairs, lambda x: x.isNotNull())).alias("_p")).select(
+        "user_id", "ts", F.col("_p.f").alias("f"), F.col("_p.v").alias("v")
+    )
+    dedup = exploded.groupBy("user_id", "f", F.lower(F.col("v")).alias("_k")).agg(
+        F.max_by(F.substring(F.col("v"), 1, max_chars), F.col("ts")).alias("v"),
+        F.max("ts").alias("ts"),
+        F.count("*").alias("n"),
+    )
+    per_user = dedup.groupBy("user_id").agg(F.collect_list(F.struct("f", "n", "ts", "v")).alias("_all"))
+    def of(name: str) -> F.Column:
+        return F.filter("_all", lambda x: x["f"] == F.lit(name))
 
-def _top_list(ev: DataFrame, col: str, n: int, name: str) -> DataFrame:
-    """Per user: the ``n`` most frequent values of ``col`` (ties: most recent first)."""
-    ev = ev.where(F.col(col).isNotNull() & (F.length(F.trim(F.col(col))) > 0))
-    counts = ev.groupBy("user_id", F.trim(F.col(col)).alias("_v")).agg(
-        F.count("*").alias("_n"), F.max("ts").alias("_ts")
-    )
-    return counts.groupBy("user_id").agg(
-        F.slice(
-            F.transform(
-                F.sort_array(F.collect_list(F.struct(F.col("_n"), F.col("_ts"), F.col("_v"))), asc=False),
-                lambda s: s["_v"],
-            ),
-            1,
-            n,
-        ).alias(name)
-    )
+    cols = [F.col("user_id")]
+    for name, n in recent.items():
+        mine = of(name)
+        ordered = F.sort_array(F.transform(mine, lambda x: F.struct(x["ts"].alias("ts"), x["v"].alias("v"))),
+                               asc=False)
+        cols.append(F.slice(F.transform(ordered, lambda x: x["v"]), 1, n).alias(name))
+    for name, n in top.items():
+        mine = of(name)
+        ordered = F.sort_array(
+            F.transform(mine, lambda x: F.struct(x["n"].alias("n"), x["ts"].alias("ts"), x["v"].alias("v"))),
+            asc=False,
+        )
+        cols.append(F.slice(F.transform(ordered, lambda x: x["v"]), 1, n).alias(name))
+    return per_user.select(*cols)
 
 
 def split_expr(salt: str, eval_fraction: float) -> F.Column:
     """'train' | 'eval' from a salted hash of user_id; stable across dates and runs."""
     bucket = F.pmod(F.xxhash64(F.lit(salt), F.col("user_id")), F.lit(10000))
-    return F.when(bucket < F.lit(int(round(eval_fraction * 10000))), F.lit("eval")).otherwise(F.lit("train"))
+    return F.when(bucket < F.lit(round(eval_fraction * 10000)), F.lit("eval")).otherwise(F.lit("train"))
 
 
 def compile_day(spark: SparkSession, cfg: CompileConfig, x: date) -> tuple[DataFrame, DataFrame]:
@@ -175,45 +184,42 @@ def compile_day(spark: SparkSession, cfg: CompileConfig, x: date) -> tuple[DataF
         "category", F.regexp_replace(F.col("category"), r"\s*>\s*", " / ")
     )
     conv = p.where(is_conv & since(cfg.conversion_lookback_days))
-    feats = [
-        _recent_list(p.where((F.col("event_type") == "attributed_conversion") & since(cfg.conversion_lookback_days)),
-                     "text", cfg.max_items, cfg.max_chars, "attributed_conversions"),
-        _recent_list(p.where((F.col("event_type") == "matched_conversion") & since(cfg.conversion_lookback_days)),
-                     "text", cfg.max_items, cfg.max_chars, "matched_conversions"),
-        _recent_list(p.where((F.col("event_type") == "onsite_search") & since(cfg.search_lookback_days)),
-                     "text", cfg.max_items, cfg.max_chars, "onsite_searches"),
-        _recent_list(p.where((F.col("event_type") == "offsite_search") & since(cfg.search_lookback_days)),
-                     "text", cfg.max_items, cfg.max_chars, "offsite_searches"),
-        _recent_list(p.where((F.col("event_type") == "offsite_url") & since(cfg.url_lookback_days)),
-                     "text", cfg.max_items, cfg.max_chars, "offsite_urls"),
-        _top_list(
-            p.where(F.col("event_type").isin("attributed_conversion", "matched_conversion", "onsite_search",
-                                             "offsite_search", "offsite_url") & since(cfg.category_lookback_days)),
-            "category", cfg.top_k_categories, "top_categories"),
-        _top_list(
-            p.where(F.col("event_type").isin("attributed_conversion", "matched_conversion", "offsite_search",
-                                             "offsite_url") & since(cfg.category_lookback_days)),
-            "brand", cfg.top_k_brands, "top_brands"),
+    et = F.col("event_type")
+    conv_win, search_win = since(cfg.conversion_lookback_days), since(cfg.search_lookback_days)
+    cat_win = since(cfg.category_lookback_days)
+    specs = [
+        ("attributed_conversions", (et == "attributed_conversion") & conv_win, "text"),
+        ("matched_conversions", (et == "matched_conversion") & conv_win, "text"),
+        ("onsite_searches", (et == "onsite_search") & search_win, "text"),
+        ("offsite_searches", (et == "offsite_search") & search_win, "text"),
+        ("offsite_urls", (et == "offsite_url") & since(cfg.url_lookback_days), "text"),
+        ("top_categories", et.isin("attributed_conversion", "matched_conversion", "onsite_search", "offsite_search",
+                                   "offsite_url") & cat_win, "category"),
+        ("top_brands", et.isin("attributed_conversion", "matched_conversion", "offsite_search", "offsite_url")
+         & cat_win, "brand"),
     ]
+    recent = {name: cfg.max_items for name, _, _ in specs[:5]}
+    feats = [_field_lists(p, specs, recent, {"top_categories": cfg.top_k_categories,
+                                              "top_brands": cfg.top_k_brands}, cfg.max_chars)]
     act = (
         conv.where(F.col("advertiser_id").isNotNull())
         .groupBy("user_id", "advertiser_id")
         .agg(F.max("ts").alias("_ts"))
-        .join(advertisers.where(F.col("is_active")).select("advertiser_id", "name"), "advertiser_id")
+        .join(F.broadcast(advertisers.where(F.col("is_active")).select("advertiser_id", "name")), "advertiser_id")
         .groupBy("user_id")
         .agg(F.slice(F.sort_array(F.collect_list(F.struct("_ts", "advertiser_id", "name")), asc=False), 1,
                      cfg.max_items).alias("_a"))
         .select("user_id", F.transform("_a", lambda s: s["name"]).alias("active_advertisers"),
                 F.transform("_a", lambda s: s["advertiser_id"]).alias("active_advertiser_ids"))
     )
-    counts = conv.groupBy("user_id").agg(
-        F.sum((F.col("event_type") == "attributed_conversion").cast("long")).alias("n_attributed"),
-        F.sum((F.col("event_type") == "matched_conversion").cast("long")).alias("n_matched"),
+    counts = p.groupBy("user_id").agg(
+        F.sum(((F.col("event_type") == "attributed_conversion") & conv_win).cast("long")).alias("n_attributed"),
+        F.sum(((F.col("event_type") == "matched_conversion") & conv_win).cast("long")).alias("n_matched"),
+        F.max("ts").alias("last_event_ts"),
     )
-    last = p.groupBy("user_id").agg(F.max("ts").alias("last_event_ts"))
 
     ex = pop.select("user_id", "gender", "age", "user_state", "country")
-    for f in [*feats, act, counts, last]:
+    for f in [*feats, act, counts]:
         ex = ex.join(f, "user_id", "left")
     ex = ex.join(labels, "user_id", "left")
     list_cols = [c for c in EXAMPLE_SCHEMA.names if str(EXAMPLE_SCHEMA.field(c).type).startswith("list")]
@@ -293,7 +299,12 @@ def prompt_length_stats(out: Path, x: date, cfg: CompileConfig) -> dict:
     import numpy as np
 
     from llm_predictor.base_model import load_tokenizer
-    from llm_predictor.prompts import INFERENCE_TEMPLATE, PromptBudget, build_prompt_with_stats, hf_token_counter
+    from llm_predictor.prompts import (
+        INFERENCE_TEMPLATE,
+        PromptBudget,
+        build_prompt_with_stats,
+        hf_token_counter,
+    )
     from llm_predictor.prompts import shared_prefix as make_prefix
 
     tok = load_tokenizer(None if cfg.tokenizer == "base" else cfg.tokenizer)
@@ -335,7 +346,7 @@ def summarize(out: Path, cfg: CompileConfig) -> dict:
         for name, mask in (("V1", g.index == g.index), ("V0", g["in_v0"])):
             s = g[mask]
             sets[name] = {
-                "users": int(len(s)),
+                "users": len(s),
                 "train": int((s["split"] == "train").sum()),
                 "eval": int((s["split"] == "eval").sum()),
                 "labelled": int(s["label_advertiser_id"].notna().sum()),

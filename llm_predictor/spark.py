@@ -34,6 +34,8 @@ def get_spark(cfg: SparkConfig | None = None) -> SparkSession:
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
         .config("spark.ui.enabled", str(cfg.ui).lower())
         .config("spark.ui.showConsoleProgress", "false")
+        # Raw tables have one folder per day: list them on the driver, not with a Spark job.
+        .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
         .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import multiprocessing
 import re
 import shutil
 import time
@@ -337,7 +338,7 @@ class _User:
     def affinity(self, day: float) -> dict[int, float]:
         return self.aff1 if self.drift_day is not None and day >= self.drift_day else self.aff0
 
-    def choice_probs(self, day: float, cat: Catalog, cfg: WorldConfig) -> tuple[np.ndarray, np.ndarray]:
+    def choice_probs(self, day: float, cfg: WorldConfig) -> tuple[np.ndarray, np.ndarray]:
         """(advertiser indices, probability of each) for a conversion on ``day`` (excluding eps)."""
         idx, p = self.choice_probs_days(np.array([day]), cfg)
         return idx, p[0]
@@ -423,7 +424,7 @@ def _simulate_user(u: _User, cfg: WorldConfig, cat: Catalog, start_ts: float, si
             if rng.random() < cfg.eps:
                 a = int(rng.choice(n_adv, p=cat.pop))
             else:
-                idx, p = u.choice_probs(day, cat, cfg)
+                idx, p = u.choice_probs(day, cfg)
                 a = int(idx[rng.choice(len(idx), p=p)])
             convert(a, day, True)
     # Browsing without conversion, low-priority conversions, background searches, impressions.
@@ -543,7 +544,11 @@ def _run_chunk(args: tuple[WorldConfig, int, int]) -> dict[str, int]:
     ev = sink.cols
     ts = pa.array([int(t * 1e6) for t in ev["ts"]], pa.timestamp("us", tz="UTC"))
     events = conform(pa.table({**{k: v for k, v in ev.items() if k != "ts"}, "ts": ts}), "events")
-    # Drop events after the simulated window (foreshadowing can only reach backwards; clicks may spill).
+    # Keep events inside the simulated window: foreshadowing may reach before the start, a click
+    # after an impression late on the last day may spill past the end.
+    lo = pa.scalar(int(start_ts * 1e6), pa.timestamp("us", tz="UTC"))
+    hi = pa.scalar(int((start_ts + cfg.days * 86400) * 1e6), pa.timestamp("us", tz="UTC"))
+    events = events.filter(pc.and_(pc.greater_equal(events["ts"], lo), pc.less(events["ts"], hi)))
     events = events.append_column("dt", pc.strftime(events.column("ts"), format="%Y-%m-%d"))
     _write_partitioned(events, layout.table("events"), tag)
     pq.write_table(conform(pa.table(users), "users"), layout.table("users") / f"part-{tag}.parquet")
@@ -593,7 +598,8 @@ def simulate(cfg: WorldConfig) -> dict:
     chunks = list(_chunks(cfg))
     bar = tqdm(total=cfg.users, desc="simulate users", unit="user", disable=None)
     if cfg.workers > 1:
-        with ProcessPoolExecutor(cfg.workers) as pool:
+        # 'spawn': never fork a process that may hold a JVM (Spark) or other threads.
+        with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for res in pool.map(_run_chunk, chunks):
                 n_events += res["events"]
                 bar.update(res["users"])

@@ -1,0 +1,325 @@
+"""Benchmark of Spark example compilation (llm_predictor/compile.py) at two (or more) world sizes.
+
+For each size a world is simulated first (not timed; all worlds before Spark starts, so that the
+simulator's worker processes never fork a process that holds a JVM gateway). Then ONE Spark session
+is created, one untimed warm-up compile runs on the smallest world (JVM start-up, class loading and
+code generation are not counted), and ``compile_examples`` is timed on each world in turn with
+``tokenizer=None`` (no prompt-length pass). The report gives the events in the input, seconds,
+events/s, examples written, and, relative to the smallest size, the ratio of sizes, the ratio of
+times and the scaling exponent log(time ratio) / log(size ratio): 1.0 is linear, < 1 is sublinear
+(fixed per-job overheads still dominate), > 1 is superlinear.
+
+The default sizes give about 100k and 1M events (the simulator makes ~139 events per user over
+its default 120 days). Usage (from the repository root)::
+
+    .venv/bin/python bench/compile.py --users 720 7200
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+log = logging.getLogger("bench.compile")
+MIB = 1024 * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment header (command, commit, machine)
+# ---------------------------------------------------------------------------------------------
+
+
+def git_commit() -> str:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        return res.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> dict:
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_count": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
+    try:
+        import psutil
+
+        info["memory_gib"] = round(psutil.virtual_memory().total / 1024**3, 1)
+    except ImportError:
+        pass
+    return info
+
+
+def _python() -> str:
+    """The interpreter as typed from the cwd when it lies under it (.venv/bin/python), else its path."""
+    exe = Path(sys.executable)
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
+
+
+def header() -> dict:
+    return {
+        "command": " ".join(shlex.quote(a) for a in [_python(), *sys.argv]),
+        "cwd": str(Path.cwd()),
+        "git_commit": git_commit(),
+        "machine": machine(),
+        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------------------------
+
+
+class TreeRss:
+    """Context manager: max over polls of the summed RSS of this process and its descendants (JVM)."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        self.every, self.peak = every, 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _poll(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            with contextlib.suppress(psutil.Error):
+                for p in [me, *me.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        total += p.memory_info().rss
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> TreeRss:
+        try:
+            import psutil  # noqa: F401
+        except ImportError:
+            return self
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    @property
+    def peak_mib(self) -> float | None:
+        return round(self.peak / MIB, 1) if self._thread is not None else None
+
+
+def count_events(data: Path, anchors: list[date], cfg) -> tuple[int, int]:
+    """(all events, events in the dt windows compile_day reads, summed over anchor dates)."""
+    import pyarrow.dataset as pads
+
+    from world.schema import RawLayout
+
+    ds = pads.dataset(RawLayout(data).table("events"), format="parquet", partitioning="hive")
+    total = ds.count_rows()
+    longest = max(cfg.serving_lookback_days, cfg.search_lookback_days, cfg.url_lookback_days,
+                  cfg.conversion_lookback_days, cfg.category_lookback_days)
+    read = 0
+    for x in anchors:  # the same window as compile_day: dt in [x - longest - 1, x + label_days + 1]
+        lo = (x - timedelta(days=longest + 1)).isoformat()
+        hi = (x + timedelta(days=cfg.label_days + 1)).isoformat()
+        read += ds.count_rows(filter=(pads.field("dt") >= lo) & (pads.field("dt") <= hi))
+    return total, read
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+COLUMNS = [
+    ("users", "users"), ("events_total", "events (all)"), ("events_read", "events read"),
+    ("seconds", "compile s"), ("events_per_s", "events/s"), ("examples", "examples"), ("labelled", "labelled"),
+    ("size_ratio", "size ratio"), ("time_ratio", "time ratio"), ("scaling_exponent", "exponent"),
+    ("peak_tree_rss_mib", "peak RSS MiB"), ("output_mib", "output MiB"),
+]
+
+
+def markdown(report: dict) -> str:
+    h, m, p = report["header"], report["header"]["machine"], report["params"]
+    lines = [
+        "# Example compilation benchmark",
+        "",
+        f"- command: `{h['command']}` (cwd `{h['cwd']}`)",
+        f"- git commit: `{h['git_commit']}`",
+        f"- machine: {m['nproc']} usable cores (cpu_count {m['cpu_count']}), "
+        f"{m.get('memory_gib', '?')} GiB RAM, {m['platform']}, Python {m['python']}, "
+        f"load avg at start {m['load_avg_1m']}",
+        f"- started: {h['started_utc']}",
+        f"- Spark: master {p['master']}, driver memory {p['driver_memory']}, shuffle partitions "
+        f"{p['shuffle_partitions']}; anchor dates {', '.join(p['dates'])}; world: {p['days']} days, "
+        f"{p['advertisers']} advertisers, seed {p['seed']}",
+        f"- warm-up (untimed) on {report['warmup']['users']} users: {report['warmup']['seconds']} s; "
+        f"Spark session start-up (untimed): {report['spark_startup_s']} s",
+        "",
+        "compile s = wall time of one `compile_examples` call (all anchor dates, summary included, no "
+        "tokenizer) in a warm shared Spark session. events read = rows of `events` in the dt windows "
+        "compile reads (summed over anchor dates); events/s uses events read. Ratios are against the "
+        "smallest size (by events read); exponent = log(time ratio) / log(size ratio), 1.0 = linear. "
+        "peak RSS = max of the summed RSS of this process and the Spark JVM during the timed call "
+        "(psutil, polled every 0.5 s).",
+        "",
+        "| " + " | ".join(t for _, t in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for r in report["results"]:
+        lines.append("| " + " | ".join("–" if r.get(k) is None else str(r[k]) for k, _ in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--users", type=int, nargs="+", default=[720, 7200],
+                    help="world sizes in users (defaults: ~100k and ~1M events)")
+    ap.add_argument("--dates", nargs="+", default=["2026-06-22"], help="anchor dates (YYYY-MM-DD)")
+    ap.add_argument("--days", type=int, default=120, help="WorldConfig.days")
+    ap.add_argument("--advertisers", type=int, default=300, help="WorldConfig.advertisers")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sim-workers", type=int, default=2, help="simulator processes (untimed step)")
+    ap.add_argument("--master", default="local[2]", help="Spark master")
+    ap.add_argument("--driver-memory", default="4g")
+    ap.add_argument("--shuffle-partitions", type=int, default=8)
+    ap.add_argument("--work-dir", default="/tmp/adprior-bench-compile", help="worlds and compiled examples")
+    ap.add_argument("--keep", action="store_true", help="keep worlds and outputs (default: delete)")
+    ap.add_argument("--json", default="bench/results/compile.json")
+    ap.add_argument("--md", default="bench/results/compile.md")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("py4j", "world.simulate", "llm_predictor.compile"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    from llm_predictor.compile import CompileConfig, compile_examples
+    from llm_predictor.spark import SparkConfig, get_spark
+    from world.simulate import WorldConfig, simulate
+
+    anchors = [date.fromisoformat(d) for d in args.dates]
+    sizes = sorted(set(args.users))
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    spark_cfg = SparkConfig(master=args.master, driver_memory=args.driver_memory,
+                            shuffle_partitions=args.shuffle_partitions)
+
+    def ccfg(users: int, out: Path) -> CompileConfig:
+        return CompileConfig(data=work / f"world-{users}", out=out, anchor_dates=anchors, tokenizer=None,
+                             spark=spark_cfg)
+
+    report: dict = {
+        "header": header(),
+        "params": {"dates": args.dates, "days": args.days, "advertisers": args.advertisers, "seed": args.seed,
+                   "master": args.master, "driver_memory": args.driver_memory,
+                   "shuffle_partitions": args.shuffle_partitions},
+        "results": [],
+    }
+
+    # 1. Worlds (untimed), before any JVM exists.
+    worlds: dict[int, dict] = {}
+    for i, users in enumerate(sizes, 1):
+        log.info("[simulate %d/%d] %d users ...", i, len(sizes), users)
+        wcfg = WorldConfig(out=work / f"world-{users}", users=users, advertisers=args.advertisers, days=args.days,
+                           seed=args.seed, workers=args.sim_workers)
+        s = simulate(wcfg)
+        total, read = count_events(wcfg.out, anchors, ccfg(users, work / "unused"))
+        worlds[users] = {"events_total": total, "events_read": read, "simulate_s": s["seconds"]}
+        log.info("[simulate %d/%d] %d users: %d events (%d in the compile windows), %.1f s", i, len(sizes), users,
+                 total, read, s["seconds"])
+
+    # 2. One Spark session, one untimed warm-up on the smallest world.
+    t0 = time.perf_counter()
+    spark = get_spark(spark_cfg)
+    report["spark_startup_s"] = round(time.perf_counter() - t0, 2)
+    log.info("Spark session up in %.1f s (%s)", report["spark_startup_s"], args.master)
+    warm_out = work / f"warmup-{sizes[0]}"
+    t0 = time.perf_counter()
+    compile_examples(ccfg(sizes[0], warm_out), spark=spark)
+    report["warmup"] = {"users": sizes[0], "seconds": round(time.perf_counter() - t0, 2)}
+    log.info("warm-up compile on %d users: %.1f s (untimed)", sizes[0], report["warmup"]["seconds"])
+    shutil.rmtree(warm_out, ignore_errors=True)
+
+    # 3. Timed compiles.
+    base = None
+    try:
+        for i, users in enumerate(sizes, 1):
+            out = work / f"examples-{users}"
+            shutil.rmtree(out, ignore_errors=True)
+            log.info("[compile %d/%d] %d users, %d events read ...", i, len(sizes), users,
+                     worlds[users]["events_read"])
+            with TreeRss() as mem:
+                t0 = time.perf_counter()
+                summary = compile_examples(ccfg(users, out), spark=spark)
+                seconds = time.perf_counter() - t0
+            dates = summary["dates"].values()
+            row = {
+                "users": users,
+                **worlds[users],
+                "seconds": round(seconds, 2),
+                "events_per_s": round(worlds[users]["events_read"] / seconds, 1),
+                "examples": sum(d["sets"]["V1"]["users"] for d in dates),
+                "labelled": sum(d["sets"]["V1"]["labelled"] for d in dates),
+                "v0_examples": sum(d["sets"]["V0"]["users"] for d in dates),
+                "peak_tree_rss_mib": mem.peak_mib,
+                "output_mib": round(du(out) / MIB, 2),
+            }
+            if base is None:
+                base = row
+            size_ratio = row["events_read"] / max(1, base["events_read"])
+            time_ratio = row["seconds"] / base["seconds"]
+            row["size_ratio"] = round(size_ratio, 2)
+            row["time_ratio"] = round(time_ratio, 2)
+            row["scaling_exponent"] = round(math.log(time_ratio) / math.log(size_ratio), 3) if size_ratio > 1 else None
+            log.info("[compile %d/%d] %d users: %.1f s, %.0f events/s, %d examples (%d labelled); "
+                     "size x%.2f time x%.2f", i, len(sizes), users, seconds, row["events_per_s"], row["examples"],
+                     row["labelled"], size_ratio, time_ratio)
+            report["results"].append(row)
+            if not args.keep:
+                shutil.rmtree(out, ignore_errors=True)
+    finally:
+        spark.stop()
+        if not args.keep:
+            for users in sizes:
+                shutil.rmtree(work / f"world-{users}", ignore_errors=True)
+                shutil.rmtree(work / f"world-{users}_truth", ignore_errors=True)
+
+    for path, text in ((args.json, json.dumps(report, indent=2)), (args.md, markdown(report))):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+    log.info("wrote %s and %s", args.json, args.md)
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
