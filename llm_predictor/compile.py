@@ -32,7 +32,15 @@ from pyspark.sql import functions as F
 
 from llm_predictor.examples import EXAMPLE_SCHEMA
 from llm_predictor.spark import SparkConfig, get_spark
-from world.schema import CONVERSION_EVENTS, HIGH_PRIORITY_TYPES, RawLayout
+from world.schema import (
+    CONVERSION_EVENTS,
+    CONVERSION_PRIORITY,
+    EVENT_TYPES,
+    HIGH_PRIORITY_TYPES,
+    SCHEMAS,
+    ContractError,
+    RawLayout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +70,60 @@ class CompileConfig:
     v0_min: int = 10  # V0: matched and attributed sequences each have >= v0_min entries
     eval_fraction: float = 0.1  # share of users in the eval split
     split_salt: str = "adprior-split-v1"  # salt of the user_id hash; change it => a new split
+    validate: bool = True  # check every event read against the contract (one extra pass)
     spark: SparkConfig = field(default_factory=SparkConfig)  # where Spark runs
 
 
+_SPARK_TYPES = {
+    "int64": "bigint", "int32": "int", "string": "string", "date32[day]": "date", "double": "double",
+    "bool": "boolean", "timestamp[us, tz=UTC]": "timestamp", "list<item: string>": "array<string>",
+}
+
+
 def _read(spark: SparkSession, layout: RawLayout, name: str) -> DataFrame:
+    """Read a raw table and hold it to the contract: every column present, castable to its type."""
     path = layout.table(name)
     if not path.exists():
         raise FileNotFoundError(f"raw table {name!r} not found at {path}")
-    return spark.read.option("basePath", str(path)).parquet(str(path))
+    df = spark.read.option("basePath", str(path)).parquet(str(path))
+    have = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+    for col in SCHEMAS[name]:
+        want = _SPARK_TYPES[str(col.type)]
+        if col.name not in have:
+            raise ContractError(f"table {name!r} at {path}: column {col.name!r} ({want}) is missing")
+        if have[col.name] != want:
+            numeric = {"bigint", "int", "smallint", "tinyint", "double", "float"}
+            if not (have[col.name] in numeric and want in numeric):
+                raise ContractError(
+                    f"table {name!r} at {path}: column {col.name!r} is {have[col.name]}, expected {want}"
+                )
+            df = df.withColumn(col.name, F.col(col.name).cast(want))
+    return df
+
+
+def _check_events(events: DataFrame, path: Path) -> None:
+    """Fail on the first event that breaks the contract, naming the column, the file and the row."""
+    checks = [
+        ("user_id", F.col("user_id").isNull()),
+        ("ts", F.col("ts").isNull()),
+        ("event_type", F.col("event_type").isNull() | ~F.col("event_type").isin(*EVENT_TYPES)),
+        ("conversion_type", F.col("conversion_type").isNotNull()
+         & ~F.col("conversion_type").isin(*CONVERSION_PRIORITY)),
+    ]
+    cond = F.lit(False)
+    for _, c in checks:
+        cond = cond | c
+    bad = events.where(cond).withColumn("_file", F.input_file_name()).limit(1).collect()
+    if bad:
+        row = bad[0].asDict()
+        column = next(col for col, _ in checks if
+                      (col in ("user_id", "ts") and row[col] is None)
+                      or (col == "event_type" and row[col] not in EVENT_TYPES)
+                      or (col == "conversion_type" and row[col] is not None and row[col] not in CONVERSION_PRIORITY))
+        file = row.pop("_file")
+        raise ContractError(
+            f"table 'events' at {path}: column {column!r} is invalid ({row.get(column)!r}) in file {file}, row {row}"
+        )
 
 
 def _field_lists(p: DataFrame, specs: list[tuple[str, F.Column, str]], recent: dict[str, int],
@@ -130,9 +184,10 @@ def compile_day(spark: SparkSession, cfg: CompileConfig, x: date) -> tuple[DataF
     lo_dt = x - timedelta(days=longest + 1)
     hi_dt = x + timedelta(days=cfg.label_days + 1)
 
-    events = _read(spark, layout, "events").where(
-        F.col("dt").cast("date").between(F.lit(lo_dt), F.lit(hi_dt))
-    )
+    events = _read(spark, layout, "events").where(F.col("dt").cast("date").between(F.lit(lo_dt), F.lit(hi_dt)))
+    if cfg.validate:  # on the files themselves, so the error can name the file
+        _check_events(events, layout.table("events"))
+    events = events.persist()
     advertisers = _read(spark, layout, "advertisers")
     daily = _read(spark, layout, "advertiser_daily").where(
         F.col("dt").cast("date").between(F.lit(x), F.lit(hi_dt))
@@ -142,7 +197,7 @@ def compile_day(spark: SparkSession, cfg: CompileConfig, x: date) -> tuple[DataF
     def since(days: int) -> F.Column:
         return (F.col("ts") >= F.lit(cutoff - timedelta(days=days))) & (F.col("ts") < F.lit(cutoff))
 
-    past = events.where(F.col("ts") < F.lit(cutoff)).persist()
+    past = events.where(F.col("ts") < F.lit(cutoff))
     is_conv = F.col("event_type").isin(*CONVERSION_EVENTS)
 
     # Serving population (V1).
@@ -264,6 +319,7 @@ def compile_examples(cfg: CompileConfig, spark: SparkSession | None = None) -> d
         part = f"anchor_date={x.isoformat()}"
         ex.drop("anchor_date").write.mode("overwrite").parquet(str(out / "examples" / part))
         pool.drop("anchor_date").coalesce(1).write.mode("overwrite").parquet(str(out / "preset_pool" / part))
+        spark.catalog.clearCache()
         log.info("compiled anchor date %s", x)
     seconds = time.perf_counter() - t0
     summary = summarize(out, cfg)

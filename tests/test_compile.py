@@ -174,3 +174,42 @@ def test_split_by_user_is_stable_and_disjoint(tmp_path: Path, spark) -> None:
     evals = set(df.loc[df["split"] == "eval", "user_id"])
     assert not train & evals
     assert 0.05 < len(evals) / n < 0.15
+
+
+def test_corrupt_events_fail_naming_column_and_row(tmp_path: Path, spark) -> None:
+    from world.schema import ContractError
+
+    advs = [_adv(ALPHA, "Alpha")]
+    daily = [dict(dt=X, advertiser_id=ALPHA, spend=1.0, revenue=1.0, bid_type="OCPM")]
+    write_raw(tmp_path / "raw", {"advertisers": advs, "advertiser_daily": daily, "users": [_user(1)],
+                                 "events": [_conv(1, "2026-06-05 10:00:00", ALPHA)]})
+    # A second shard written by a broken producer: an event type outside the contract.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from world.schema import SCHEMAS
+
+    bad = {f: [None] for f in SCHEMAS["events"].names}
+    bad.update(user_id=[42], ts=[ts("2026-06-06 10:00:00")], event_type=["teleport"])
+    t = pa.table({f: pa.array(v, type=SCHEMAS["events"].field(f).type) for f, v in bad.items()})
+    (tmp_path / "raw" / "events" / "dt=2026-06-06").mkdir(parents=True)
+    pq.write_table(t, tmp_path / "raw" / "events" / "dt=2026-06-06" / "bad.parquet")
+    with pytest.raises(ContractError, match=r"column 'event_type'.*teleport.*bad\.parquet.*42"):
+        compile_examples(CompileConfig(data=tmp_path / "raw", out=tmp_path / "ex", anchor_dates=[X], tokenizer=None),
+                         spark=spark)
+
+
+def test_missing_column_fails_naming_it(tmp_path: Path, spark) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from world.schema import ContractError
+
+    write_raw(tmp_path / "raw", {"advertisers": [_adv(ALPHA, "Alpha")], "users": [_user(1)],
+                                 "events": [_conv(1, "2026-06-05 10:00:00", ALPHA)]})
+    (tmp_path / "raw" / "advertiser_daily" / "dt=2026-06-10").mkdir(parents=True)
+    pq.write_table(pa.table({"advertiser_id": [ALPHA], "spend": [1.0], "bid_type": ["OCPM"]}),
+                   tmp_path / "raw" / "advertiser_daily" / "dt=2026-06-10" / "p.parquet")
+    with pytest.raises(ContractError, match=r"advertiser_daily.*column 'revenue'.*missing"):
+        compile_examples(CompileConfig(data=tmp_path / "raw", out=tmp_path / "ex", anchor_dates=[X], tokenizer=None),
+                         spark=spark)
