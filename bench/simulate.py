@@ -25,71 +25,21 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import resource
-import shlex
 import shutil
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import header, write_report  # noqa: E402
+
 log = logging.getLogger("bench.simulate")
 MIB = 1024 * 1024
-
-
-# ---------------------------------------------------------------------------------------------
-# Environment header (command, commit, machine)
-# ---------------------------------------------------------------------------------------------
-
-
-def git_commit() -> str:
-    try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        return res.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def machine() -> dict:
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu_count": os.cpu_count(),
-        "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-    }
-    try:
-        import psutil
-
-        info["memory_gib"] = round(psutil.virtual_memory().total / 1024**3, 1)
-    except ImportError:
-        pass
-    return info
-
-
-def _python() -> str:
-    """The interpreter as typed from the cwd when it lies under it (.venv/bin/python), else its path."""
-    exe = Path(sys.executable)
-    try:
-        return str(exe.relative_to(Path.cwd()))
-    except ValueError:
-        return str(exe)
-
-
-def header() -> dict:
-    return {
-        "command": " ".join(shlex.quote(a) for a in [_python(), *sys.argv]),
-        "cwd": str(Path.cwd()),
-        "git_commit": git_commit(),
-        "machine": machine(),
-        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
 
 
 def du(path: Path) -> int:
@@ -282,11 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                  i, len(args.users), users, row["events"], row["wall_s"], row["events_per_s"],
                  row["peak_tree_rss_mib"], row["data_mib"])
         report["results"].append(row)
-    for path, text in ((args.json, json.dumps(report, indent=2)), (args.md, markdown(report))):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text)
-    log.info("wrote %s and %s", args.json, args.md)
-    print(markdown(report))
+    write_report(report, markdown(report), args.json, args.md)
     return 0
 
 

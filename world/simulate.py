@@ -101,6 +101,11 @@ class WorldConfig:
 # ---------------------------------------------------------------------------------------------
 
 
+def _phrase(adjective: str, noun: str) -> str:
+    """'organic' + 'organic snacks' -> 'organic snacks', not 'organic organic snacks'."""
+    return noun if adjective in noun.split() else f"{adjective} {noun}"
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
@@ -139,8 +144,11 @@ def build_catalog(cfg: WorldConfig) -> tuple[Catalog, dict[str, pa.Table]]:
     n_tail = cfg.advertisers - len(rows)
     tail_groups: list[str] = []
     while n_tail > 0:
-        name = f"{rng.choice(LONG_TAIL_FIRST)} {rng.choice(LONG_TAIL_SECOND)}"
-        if name.lower() in used:
+        for _ in range(50):  # a fresh word pair while there are any; a numbered name only after that
+            name = f"{rng.choice(LONG_TAIL_FIRST)} {rng.choice(LONG_TAIL_SECOND)}"
+            if name.lower() not in used:
+                break
+        else:
             name = f"{name} {len(used)}"
         used.add(name.lower())
         # 15 % of long-tail advertisers join an earlier long-tail advertiser's group.
@@ -176,7 +184,7 @@ def build_catalog(cfg: WorldConfig) -> tuple[Catalog, dict[str, pa.Table]]:
         its = []
         for _ in range(k):
             noun = str(rng.choice(nouns))
-            title = f"{r['name']} {rng.choice(ADJECTIVES)} {noun}"
+            title = f"{r['name']} {_phrase(str(rng.choice(ADJECTIVES)), noun)}"
             price = float(np.round(rng.lognormal(3.6, 0.7), 2))
             item_title[next_item], item_price[next_item], item_noun[next_item] = title, price, noun
             item_rows.append((next_item, int(ids[i]), title, r["category"], price))
@@ -388,7 +396,7 @@ def _simulate_user(u: _User, cfg: WorldConfig, cat: Catalog, start_ts: float, si
             q = rng.choice([f"{brand.lower()} {noun}", f"{brand.lower()} coupon", f"{dom}", f"{noun} {brand.lower()}"])
             sink.add(uid, ts_of(day - lead - 0.02), "offsite_search", str(q), category=catp, brand=brand)
         if rng.random() < cfg.p_onsite_search * (0.15 if u.weak else 1.0):
-            q = f"{rng.choice(ADJECTIVES)} {noun}" if rng.random() < 0.6 else noun
+            q = _phrase(str(rng.choice(ADJECTIVES)), noun) if rng.random() < 0.6 else noun
             sink.add(uid, ts_of(day - lead - 0.03), "onsite_search", q, category=catp)
 
     def convert(a: int, day: float, high: bool) -> None:
@@ -448,7 +456,7 @@ def _simulate_user(u: _User, cfg: WorldConfig, cat: Catalog, start_ts: float, si
     noun_pick = rng.integers(1 << 30, size=n_bg)
     for day, c, aj, nk in zip(days, picked, adjs, noun_pick, strict=True):
         nouns = PRODUCTS[cat.cat_names[c]]
-        sink.add(uid, ts_of(day), "onsite_search", f"{ADJECTIVES[aj]} {nouns[nk % len(nouns)]} ideas",
+        sink.add(uid, ts_of(day), "onsite_search", f"{_phrase(ADJECTIVES[aj], nouns[nk % len(nouns)])} ideas",
                  category=cat.cat_names[c])
     # Ad impressions: half targeted by the user's affinity, half by popularity; clicks by affinity.
     n_imp = int(rng.poisson(cfg.impression_rate * span))

@@ -1,0 +1,68 @@
+"""What every benchmark records beside its numbers: the command, the commit, the machine."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> str:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        return res.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> dict:
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_count": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
+    try:
+        import psutil
+
+        info["memory_gib"] = round(psutil.virtual_memory().total / 1024**3, 1)
+    except ImportError:
+        pass
+    return info
+
+
+def _python() -> str:
+    """The interpreter as typed from the cwd when it lies under it (.venv/bin/python), else its path."""
+    exe = Path(sys.executable)
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
+
+
+def header() -> dict:
+    return {
+        "command": " ".join(shlex.quote(a) for a in [_python(), *sys.argv]),
+        "cwd": str(Path.cwd()),
+        "git_commit": git_commit(),
+        "machine": machine(),
+        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_report(report: dict, markdown: str, json_path: str | Path, md_path: str | Path) -> None:
+    """Write a benchmark's JSON and markdown side by side and print the markdown."""
+    for path, text in ((json_path, json.dumps(report, indent=2)), (md_path, markdown)):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+    logging.getLogger("bench").info("wrote %s and %s", json_path, md_path)
+    print(markdown)
