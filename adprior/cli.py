@@ -135,12 +135,51 @@ def base_model(cache: Path | None, force: bool) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the report as JSON here.")
 def world_check(data: Path, examples: Path, out: Path | None) -> None:
     """Calibration of a simulated world: signal coverage, baselines versus the oracle."""
+    import shlex
+    import sys
+
     from world.calibrate import calibration_report
 
-    r = calibration_report(data, examples)
+    r = {"command": " ".join(shlex.quote(a) for a in ["adprior", *sys.argv[1:]]),
+         **calibration_report(data, examples)}
     if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(r, indent=2))
     console.print_json(json.dumps(r))
+
+
+@main.command("eval")
+@click.option("--examples", type=click.Path(exists=True, path_type=Path), required=True, help="Compile output.")
+@click.option("--data", type=click.Path(exists=True, path_type=Path), required=True, help="Raw-table root.")
+@click.option("--model", "models", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Local HF model folder(s) to evaluate; none = baselines only.")
+@click.option("--template", default="grpo_text", show_default=True,
+              help="grpo_text | grpo_text_reasoning | sft_text | sft_text_20")
+@click.option("--strategy", type=click.Choice(["greedy", "beam", "sample"]), default="greedy", show_default=True)
+@click.option("--k", "num_return", type=int, default=1, show_default=True,
+              help="Candidates per row for single-advertiser models (K beams or K samples).")
+@click.option("--constrained", is_flag=True, help="Catalogue-constrained decoding (names from the user's pools).")
+@click.option("--max-new-tokens", type=int, default=256, show_default=True)
+@click.option("--max-examples", type=int, default=500, show_default=True, help="Labelled eval rows scored.")
+@click.option("--budget-tokens", type=int, default=1024, show_default=True, help="Per-user prompt token budget.")
+@click.option("--no-gbdt", is_flag=True, help="Skip the LightGBM reranker and the combination.")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def eval_cmd(examples: Path, data: Path, models: tuple[Path, ...], template: str, strategy: str, num_return: int,
+             constrained: bool, max_new_tokens: int, max_examples: int, budget_tokens: int, no_gbdt: bool,
+             out: Path) -> None:
+    """Recall@1/5/20 of LLM(s) and the non-LLM baselines on the same eval rows (V1, V0)."""
+    from llm_predictor.decoding import DecodeConfig
+    from llm_predictor.evaluate import EvalConfig, evaluate
+
+    mode = "single" if template in ("sft_text", "sft_sid") else "list"
+    decode = DecodeConfig(strategy=strategy, num_beams=max(num_return, 1) if strategy == "beam" else 1,
+                          num_return_sequences=num_return, constrained=constrained, max_new_tokens=max_new_tokens,
+                          mode=mode)
+    cfg = EvalConfig(examples=examples, data=data, models=[str(m) for m in models], template=template,
+                     decode=decode, max_examples=max_examples, budget_tokens=budget_tokens, out=out,
+                     gbdt=None if no_gbdt else EvalConfig().gbdt)
+    evaluate(cfg)
+    console.print((out / "eval.md").read_text(), markup=False, highlight=False)
 
 
 @main.command()

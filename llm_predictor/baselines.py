@@ -4,7 +4,7 @@ Every baseline returns, per example row, a ranked list of advertiser IDs. They a
 train split only (no eval user's label is ever seen) and scored on whatever rows they are given:
 
 * ``popularity``: advertisers by the number of train users who converted with them in the past.
-* ``history``: the user's own past-conversion advertisers, newest first (recency-frequency), then
+* ``history``: the user's own past-conversion advertisers, newest first (recency), then
   popularity.
 * ``cooccurrence``: next-advertiser transitions learned on train users (past advertiser -> label),
   weighted by the recency rank of the past advertiser, then history, then popularity.
