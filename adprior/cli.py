@@ -76,14 +76,15 @@ def import_amazon(inter: Path, items: Path, out: Path, anchor_date: date, seed: 
     console.print_json(json.dumps(s, default=str))
 
 
-def _compile(data: Path, out: Path, dates: list[date], master: str, countries: str, tokenizer: str | None) -> dict:
+def _compile(data: Path, out: Path, dates: list[date], master: str, countries: str, tokenizer: str | None,
+             conversion_lookback_days: int = 180) -> dict:
     from llm_predictor.compile import CompileConfig, compile_examples
     from llm_predictor.spark import SparkConfig
 
     cfg = CompileConfig(
         data=data, out=out, anchor_dates=dates, spark=SparkConfig(master=master),
         countries=None if countries in ("", "all") else tuple(c.strip() for c in countries.split(",")),
-        tokenizer=tokenizer,
+        tokenizer=tokenizer, conversion_lookback_days=conversion_lookback_days,
     )
     return compile_examples(cfg)
 
@@ -111,9 +112,13 @@ def _print_summary(summary: dict) -> None:
 @click.option("--countries", default="US", show_default=True, help="Serving countries, comma-separated, or 'all'.")
 @click.option("--tokenizer", default="base", show_default=True,
               help="Tokenizer for prompt-length stats: 'base' (SmolLM2), a model folder, or 'none'.")
-def compile_cmd(data: Path, dates: list[date], out: Path, master: str, countries: str, tokenizer: str) -> None:
+@click.option("--conversion-lookback-days", type=int, default=180, show_default=True,
+              help="Days of conversions behind x used for active advertisers, conversion lists and V0.")
+def compile_cmd(data: Path, dates: list[date], out: Path, master: str, countries: str, tokenizer: str,
+                conversion_lookback_days: int) -> None:
     """Compile examples (labels, features, splits, V0/V1) with Spark."""
-    s = _compile(data, out, dates, master, countries, None if tokenizer == "none" else tokenizer)
+    s = _compile(data, out, dates, master, countries, None if tokenizer == "none" else tokenizer,
+                 conversion_lookback_days)
     _print_summary(s)
     console.print(f"wrote {out}/examples, {out}/preset_pool, {out}/summary.md")
 
