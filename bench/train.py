@@ -1,0 +1,353 @@
+"""Benchmark of SFT and GRPO training steps (llm_predictor/train.py) with the real SmolLM2-135M-Instruct.
+
+Variants (each a fresh ``train_sft`` / ``train_grpo`` call on the same rows):
+
+* ``sft-full``: SFT (sft_text, completion-only loss), all weights, batch ``--sft-batch``;
+* ``sft-lora``: the same with a LoRA adapter (r 16 on all linear layers, merged at the end, not saved here);
+* ``grpo``: GRPO (grpo_text, reward of paper eq. 1-5), all weights, ``--grpo-batch`` prompts x
+  ``--num-generations`` completions of at most ``--max-completion-length`` tokens per step.
+
+Each runs ``--warmup`` untimed steps and then ``--steps`` timed optimizer steps; a step's time is the wall
+time from the Trainer's step start to its end (GRPO: generation, reward, forward and backward). Reported:
+seconds per step, examples (prompts) per second, tokens per second (SFT: prompt + completion tokens of the
+batch; GRPO: completions generated), and the model load + data preparation time outside the steps.
+
+The rows are the labelled training rows of a compiled examples folder (``--examples``) or, without it, 16
+synthetic rows with a 60-name preset pool (the compile default size), so prompt lengths are realistic.
+``--quick`` shrinks everything (10-name pool, 64-token user budget, batch 2, 2 prompts x 2 generations x 16
+tokens) for a smoke run. Usage (from the repository root)::
+
+    .venv/bin/python bench/train.py                       # 1 warm-up + 3 timed steps per variant
+    .venv/bin/python bench/train.py --steps 1 --quick --json /tmp/train.json --md /tmp/train.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import random
+import shlex
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+log = logging.getLogger("bench.train")
+VARIANTS = ("sft-full", "sft-lora", "grpo")
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment header (command, commit, machine)
+# ---------------------------------------------------------------------------------------------
+
+
+def git_commit(root: Path = ROOT) -> str:
+    """HEAD's commit read from the .git folder (no git process); 'unknown' if it cannot be read."""
+    try:
+        git = root / ".git"
+        if git.is_file():  # a worktree: "gitdir: <path>"
+            git = (root / git.read_text().split(":", 1)[1].strip()).resolve()
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head
+        ref = head.split(":", 1)[1].strip()
+        common = git
+        if (git / "commondir").exists():
+            common = (git / (git / "commondir").read_text().strip()).resolve()
+        for base in (git, common):
+            if (base / ref).exists():
+                return (base / ref).read_text().strip()
+        for base in (git, common):
+            packed = base / "packed-refs"
+            if packed.exists():
+                for line in packed.read_text().splitlines():
+                    if line.endswith(" " + ref):
+                        return line.split(" ", 1)[0]
+    except OSError:
+        pass
+    return "unknown"
+
+
+def machine() -> dict[str, Any]:
+    import torch
+    import transformers
+    import trl
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        import psutil
+
+        info["memory_gib"] = round(psutil.virtual_memory().total / 1024**3, 1)
+    except ImportError:
+        pass
+    return info
+
+
+def _python() -> str:
+    exe = Path(sys.executable)
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
+
+
+def header() -> dict[str, Any]:
+    return {
+        "command": " ".join(shlex.quote(a) for a in [_python(), *sys.argv]),
+        "cwd": str(Path.cwd()),
+        "git_commit": git_commit(),
+        "machine": machine(),
+        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+BRANDS = [
+    "Nike", "Adidas", "Sephora", "Ulta Beauty", "IKEA", "Target", "Walmart", "Best Buy", "Apple", "Samsung",
+    "Home Depot", "Lowe's", "Wayfair", "Etsy", "Chewy", "Petco", "REI", "Patagonia", "The North Face", "Lululemon",
+    "Gap", "Old Navy", "H&M", "Zara", "Uniqlo", "Nordstrom", "Macy's", "Kohl's", "Costco", "Kroger", "Whole Foods",
+    "Starbucks", "Dunkin'", "Nespresso", "KitchenAid", "Williams Sonoma", "Crate & Barrel", "Pottery Barn",
+    "West Elm", "Bed Bath & Beyond", "Dyson", "Shark", "iRobot", "Bose", "Sony", "LG", "Dell", "HP", "Lenovo",
+    "Microsoft", "Nintendo", "PlayStation", "Xbox", "GameStop", "Lego", "Hasbro", "Mattel", "Fabletics",
+    "Glossier", "Fenty Beauty",
+]
+CATEGORIES = [
+    "Apparel > Shoes > Running", "Beauty > Makeup > Lips", "Home > Furniture > Sofas", "Electronics > Audio",
+    "Pets > Dog Food", "Outdoor > Camping > Tents", "Kitchen > Coffee", "Toys > Building Sets",
+]
+QUERIES = [
+    "trail running shoes", "waterproof hiking boots", "matte lipstick", "sectional sofa small space",
+    "noise cancelling headphones", "grain free dog food", "2 person tent", "espresso machine",
+    "lego star wars", "yoga leggings high waist", "robot vacuum pet hair", "gaming laptop under 1000",
+]
+
+
+def _host(brand: str) -> str:
+    return "".join(c for c in brand.lower() if c.isalnum())
+
+
+def synthetic_examples(n: int = 16, seed: int = 0) -> tuple[Any, dict[str, list[str]]]:
+    """``n`` labelled train rows with the examples-table columns and a 60-name preset pool."""
+    import pandas as pd
+
+    rng = random.Random(seed)
+    x = date(2026, 6, 22)
+    pool = BRANDS[:60]
+    rows = []
+    for i in range(n):
+        active = rng.sample(BRANDS, rng.randint(0, 6))
+        label = rng.choice(active) if active and rng.random() < 0.4 else rng.choice(pool)
+        brands = rng.sample(BRANDS, 8)
+        rows.append({
+            "user_id": 1000 + i, "anchor_date": x, "split": "train", "in_v0": rng.random() < 0.5,
+            "label_advertiser_id": BRANDS.index(label) + 1, "label_advertiser_name": label,
+            "gender": rng.choice(["female", "male", "unknown"]), "age": rng.randint(18, 70),
+            "user_state": rng.choice(["new", "casual", "core", "resurrected"]), "country": "US",
+            "active_advertisers": active,
+            "attributed_conversions": [f"{b} {rng.choice(QUERIES)}" for b in rng.sample(brands, 5)],
+            "matched_conversions": [f"{b} order #{rng.randint(1000, 9999)}" for b in rng.sample(brands, 4)],
+            "onsite_searches": rng.sample(QUERIES, 6),
+            "offsite_searches": [f"best {q} 2026" for q in rng.sample(QUERIES, 5)],
+            "offsite_urls": [f"https://www.{_host(b)}.com/p/{rng.randint(10**5, 10**6)}" for b in rng.sample(brands, 5)],
+            "top_categories": rng.sample(CATEGORIES, 4),
+            "top_brands": brands[:6],
+        })
+    return pd.DataFrame(rows), {x.isoformat(): pool}
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------------------------
+
+
+def _timed(step_seconds: list[float], warmup: int) -> list[float]:
+    timed = step_seconds[warmup:]
+    return timed or step_seconds
+
+
+def run_variant(name: str, args: argparse.Namespace, df: Any, pools: dict[str, list[str]], work: Path) -> dict:
+    from llm_predictor.train import GRPORunConfig, SFTRunConfig, train_grpo, train_sft
+
+    steps = args.warmup + args.steps
+    common = {"model": args.model, "output_dir": work / name, "max_steps": steps, "budget_tokens": args.budget_tokens,
+              "seed": args.seed, "save": False, "logging_steps": 1}
+    t0 = time.perf_counter()
+    if name.startswith("sft"):
+        cfg = SFTRunConfig(**common, per_device_train_batch_size=args.sft_batch, max_length=args.max_length,
+                           lora=name == "sft-lora", learning_rate=2e-4 if name == "sft-lora" else 2e-5)
+        m = train_sft(cfg, examples_df=df, preset_pool=pools)
+        per_step_examples = args.sft_batch
+    else:
+        cfg = GRPORunConfig(**common, batch_size=args.grpo_batch, num_generations=args.num_generations,
+                            max_completion_length=args.max_completion_length, max_prompt_length=args.max_length)
+        m = train_grpo(cfg, examples_df=df, preset_pool=pools)
+        per_step_examples = args.grpo_batch
+    wall = time.perf_counter() - t0
+    timed = _timed(m["step_seconds"], args.warmup)
+    s_per_step = sum(timed) / len(timed)
+    history = json.loads((work / name / "train_summary.json").read_text())["log_history"]
+    row: dict[str, Any] = {
+        "variant": name,
+        "device": m["device"],
+        "score_labelled_only": m.get("score_labelled_only"),
+        "steps_timed": len(timed),
+        "warmup_steps": min(args.warmup, len(m["step_seconds"]) - len(timed)),
+        "s_per_step": round(s_per_step, 3),
+        "examples_per_s": round(per_step_examples / s_per_step, 3),
+        "step_seconds": m["step_seconds"],
+        "setup_s": round(wall - sum(m["step_seconds"]), 2),
+        "wall_s": round(wall, 2),
+        "examples": m["examples"],
+        "prompt_tokens_mean": m["data"].get("prompt_tokens_mean"),
+        "params_trainable": m["params_trainable"],
+        "params_total": m["params_total"],
+    }
+    # Tokens per timed step from TRL's cumulative num_tokens (SFT) or completion lengths (GRPO).
+    if name.startswith("sft"):
+        cumulative = [h["num_tokens"] for h in history if "num_tokens" in h and "loss" in h]
+        per_step = [b - a for a, b in zip([0, *cumulative], cumulative, strict=False)][args.warmup:] or cumulative
+        row["tokens_per_step"] = round(sum(per_step) / len(per_step), 1) if per_step else None
+        row["loss_first"], row["loss_last"] = m["train_loss_first"], m["train_loss_last"]
+    else:
+        lengths = [h["completions/mean_length"] for h in history if "completions/mean_length" in h]
+        lengths = lengths[args.warmup:] or lengths
+        gen = args.grpo_batch * args.num_generations
+        row["completions_per_step"] = gen
+        row["tokens_per_step"] = round(gen * sum(lengths) / len(lengths), 1) if lengths else None
+        row["reward_first"], row["reward_last"] = m["reward_first"], m["reward_last"]
+    row["tokens_per_s"] = round(row["tokens_per_step"] / s_per_step, 1) if row.get("tokens_per_step") else None
+    log.info("%s: %.2f s/step, %.2f examples/s, %s tokens/s (setup %.1f s)", name, s_per_step,
+             row["examples_per_s"], row["tokens_per_s"], row["setup_s"])
+    return row
+
+
+COLUMNS = [
+    ("variant", "variant"), ("device", "device"), ("steps_timed", "timed steps"), ("s_per_step", "s/step"),
+    ("examples_per_s", "examples/s"), ("tokens_per_step", "tokens/step"), ("tokens_per_s", "tokens/s"),
+    ("prompt_tokens_mean", "prompt tokens"), ("params_trainable", "trainable params"), ("setup_s", "setup s"),
+]
+
+
+def markdown(report: dict) -> str:
+    h, p = report["header"], report["params"]
+    m = h["machine"]
+    lines = [
+        "# Training step benchmark (llm_predictor/train.py)",
+        "",
+        f"- command: `{h['command']}`",
+        f"- git commit: `{h['git_commit']}`",
+        f"- machine: {m['platform']}, {m['nproc']} cores ({m['processor']}), load {m['load_avg_1m']} at start, "
+        f"{m.get('memory_gib', '?')} GiB, torch {m['torch']} ({m['torch_threads']} threads), "
+        f"transformers {m['transformers']}, trl {m['trl']}, GPU: {m['cuda'] or 'none'}",
+        f"- started (UTC): {h['started_utc']}",
+        f"- model: `{p['model']}`; data: {p['data']}; quick: {p['quick']}",
+        f"- SFT batch {p['sft_batch']}; GRPO {p['grpo_batch']} prompts x {p['num_generations']} generations, "
+        f"max {p['max_completion_length']} new tokens; user budget {p['budget_tokens']} tokens; "
+        f"{p['warmup']} warm-up + {p['steps']} timed steps per variant",
+        "",
+        "s/step = mean wall time of the timed optimizer steps (GRPO: generation + reward + forward/backward). "
+        "examples/s = prompts per step / s per step. tokens: SFT = prompt + completion tokens trained on per "
+        "step; GRPO = completion tokens generated per step. setup = model load, tokenisation, trainer build.",
+        "",
+        "| " + " | ".join(t for _, t in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for r in report["results"]:
+        lines.append("| " + " | ".join("–" if r.get(k) is None else str(r[k]) for k, _ in COLUMNS) + " |")
+    lines.append("")
+    for r in report["results"]:
+        if "loss_first" in r:
+            lines.append(f"- {r['variant']}: loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}")
+        elif "reward_first" in r:
+            lines.append(f"- {r['variant']}: mean reward {r['reward_first']:.3f} -> {r['reward_last']:.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--examples", type=Path, help="compiled examples folder (default: 16 synthetic rows)")
+    ap.add_argument("--model", help="HF model folder (default: the converted SmolLM2-135M-Instruct)")
+    ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    ap.add_argument("--steps", type=int, default=3, help="timed optimizer steps per variant")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
+    ap.add_argument("--rows", type=int, default=16, help="example rows used")
+    ap.add_argument("--sft-batch", type=int, default=4)
+    ap.add_argument("--grpo-batch", type=int, default=4, help="prompts per GRPO step")
+    ap.add_argument("--num-generations", type=int, default=4)
+    ap.add_argument("--max-completion-length", type=int, default=64)
+    ap.add_argument("--max-length", type=int, default=2048, help="SFT max_length and GRPO max_prompt_length")
+    ap.add_argument("--budget-tokens", type=int, default=400, help="per-user prompt budget")
+    ap.add_argument("--quick", action="store_true", help="smoke settings (see the module docstring)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work-dir", type=Path, help="scratch folder for run outputs (default: a temp dir)")
+    ap.add_argument("--json", default="bench/results/train.json")
+    ap.add_argument("--md", default="bench/results/train.md")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("llm_predictor.datasets", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    if args.quick:
+        args.sft_batch, args.grpo_batch, args.num_generations = 2, 2, 2
+        args.max_completion_length, args.budget_tokens = 16, 64
+        args.rows = min(args.rows, 8)
+
+    from llm_predictor.train import load_run_examples, resolve_model
+
+    args.model = resolve_model(args.model)
+    if args.examples:
+        df, pools = load_run_examples(args.examples, max_examples=args.rows, seed=args.seed)
+        data = f"{len(df)} labelled train rows of `{args.examples}`"
+    else:
+        df, pools = synthetic_examples(args.rows, args.seed)
+        data = f"{len(df)} synthetic rows, 60-name preset pool"
+    if args.quick:
+        pools = {k: v[:10] for k, v in pools.items()}
+        data += " (quick: pool cut to 10 names)"
+
+    report: dict[str, Any] = {
+        "header": header(),
+        "params": {"model": args.model, "data": data, "quick": args.quick, "steps": args.steps,
+                   "warmup": args.warmup, "sft_batch": args.sft_batch, "grpo_batch": args.grpo_batch,
+                   "num_generations": args.num_generations, "max_completion_length": args.max_completion_length,
+                   "max_length": args.max_length, "budget_tokens": args.budget_tokens, "variants": args.variants},
+        "results": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="adprior-bench-train-") as tmp:
+        work = args.work_dir or Path(tmp)
+        for name in args.variants:
+            log.info("[%s] %d warm-up + %d timed steps ...", name, args.warmup, args.steps)
+            report["results"].append(run_variant(name, args, df, pools, work))
+
+    for path, text in ((args.json, json.dumps(report, indent=2, default=str)), (args.md, markdown(report))):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+        log.info("wrote %s", path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
