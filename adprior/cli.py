@@ -153,6 +153,60 @@ def world_check(data: Path, examples: Path, out: Path | None) -> None:
     console.print_json(json.dumps(r))
 
 
+@main.group()
+def train() -> None:
+    """Post-training: SFT (paper 3.4.1) and GRPO with the paper's reward (3.4.2)."""
+
+
+def _train_common(f):  # options shared by both trainers
+    f = click.option("--examples", type=click.Path(exists=True, path_type=Path), required=True)(f)
+    f = click.option("--out", type=click.Path(path_type=Path), required=True, help="Output model folder.")(f)
+    f = click.option("--model", type=click.Path(exists=True, path_type=Path), default=None,
+                     help="Start from this HF folder (default: SmolLM2-135M-Instruct).")(f)
+    f = click.option("--max-steps", type=int, default=50, show_default=True)(f)
+    f = click.option("--batch-size", type=int, default=4, show_default=True)(f)
+    f = click.option("--lr", type=float, default=None, help="Learning rate (default: the config's).")(f)
+    f = click.option("--lora", is_flag=True, help="LoRA (peft), merged into the saved model.")(f)
+    f = click.option("--budget-tokens", type=int, default=400, show_default=True,
+                     help="Token budget of the per-user prompt part.")(f)
+    f = click.option("--max-train-examples", type=int, default=None)(f)
+    return f
+
+
+@train.command("sft")
+@_train_common
+@click.option("--template", type=click.Choice(["sft_text", "sft_text_20"]), default="sft_text", show_default=True)
+def train_sft_cmd(examples: Path, out: Path, model: Path | None, max_steps: int, batch_size: int, lr: float | None,
+                  lora: bool, budget_tokens: int, max_train_examples: int | None, template: str) -> None:
+    """SFT on prompt-completion pairs, loss on the completion only (1- or 20-advertiser prompt)."""
+    from llm_predictor.train import SFTRunConfig, train_sft
+
+    cfg = SFTRunConfig(examples=examples, output_dir=out, model=model, max_steps=max_steps,
+                       per_device_train_batch_size=batch_size, lora=lora, budget_tokens=budget_tokens,
+                       max_train_examples=max_train_examples, template=template)
+    if lr is not None:
+        cfg.learning_rate = lr
+    console.print_json(json.dumps(train_sft(cfg), default=str))
+
+
+@train.command("grpo")
+@_train_common
+@click.option("--num-generations", type=int, default=4, show_default=True)
+@click.option("--max-completion-length", type=int, default=256, show_default=True)
+def train_grpo_cmd(examples: Path, out: Path, model: Path | None, max_steps: int, batch_size: int,
+                   lr: float | None, lora: bool, budget_tokens: int, max_train_examples: int | None,
+                   num_generations: int, max_completion_length: int) -> None:
+    """GRPO with the reward of paper eq. 1-5 (20 advertisers + up to 5 interests, XML)."""
+    from llm_predictor.train import GRPORunConfig, train_grpo
+
+    cfg = GRPORunConfig(examples=examples, output_dir=out, model=model, max_steps=max_steps, batch_size=batch_size,
+                        lora=lora, budget_tokens=budget_tokens, max_train_examples=max_train_examples,
+                        num_generations=num_generations, max_completion_length=max_completion_length)
+    if lr is not None:
+        cfg.learning_rate = lr
+    console.print_json(json.dumps(train_grpo(cfg), default=str))
+
+
 @main.command("eval")
 @click.option("--examples", type=click.Path(exists=True, path_type=Path), required=True, help="Compile output.")
 @click.option("--data", type=click.Path(exists=True, path_type=Path), required=True, help="Raw-table root.")
