@@ -40,12 +40,14 @@ fewer than K candidates.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from tqdm import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from llm_predictor.prompts import chat_messages
@@ -411,7 +413,8 @@ def generate(
     model.eval()
     out: list[list[str]] = []
     try:
-        for start in range(0, len(texts), cfg.batch_size):
+        for start in tqdm(range(0, len(texts), cfg.batch_size), desc="generate", unit="batch", disable=None,
+                          total=math.ceil(len(texts) / cfg.batch_size)):
             chunk = texts[start : start + cfg.batch_size]
             enc = tokenizer(
                 chunk, add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt"
