@@ -242,6 +242,17 @@ def eval_cmd(examples: Path, data: Path, models: tuple[Path, ...], template: str
 
 
 @main.command()
+@click.option("--run", "runs", multiple=True, type=click.Path(exists=True, path_type=Path), required=True,
+              help="An `adprior eval` output folder (repeat).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/report"), show_default=True)
+def report(runs: tuple[Path, ...], out: Path) -> None:
+    """Markdown + PNG report from evaluation runs, each table headed by its command."""
+    from llm_predictor.report import ReportConfig, build_report
+
+    click.echo(str(build_report(ReportConfig(runs=list(runs), out=out))))
+
+
+@main.command()
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("runs/nightly"), show_default=True)
 @click.option("--date", "day", callback=_date, default=None, help="Inference date x (default: world end - 8 days).")
 @click.option("--users", type=int, default=2000, show_default=True, help="Users of the embedded simulated world.")

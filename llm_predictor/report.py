@@ -1,0 +1,88 @@
+"""One markdown report (+ PNG charts) from evaluation runs, each table headed by its exact command.
+
+Every ``<run>/eval.json`` written by :func:`llm_predictor.evaluate.evaluate` carries the command line
+and configuration that produced it; the report copies both, so every number in it can be rerun.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+@dataclass
+class ReportConfig:
+    """Which evaluation runs go into the report, and where it is written."""
+
+    runs: list[Path] = field(default_factory=list)  # folders holding eval.json (one section each)
+    out: Path = Path("runs/report")  # report.md and one PNG per run go here
+    title: str = "adprior: offline evaluation report"  # first heading
+    sets: tuple[str, ...] = ("V1", "V0")  # example sets shown
+
+
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def _section(name: str, ev: dict, cfg: ReportConfig, png: Path) -> list[str]:
+    ks = ev.get("ks", [1, 5, 20])
+    sets = [s for s in cfg.sets if ev.get("n_rows", {}).get(s)]
+    lines = [f"## {name}", "", f"Command: `{ev.get('command', '?')}`", "",
+             f"Anchor dates: {', '.join(ev.get('anchor_dates', []))}; labelled eval rows: "
+             + ", ".join(f"{s} = {ev['n_rows'][s]}" for s in sets), ""]
+    head = ["method"] + [f"{s} R@{k}" for s in sets for k in ks] + ["valid fmt", "halluc."]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = dict(ev.get("methods", {}))  # baselines, LLMs and 'gbdt' / 'gbdt + llm' combinations
+    for method, m in rows.items():
+        rec = m.get("recall", {})
+        cells = [_fmt(rec.get(s, {}).get(f"R@{k}")) for s in sets for k in ks]
+        fmt = (m.get("format") or {}).get(sets[0] if sets else "V1") or {}  # LLM rows only
+        cells += [_fmt(fmt.get("valid_format_rate")), _fmt(fmt.get("hallucination_rate"))]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += ["", f"![{name}]({png.name})", ""]
+    _chart(rows, sets[0] if sets else "V1", ks, png, name)
+    return lines
+
+
+def _chart(rows: dict, s: str, ks: list[int], png: Path, title: str) -> None:
+    names = list(rows)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(names) + 2), 3.6))
+    width = 0.8 / max(1, len(ks))
+    for j, k in enumerate(ks):
+        vals = [rows[n].get("recall", {}).get(s, {}).get(f"R@{k}") or 0.0 for n in names]
+        ax.bar([i + j * width for i in range(len(names))], vals, width, label=f"R@{k}")
+    ax.set_xticks([i + width * (len(ks) - 1) / 2 for i in range(len(names))], names, rotation=20, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(f"Recall ({s})")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def build_report(cfg: ReportConfig) -> Path:
+    """Write ``<out>/report.md`` and one PNG per run; return the markdown path.
+
+    Args:
+        cfg: the runs to include (folders with eval.json), the output folder, the title and sets.
+    """
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {cfg.title}", "",
+             "Each section is one `adprior eval` run; its command reproduces the numbers. Baselines and "
+             "models are scored on the same labelled eval rows.", ""]
+    for run in cfg.runs:
+        path = Path(run) / "eval.json"
+        if not path.exists():
+            raise FileNotFoundError(f"no eval.json in {run}")
+        ev = json.loads(path.read_text())
+        lines += _section(Path(run).name, ev, cfg, cfg.out / f"{Path(run).name}.png")
+    md = cfg.out / "report.md"
+    md.write_text("\n".join(lines))
+    return md

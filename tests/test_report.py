@@ -1,0 +1,34 @@
+"""The report copies each run's command and numbers and draws a PNG per run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from llm_predictor.report import ReportConfig, build_report
+
+
+def test_report_tables_commands_and_charts(tmp_path: Path) -> None:
+    run = tmp_path / "run_a"
+    run.mkdir()
+    ev = {
+        "command": "adprior eval --examples E --data D --out run_a",
+        "anchor_dates": ["2026-06-22"],
+        "n_rows": {"V1": 10, "V0": 0},
+        "ks": [1, 5, 20],
+        "methods": {
+            "history": {"kind": "baseline", "recall": {"V1": {"R@1": 0.1, "R@5": 0.3, "R@20": 0.5}}},
+            "model": {"kind": "llm", "recall": {"V1": {"R@1": 0.2, "R@5": 0.4, "R@20": 0.6}},
+                      "format": {"V1": {"valid_format_rate": 0.9, "hallucination_rate": 0.05}}},
+        },
+        "combinations": [],
+    }
+    (run / "eval.json").write_text(json.dumps(ev))
+    md = build_report(ReportConfig(runs=[run], out=tmp_path / "report"))
+    text = md.read_text()
+    assert "adprior eval --examples E --data D --out run_a" in text
+    assert "| history | 0.100 | 0.300 | 0.500 | – | – |" in text
+    assert "| model | 0.200 | 0.400 | 0.600 | 0.900 | 0.050 |" in text
+    assert "V0 R@1" not in text  # empty sets are left out
+    png = tmp_path / "report" / "run_a.png"
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
