@@ -23,9 +23,11 @@ def git_commit() -> str:
         return "unknown"
 
 
-def machine() -> dict:
+def machine(extra: dict | None = None) -> dict:
+    """Platform, cores, load and memory, plus ``extra`` (e.g. library versions)."""
     info = {
         "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "cpu_count": os.cpu_count(),
@@ -37,6 +39,7 @@ def machine() -> dict:
         info["memory_gib"] = round(psutil.virtual_memory().total / 1024**3, 1)
     except ImportError:
         pass
+    info.update(extra or {})
     return info
 
 
@@ -49,20 +52,42 @@ def _python() -> str:
         return str(exe)
 
 
-def header() -> dict:
+def header(extra_machine: dict | None = None) -> dict:
     return {
         "command": " ".join(shlex.quote(a) for a in [_python(), *sys.argv]),
         "cwd": str(Path.cwd()),
         "git_commit": git_commit(),
-        "machine": machine(),
+        "machine": machine(extra_machine),
         "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
 def write_report(report: dict, markdown: str, json_path: str | Path, md_path: str | Path) -> None:
     """Write a benchmark's JSON and markdown side by side and print the markdown."""
-    for path, text in ((json_path, json.dumps(report, indent=2)), (md_path, markdown)):
+    for path, text in ((json_path, json.dumps(report, indent=2, default=str)), (md_path, markdown)):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text)
     logging.getLogger("bench").info("wrote %s and %s", json_path, md_path)
     print(markdown)
+
+
+def header_lines(h: dict) -> list[str]:
+    """Markdown bullet lines: the command, the commit, the machine, the start time."""
+    m = h["machine"]
+    versions = ", ".join(f"{k} {m[k]}" for k in ("torch", "transformers", "trl") if m.get(k))
+    return [
+        f"- command: `{h['command']}` (cwd `{h['cwd']}`)",
+        f"- git commit: `{h['git_commit']}`",
+        f"- machine: {m['nproc']} usable cores (cpu_count {m['cpu_count']}, {m['processor']}), "
+        f"{m.get('memory_gib', '?')} GiB RAM, {m['platform']}, Python {m['python']}, "
+        f"load avg at start {m['load_avg_1m']}" + (f", {versions}" if versions else ""),
+        f"- started (UTC): {h['started_utc']}",
+    ]
+
+
+def table_lines(columns: list[tuple[str, str]], rows: list[dict], missing: str = "–") -> list[str]:
+    """A markdown table: ``columns`` are (key, title) pairs, one line per row dict."""
+    lines = ["| " + " | ".join(t for _, t in columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(missing if r.get(k) is None else str(r[k]) for k, _ in columns) + " |")
+    return lines

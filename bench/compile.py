@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import header, write_report  # noqa: E402
+from bench.common import header, header_lines, table_lines, write_report  # noqa: E402
 
 log = logging.getLogger("bench.compile")
 MIB = 1024 * 1024
@@ -118,16 +118,11 @@ COLUMNS = [
 
 
 def markdown(report: dict) -> str:
-    h, m, p = report["header"], report["header"]["machine"], report["params"]
+    h, p = report["header"], report["params"]
     lines = [
         "# Example compilation benchmark",
         "",
-        f"- command: `{h['command']}` (cwd `{h['cwd']}`)",
-        f"- git commit: `{h['git_commit']}`",
-        f"- machine: {m['nproc']} usable cores (cpu_count {m['cpu_count']}), "
-        f"{m.get('memory_gib', '?')} GiB RAM, {m['platform']}, Python {m['python']}, "
-        f"load avg at start {m['load_avg_1m']}",
-        f"- started: {h['started_utc']}",
+        *header_lines(h),
         f"- Spark: master {p['master']}, driver memory {p['driver_memory']}, shuffle partitions "
         f"{p['shuffle_partitions']}; anchor dates {', '.join(p['dates'])}; world: {p['days']} days, "
         f"{p['advertisers']} advertisers, seed {p['seed']}",
@@ -141,11 +136,8 @@ def markdown(report: dict) -> str:
         "peak RSS = max of the summed RSS of this process and the Spark JVM during the timed call "
         "(psutil, polled every 0.5 s).",
         "",
-        "| " + " | ".join(t for _, t in COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        *table_lines(COLUMNS, report["results"]),
     ]
-    for r in report["results"]:
-        lines.append("| " + " | ".join("–" if r.get(k) is None else str(r[k]) for k, _ in COLUMNS) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import header, write_report  # noqa: E402
+from bench.common import header, header_lines, table_lines, write_report  # noqa: E402
 
 log = logging.getLogger("bench.simulate")
 MIB = 1024 * 1024
@@ -169,16 +169,11 @@ COLUMNS = [
 
 
 def markdown(report: dict) -> str:
-    h, m = report["header"], report["header"]["machine"]
+    h = report["header"]
     lines = [
         "# Simulator benchmark",
         "",
-        f"- command: `{h['command']}` (cwd `{h['cwd']}`)",
-        f"- git commit: `{h['git_commit']}`",
-        f"- machine: {m['nproc']} usable cores (cpu_count {m['cpu_count']}), "
-        f"{m.get('memory_gib', '?')} GiB RAM, {m['platform']}, Python {m['python']}, "
-        f"load avg at start {m['load_avg_1m']}",
-        f"- started: {h['started_utc']}",
+        *header_lines(h),
         f"- world: {report['params']['advertisers']} advertisers, {report['params']['days']} days, "
         f"seed {report['params']['seed']}",
         "",
@@ -188,11 +183,8 @@ def markdown(report: dict) -> str:
         "process and its descendants (the worker pool); max 1-proc RSS = the largest ru_maxrss of any single "
         "process in the tree. data/truth MiB = bytes on disk of the raw tables / the ground truth.",
         "",
-        "| " + " | ".join(t for _, t in COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        *table_lines(COLUMNS, report["results"], missing="n/a"),
     ]
-    for r in report["results"]:
-        lines.append("| " + " | ".join("n/a" if r[k] is None else str(r[k]) for k, _ in COLUMNS) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -26,14 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import random
-import shlex
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -41,83 +38,25 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import header, header_lines, table_lines, write_report  # noqa: E402
+
 log = logging.getLogger("bench.train")
 VARIANTS = ("sft-full", "sft-lora", "grpo")
 
 
 # ---------------------------------------------------------------------------------------------
 # Environment header (command, commit, machine)
-# ---------------------------------------------------------------------------------------------
-
-
-def git_commit(root: Path = ROOT) -> str:
-    """HEAD's commit read from the .git folder (no git process); 'unknown' if it cannot be read."""
-    try:
-        git = root / ".git"
-        if git.is_file():  # a worktree: "gitdir: <path>"
-            git = (root / git.read_text().split(":", 1)[1].strip()).resolve()
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref:"):
-            return head
-        ref = head.split(":", 1)[1].strip()
-        common = git
-        if (git / "commondir").exists():
-            common = (git / (git / "commondir").read_text().strip()).resolve()
-        for base in (git, common):
-            if (base / ref).exists():
-                return (base / ref).read_text().strip()
-        for base in (git, common):
-            packed = base / "packed-refs"
-            if packed.exists():
-                for line in packed.read_text().splitlines():
-                    if line.endswith(" " + ref):
-                        return line.split(" ", 1)[0]
-    except OSError:
-        pass
-    return "unknown"
-
-
-def machine() -> dict[str, Any]:
+def _versions() -> dict[str, Any]:
     import torch
     import transformers
     import trl
 
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    return {
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "transformers": transformers.__version__,
         "trl": trl.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    try:
-        import psutil
-
-        info["memory_gib"] = round(psutil.virtual_memory().total / 1024**3, 1)
-    except ImportError:
-        pass
-    return info
-
-
-def _python() -> str:
-    exe = Path(sys.executable)
-    try:
-        return str(exe.relative_to(Path.cwd()))
-    except ValueError:
-        return str(exe)
-
-
-def header() -> dict[str, Any]:
-    return {
-        "command": " ".join(shlex.quote(a) for a in [_python(), *sys.argv]),
-        "cwd": str(Path.cwd()),
-        "git_commit": git_commit(),
-        "machine": machine(),
-        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -253,16 +192,11 @@ COLUMNS = [
 
 def markdown(report: dict) -> str:
     h, p = report["header"], report["params"]
-    m = h["machine"]
     lines = [
         "# Training step benchmark (llm_predictor/train.py)",
         "",
-        f"- command: `{h['command']}`",
-        f"- git commit: `{h['git_commit']}`",
-        f"- machine: {m['platform']}, {m['nproc']} cores ({m['processor']}), load {m['load_avg_1m']} at start, "
-        f"{m.get('memory_gib', '?')} GiB, torch {m['torch']} ({m['torch_threads']} threads), "
-        f"transformers {m['transformers']}, trl {m['trl']}, GPU: {m['cuda'] or 'none'}",
-        f"- started (UTC): {h['started_utc']}",
+        *header_lines(h),
+        f"- torch threads: {h['machine']['torch_threads']}; GPU: {h['machine']['cuda'] or 'none'}",
         f"- model: `{p['model']}`; data: {p['data']}; quick: {p['quick']}",
         f"- SFT batch {p['sft_batch']}; GRPO {p['grpo_batch']} prompts x {p['num_generations']} generations, "
         f"max {p['max_completion_length']} new tokens; user budget {p['budget_tokens']} tokens; "
@@ -272,11 +206,8 @@ def markdown(report: dict) -> str:
         "examples/s = prompts per step / s per step. tokens: SFT = prompt + completion tokens trained on per "
         "step; GRPO = completion tokens generated per step. setup = model load, tokenisation, trainer build.",
         "",
-        "| " + " | ".join(t for _, t in COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        *table_lines(COLUMNS, report["results"]),
     ]
-    for r in report["results"]:
-        lines.append("| " + " | ".join("–" if r.get(k) is None else str(r[k]) for k, _ in COLUMNS) + " |")
     lines.append("")
     for r in report["results"]:
         if "loss_first" in r:
@@ -329,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         data += " (quick: pool cut to 10 names)"
 
     report: dict[str, Any] = {
-        "header": header(),
+        "header": header(_versions()),
         "params": {"model": args.model, "data": data, "quick": args.quick, "steps": args.steps,
                    "warmup": args.warmup, "sft_batch": args.sft_batch, "grpo_batch": args.grpo_batch,
                    "num_generations": args.num_generations, "max_completion_length": args.max_completion_length,
@@ -342,10 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("[%s] %d warm-up + %d timed steps ...", name, args.warmup, args.steps)
             report["results"].append(run_variant(name, args, df, pools, work))
 
-    for path, text in ((args.json, json.dumps(report, indent=2, default=str)), (args.md, markdown(report))):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text)
-        log.info("wrote %s", path)
+    write_report(report, markdown(report), args.json, args.md)
     return 0
 
 

@@ -174,8 +174,12 @@ def split_expr(salt: str, eval_fraction: float) -> F.Column:
     return F.when(bucket < F.lit(round(eval_fraction * 10000)), F.lit("eval")).otherwise(F.lit("train"))
 
 
-def compile_day(spark: SparkSession, cfg: CompileConfig, x: date) -> tuple[DataFrame, DataFrame]:
-    """Build (examples, preset_pool) DataFrames for anchor date ``x``."""
+def compile_day(spark: SparkSession, cfg: CompileConfig, x: date) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """Build (examples, preset_pool, cached events) DataFrames for anchor date ``x``.
+
+    The events of the date's window are persisted because every feature reads them; the caller
+    unpersists the third element once the first two are written.
+    """
     layout = RawLayout(Path(cfg.data))
     cutoff = datetime(x.year, x.month, x.day) + timedelta(days=1)  # features: ts < cutoff (UTC)
     label_end = cutoff + timedelta(days=cfg.label_days)
@@ -297,7 +301,7 @@ def compile_day(spark: SparkSession, cfg: CompileConfig, x: date) -> tuple[DataF
         .where(F.col("rank") <= cfg.preset_pool_size)
         .select(F.lit(x).alias("anchor_date"), F.col("rank").cast("int"), "advertiser_id", "name", "revenue")
     )
-    return ex, pool
+    return ex, pool, events
 
 
 def compile_examples(cfg: CompileConfig, spark: SparkSession | None = None) -> dict:
@@ -315,11 +319,11 @@ def compile_examples(cfg: CompileConfig, spark: SparkSession | None = None) -> d
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     for x in cfg.anchor_dates:
-        ex, pool = compile_day(spark, cfg, x)
+        ex, pool, cached = compile_day(spark, cfg, x)
         part = f"anchor_date={x.isoformat()}"
         ex.drop("anchor_date").write.mode("overwrite").parquet(str(out / "examples" / part))
         pool.drop("anchor_date").coalesce(1).write.mode("overwrite").parquet(str(out / "preset_pool" / part))
-        spark.catalog.clearCache()
+        cached.unpersist()
         log.info("compiled anchor date %s", x)
     seconds = time.perf_counter() - t0
     summary = summarize(out, cfg)
@@ -343,11 +347,22 @@ def load_examples(out: Path, anchor_date: date | None = None):  # -> pandas.Data
     return df
 
 
+def read_preset_pool(out: Path, anchor_date: date):  # -> pandas.DataFrame
+    """The preset pool of ``anchor_date`` (rank, advertiser_id, name, revenue), best first; empty if absent."""
+    import pandas as pd
+
+    path = Path(out) / "preset_pool" / f"anchor_date={anchor_date.isoformat()}"
+    if not path.exists():
+        return pd.DataFrame({"rank": [], "advertiser_id": [], "name": [], "revenue": []})
+    return pq.read_table(path).to_pandas().sort_values("rank").reset_index(drop=True)
+
+
 def load_preset_pool(out: Path, anchor_date: date) -> list[str]:
     """Names of the preset advertiser pool of ``anchor_date``, highest revenue first."""
-    path = Path(out) / "preset_pool" / f"anchor_date={anchor_date.isoformat()}"
-    t = pq.read_table(path).to_pandas().sort_values("rank")
-    return t["name"].tolist()
+    pool = read_preset_pool(out, anchor_date)
+    if pool.empty:
+        raise FileNotFoundError(f"no preset pool for {anchor_date} under {Path(out) / 'preset_pool'}")
+    return pool["name"].tolist()
 
 
 def prompt_length_stats(out: Path, x: date, cfg: CompileConfig) -> dict:

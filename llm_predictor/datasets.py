@@ -24,7 +24,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from llm_predictor.prompts import PromptBudget, build_prompt, chat_messages, sft_completion
+from llm_predictor.prompts import PromptBudget, build_prompt, chat_messages, is_missing, sft_completion
 from llm_predictor.resolver import normalize_name
 
 log = logging.getLogger(__name__)
@@ -34,17 +34,6 @@ GRPO_TEMPLATES: tuple[str, ...] = ("grpo_text", "grpo_sid", "grpo_text_reasoning
 TEACHER_LIST_SIZE = 20  # names in the sft_text_20 target
 
 PresetPool = Sequence[str] | Mapping[Any, Sequence[str]]
-
-
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    try:
-        return bool(value != value)  # pandas NA / NaT
-    except (TypeError, ValueError):
-        return False
 
 
 def _date_key(value: Any) -> str:
@@ -80,7 +69,7 @@ def _as_list(value: Any) -> list[Any]:
 def labelled_rows(examples_df: Any) -> list[dict[str, Any]]:
     """Rows of the examples table (pandas) with a non-empty label name, as dicts, in table order."""
     rows = examples_df.to_dict("records")
-    out = [r for r in rows if not _missing(r.get("label_advertiser_name")) and str(r["label_advertiser_name"]).strip()]
+    out = [r for r in rows if not is_missing(r.get("label_advertiser_name")) and str(r["label_advertiser_name"]).strip()]
     if len(out) < len(rows):
         log.info("kept %d labelled of %d example rows", len(out), len(rows))
     return out
@@ -98,7 +87,7 @@ def teacher_list(
     out: list[str] = []
     seen: set[str] = set()
     for name in [label, *active_advertisers, *popular]:
-        if _missing(name):
+        if is_missing(name):
             continue
         key = normalize_name(name)
         if not key or key in seen:
@@ -112,7 +101,7 @@ def teacher_list(
 
 def _base_columns(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "user_id": int(row["user_id"]) if not _missing(row.get("user_id")) else -1,
+        "user_id": int(row["user_id"]) if not is_missing(row.get("user_id")) else -1,
         "anchor_date": _date_key(row.get("anchor_date")),
         "label_advertiser_name": str(row["label_advertiser_name"]),
     }

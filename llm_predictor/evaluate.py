@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from llm_predictor.baselines import Baselines, recall_at_k
+from llm_predictor.compile import read_preset_pool
 from llm_predictor.decoding import DecodeConfig
 
 log = logging.getLogger(__name__)
@@ -148,16 +149,6 @@ def load_predictions(path: Path) -> dict[Any, list[int]]:
         ids = [int(a) for a in _as_list(r["advertiser_ids"])]
         out[(int(r["user_id"]), str(r["anchor_date"])[:10]) if has_date else int(r["user_id"])] = ids
     return out
-
-
-def read_preset_pool(examples_dir: Path, anchor_date: date) -> pd.DataFrame:
-    """The preset pool of a date (rank, advertiser_id, name), empty if it was not written."""
-    path = Path(examples_dir) / "preset_pool" / f"anchor_date={anchor_date.isoformat()}"
-    if not path.exists():
-        return pd.DataFrame({"rank": [], "advertiser_id": [], "name": []})
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path).to_pandas().sort_values("rank").reset_index(drop=True)
 
 
 def load_advertisers(data: Path | None, examples: pd.DataFrame | None = None,

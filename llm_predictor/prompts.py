@@ -384,7 +384,8 @@ _INJECTION_RE = re.compile(
 )
 
 
-def _is_missing(value: object) -> bool:
+def is_missing(value: object) -> bool:
+    """None, NaN, pandas NA/NaT: a field the row does not have."""
     if value is None:
         return True
     if isinstance(value, float) and math.isnan(value):
@@ -410,7 +411,7 @@ def _truncate(text: str, max_chars: int) -> str:
 
 def _sanitize(value: object, max_chars: int) -> tuple[str, bool]:
     """Sanitised text of one item and whether it was quoted as instruction-like."""
-    if _is_missing(value):
+    if is_missing(value):
         return "", False
     # Bound the work on pathological inputs before the per-character pass.
     text = unicodedata.normalize("NFKC", str(value)[: max(max_chars, 1) * 8])
@@ -529,7 +530,7 @@ def shared_prefix(template: str, preset_pool: Sequence[str], max_item_chars: int
 
 
 def _profile_value(value: object, max_chars: int) -> str:
-    if _is_missing(value):
+    if is_missing(value):
         return UNKNOWN
     if isinstance(value, float) and value.is_integer():
         value = int(value)

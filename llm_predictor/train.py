@@ -424,6 +424,31 @@ def build_sft_trainer(cfg: SFTRunConfig, dataset: Any, tokenizer: Any, callbacks
     )
 
 
+def _run_metrics(stage: str, cfg: SFTRunConfig | GRPORunConfig, model_path: str, compact: bool, dataset: Any,
+                 data_stats: dict) -> dict[str, Any]:
+    """What every training run reports first: stage, model, template, device, data."""
+    import torch
+
+    return {
+        "stage": stage,
+        "model": model_path,
+        "template": cfg.template,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "lora": cfg.lora,
+        "score_labelled_only": compact,
+        "examples": len(dataset),
+        "data": data_stats,
+    }
+
+
+def _finish(trainer: Any, tokenizer: Any, cfg: SFTRunConfig | GRPORunConfig, metrics: dict[str, Any],
+            history: list) -> None:
+    """Save the (merged) model when asked, then train_summary.json."""
+    if cfg.save:
+        metrics.update(_save(trainer, tokenizer, Path(cfg.output_dir)))
+    _write_summary(Path(cfg.output_dir), cfg, metrics, history)
+
+
 def train_sft(cfg: SFTRunConfig, examples_df: Any = None, preset_pool: Any = None) -> dict[str, Any]:
     """Supervised fine-tuning on the next-advertiser label (paper 3.4.1).
 
@@ -437,7 +462,6 @@ def train_sft(cfg: SFTRunConfig, examples_df: Any = None, preset_pool: Any = Non
         dataset length statistics, parameter counts, device and the saved model folder; also written with
         the config and TRL's log history to ``output_dir/train_summary.json``.
     """
-    import torch
 
     model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path, padding_side="right")
@@ -457,14 +481,7 @@ def train_sft(cfg: SFTRunConfig, examples_df: Any = None, preset_pool: Any = Non
     step_time = sum(timer.step_seconds) or seconds
     seen = steps * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
     metrics: dict[str, Any] = {
-        "stage": "sft",
-        "model": model_path,
-        "template": cfg.template,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "lora": cfg.lora,
-        "score_labelled_only": compact,
-        "examples": len(dataset),
-        "data": data_stats,
+        **_run_metrics("sft", cfg, model_path, compact, dataset, data_stats),
         **timing,
         "train_loss_first": losses[0] if losses else None,
         "train_loss_last": losses[-1] if losses else None,
@@ -476,9 +493,7 @@ def train_sft(cfg: SFTRunConfig, examples_df: Any = None, preset_pool: Any = Non
         "tokens_per_s": round(tokens[-1] / step_time, 1) if tokens and step_time else None,
         **_param_counts(trainer),
     }
-    if cfg.save:
-        metrics.update(_save(trainer, tokenizer, Path(cfg.output_dir)))
-    _write_summary(Path(cfg.output_dir), cfg, metrics, history)
+    _finish(trainer, tokenizer, cfg, metrics, history)
     log.info(
         "SFT done: %d steps in %.1f s, loss %s -> %s", steps, seconds, metrics["train_loss_first"],
         metrics["train_loss_last"],
@@ -611,7 +626,6 @@ def train_grpo(
         model folder; also written with the config and TRL's log history to
         ``output_dir/train_summary.json``.
     """
-    import torch
 
     model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path, padding_side="left")
@@ -632,14 +646,7 @@ def train_grpo(
     step_time = sum(timer.step_seconds) or seconds
     completions = steps * cfg.batch_size * cfg.num_generations
     metrics: dict[str, Any] = {
-        "stage": "grpo",
-        "model": model_path,
-        "template": cfg.template,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "lora": cfg.lora,
-        "score_labelled_only": compact,
-        "examples": len(dataset),
-        "data": data_stats,
+        **_run_metrics("grpo", cfg, model_path, compact, dataset, data_stats),
         **_timing(timer, steps, seconds),
         "prompts_per_step": cfg.batch_size,
         "num_generations": cfg.num_generations,
@@ -652,9 +659,7 @@ def train_grpo(
         "examples_per_s": round(steps * cfg.batch_size / step_time, 3) if step_time else None,
         **_param_counts(trainer),
     }
-    if cfg.save:
-        metrics.update(_save(trainer, tokenizer, Path(cfg.output_dir)))
-    _write_summary(Path(cfg.output_dir), cfg, metrics, history)
+    _finish(trainer, tokenizer, cfg, metrics, history)
     log.info("GRPO done: %d steps in %.1f s, reward %s -> %s", steps, seconds, metrics["reward_first"],
              metrics["reward_last"])
     return metrics
