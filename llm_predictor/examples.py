@@ -63,3 +63,26 @@ PRESET_POOL_SCHEMA = pa.schema(
         ("revenue", pa.float64()),
     ]
 )
+
+# The predictions table (design.md "predictions table"): one row per (user, inference date), written by
+# batch inference into the Feast offline store (``<feature repo>/data/offline/llm_predictions/``) and
+# read by the ``llm_advertiser_predictions`` and ``llm_user_interests`` feature views. The event
+# timestamp is the end of the anchor day (anchor date + 1 day, 00:00 UTC): the prediction uses events
+# with ts < that instant and only exists from then on, so point-in-time joins never see it earlier.
+PREDICTION_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("event_timestamp", pa.timestamp("us", tz="UTC")),  # anchor_date + 1 day, 00:00 UTC
+        ("created_timestamp", pa.timestamp("us", tz="UTC")),  # wall-clock time the row was written
+        ("anchor_date", pa.date32()),  # the inference date x (features use events before x + 1 day)
+        ("advertiser_ids", pa.list_(pa.int64())),  # resolved, de-duplicated, model order (<= 20)
+        ("advertiser_names", pa.list_(pa.string())),  # canonical names of advertiser_ids, same order
+        ("raw_names", pa.list_(pa.string())),  # names as the model wrote them (parsed, de-duplicated)
+        ("interests", pa.list_(pa.string())),  # <= 5 interests as written by the model
+        ("model_version", pa.string()),  # '<model folder name>@<short hash of its config + weights>'
+        ("engine", pa.string()),  # 'transformers' | 'vllm'
+        ("status", pa.string()),  # parser status: 'ok' | 'partial' | 'unparseable'
+        ("n_unresolved", pa.int64()),  # written names that resolve to no advertiser (hallucinations)
+        ("raw_output", pa.string()),  # the completion text, kept for audit and re-parsing
+    ]
+)
