@@ -425,8 +425,9 @@ def generate(
             proc = None
             if per_row is not None and name_tok is not None:
                 tries = [NameTrie(names, name_tok, list_mode) for names in per_row[start : start + len(chunk)]]
+                rows_per_prompt = cfg.num_beams if cfg.strategy == "beam" else expand  # beams run as rows
                 proc = TrieLogitsProcessor(
-                    tries, expand, prompt_len, eos, pad, cfg.max_new_tokens, list_mode, cfg.max_names,
+                    tries, rows_per_prompt, prompt_len, eos, pad, cfg.max_new_tokens, list_mode, cfg.max_names,
                     cfg.min_names,
                 )
                 kw["logits_processor"] = LogitsProcessorList([proc])

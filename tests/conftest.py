@@ -51,3 +51,37 @@ def write_raw(root: Path, tables: dict[str, list[dict]]) -> Path:
         else:
             pq.write_table(t, folder / "part-0.parquet")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny randomly initialised Llama with the real SmolLM2 tokenizer, saved as an HF folder."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from llm_predictor.base_model import ensure_base_model
+
+    tok = AutoTokenizer.from_pretrained(str(ensure_base_model()))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                      bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def redis_srv() -> Iterator:
+    """A real private redis-server on a free loopback port (adprior.store.RedisServer), stopped after."""
+    import shutil
+
+    from adprior.store import RedisServer
+
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server binary not found: install it (apt-get install -y redis-server); CI does")
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()

@@ -207,3 +207,11 @@ def test_trie_random_walks(tokenizer, merge):
             assert names, (pool, seq)
             assert all(n in pool for n in names) and len(set(names)) == len(names)
             assert len(names) <= (4 if list_mode else 1)
+
+
+def test_constrained_beam_fewer_returns_than_beams(tiny_model, tokenizer, rows):
+    prompts, allowed = rows
+    cfg = DecodeConfig(strategy="beam", num_beams=4, num_return_sequences=2, constrained=True, mode="single",
+                       max_new_tokens=12, batch_size=3)
+    outs = generate(tiny_model, tokenizer, prompts[:3], cfg, allowed[:3])
+    _check_single(outs, allowed[:3], n_expected=2)

@@ -186,23 +186,6 @@ def test_reranker_features_text_category_sibling(world):
     assert cands[0] == 100 and len(cands) <= FAST.n_candidates
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from llm_predictor.base_model import ensure_base_model
-
-    tok = AutoTokenizer.from_pretrained(str(ensure_base_model()))
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                      bos_token_id=1, eos_token_id=2, pad_token_id=2)
-    path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 @pytest.fixture()
 def _one_thread():
     n = torch.get_num_threads()

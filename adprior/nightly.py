@@ -1,0 +1,132 @@
+"""The daily job (design.md "The flow"): select -> compile -> infer -> write offline -> materialize.
+
+:func:`run_nightly` chains the stages' library functions for one date; every stage is also a verb of
+its own (``adprior compile``, ``adprior infer``, ``adprior materialize``). On embedded defaults it
+simulates a small world first, so that the job runs end to end on a fresh machine; with ``data`` it
+reads a real raw-table root instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from llm_predictor.engines import EngineConfig
+
+from adprior.store import StoreConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NightlyConfig:
+    """One night of the pipeline."""
+
+    day: date | None = None  # inference date x; None: the simulated world's end - 8 days (labels exist)
+    workdir: Path = Path("runs/nightly")  # simulated world, compiled examples, inference shards, summaries
+    data: Path | None = None  # raw-table root; None: simulate a world of `users` users under workdir/world
+    users: int = 600  # users of the embedded simulated world (sized for the CPU default: see README)
+    seed: int = 7  # simulated world seed
+    master: str = "local[2]"  # Spark master URL ('local[N]', 'spark://host:7077', ...)
+    countries: str = "US"  # serving countries (comma-separated)
+    store: StoreConfig = field(default_factory=StoreConfig)  # Feast repo and online store choice
+    engine: EngineConfig = field(default_factory=EngineConfig)  # model and generation engine
+    budget_tokens: int = 512  # token budget of each user's part of the prompt
+    shard_size: int = 32  # users per inference shard (unit of commit and resume)
+    runner: str = "ray"  # 'ray' | 'local' (see llm_predictor.infer.InferConfig)
+    ray_address: str | None = None  # None: local Ray; else a cluster address
+    workers: int = 1  # engine actors
+    cpus_per_worker: float = 2.0  # Ray CPUs (and torch threads) per actor
+    gpus_per_worker: float = 0.0  # Ray GPUs per actor
+    incremental: bool = True  # re-infer only users with activity since their last prediction
+    limit_users: int | None = None  # infer at most this many users (a quick look); None = all selected
+    materialize: bool = True  # push the new offline rows to the online store at the end
+    force: bool = False  # redo inference of a date that already finished
+
+
+def _simulate_if_needed(cfg: NightlyConfig) -> tuple[Path, date]:
+    from world.simulate import WorldConfig
+    from world.simulate import simulate as run_sim
+
+    data = cfg.workdir / "world"
+    wc = WorldConfig(out=data, users=cfg.users, seed=cfg.seed, workers=2)
+    marker = data.parent / (data.name + "_truth") / "world.json"
+    if not marker.exists() or json.loads(marker.read_text())["config"]["users"] != cfg.users:
+        log.info("simulating a world of %d users under %s", cfg.users, data)
+        run_sim(wc)
+    return data, cfg.day or wc.end_date - timedelta(days=8)
+
+
+def run_nightly(cfg: NightlyConfig) -> dict[str, Any]:
+    """Run the daily job for one date and return a summary with per-stage seconds.
+
+    Args:
+        cfg: the night's configuration (see :class:`NightlyConfig`).
+
+    Returns:
+        ``{"day", "stages": {name: seconds}, "compile", "features", "infer", "materialize"}``; the same
+        dict is written to ``<workdir>/nightly-<day>.json``.
+    """
+    from adprior import store
+    from llm_predictor.compile import CompileConfig, compile_examples, load_examples
+    from llm_predictor.infer import InferConfig, event_timestamp, run_inference
+    from llm_predictor.spark import SparkConfig
+
+    stages: dict[str, float] = {}
+    cfg.workdir.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    if cfg.data is None:
+        data, day = _simulate_if_needed(cfg)
+    else:
+        if cfg.day is None:
+            raise ValueError("day is required with a data root")
+        data, day = Path(cfg.data), cfg.day
+    stages["simulate"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    ex_dir = cfg.workdir / "examples"
+    comp = compile_examples(CompileConfig(data=data, out=ex_dir, anchor_dates=[day],
+                                          countries=tuple(c.strip() for c in cfg.countries.split(",") if c.strip()),
+                                          spark=SparkConfig(master=cfg.master), tokenizer=None))
+    stages["compile"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    examples = load_examples(ex_dir, day)
+    features = store.write_daily_features(cfg.store, data, examples, day)
+    stages["write_features"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    icfg = InferConfig(
+        examples=ex_dir, day=day, predictions=store.offline_dir(cfg.store, "llm_predictions"),
+        work=cfg.workdir / "infer", data=data, engine=cfg.engine, budget_tokens=cfg.budget_tokens,
+        shard_size=cfg.shard_size, runner=cfg.runner, ray_address=cfg.ray_address, workers=cfg.workers,
+        cpus_per_worker=cfg.cpus_per_worker, gpus_per_worker=cfg.gpus_per_worker, incremental=cfg.incremental,
+        limit_users=cfg.limit_users, force=cfg.force,
+    )
+    inf = run_inference(icfg)
+    stages["infer"] = time.perf_counter() - t
+
+    mat: dict[str, Any] = {}
+    if cfg.materialize:
+        t = time.perf_counter()
+        store.apply(cfg.store)
+        mat = store.materialize(cfg.store, end=event_timestamp(day) + timedelta(seconds=1))
+        stages["materialize"] = time.perf_counter() - t
+    summary = {
+        "day": day.isoformat(),
+        "data": str(data),
+        "stages": {k: round(v, 2) for k, v in stages.items()},
+        "total_seconds": round(sum(stages.values()), 2),
+        "compile": {"seconds": comp.get("seconds"), **comp["dates"][day.isoformat()]["sets"]},
+        "features": features,
+        "infer": inf,
+        "materialize": mat,
+        "store": {"repo": str(cfg.store.repo), "online": cfg.store.online},
+    }
+    (cfg.workdir / f"nightly-{day.isoformat()}.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
