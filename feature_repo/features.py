@@ -1,0 +1,284 @@
+"""Feature views and on-demand feature views of the adprior feature repo.
+
+Batch views (materialized to the online store): ``user_profile``, ``user_behavior``,
+``llm_advertiser_predictions`` and ``llm_user_interests`` (two views over the one predictions
+source), ``advertiser_stats``. On-demand views (computed per request, never stored):
+``llm_candidate_features`` and ``behavior_candidate_features`` score one (user, candidate
+advertiser) pair.
+
+On-demand UDFs must be self-contained: Feast stores their source text in the registry and
+re-executes it with only ``pd``/``np`` in scope when it loads the registry (serving, historical
+retrieval), so helpers and imports live inside the function body.
+
+The candidate advertiser comes from the request field ``candidate_advertiser_id``
+(data_sources.candidate_request), not from the ``advertiser_id`` join key: Feast infers an ODFV's
+output schema at apply time from sample inputs built only from its declared sources (join keys
+are not among them), and whether join keys reach the UDF differs between the online and the
+historical path. A declared request field is part of the view's contract on both paths.
+"""
+
+from datetime import timedelta
+
+import pandas as pd
+from data_sources import (
+    advertiser_stats_source,
+    candidate_request,
+    llm_predictions_source,
+    user_behavior_source,
+    user_profile_source,
+)
+from entities import advertiser, user
+from feast import FeatureView, Field
+from feast.on_demand_feature_view import on_demand_feature_view
+from feast.types import Array, Bool, Float64, Int64, String, UnixTimestamp
+
+user_profile = FeatureView(
+    name="user_profile",
+    entities=[user],
+    ttl=timedelta(0),  # a profile never goes stale in point-in-time joins
+    schema=[
+        Field(name="gender", dtype=String),
+        Field(name="age", dtype=Int64),
+        Field(name="user_state", dtype=String),
+        Field(name="country", dtype=String),
+    ],
+    online=True,
+    source=user_profile_source,
+    description="Profile from the raw users table; event_timestamp = signup date.",
+)
+
+user_behavior = FeatureView(
+    name="user_behavior",
+    entities=[user],
+    ttl=timedelta(days=30),
+    schema=[
+        Field(name="n_attributed", dtype=Int64),
+        Field(name="n_matched", dtype=Int64),
+        Field(name="n_active_advertisers", dtype=Int64),
+        Field(name="active_advertiser_ids", dtype=Array(Int64)),
+        Field(name="active_advertisers", dtype=Array(String)),
+        Field(name="attributed_conversions", dtype=Array(String)),
+        Field(name="matched_conversions", dtype=Array(String)),
+        Field(name="onsite_searches", dtype=Array(String)),
+        Field(name="offsite_searches", dtype=Array(String)),
+        Field(name="offsite_urls", dtype=Array(String)),
+        Field(name="top_categories", dtype=Array(String)),
+        Field(name="top_brands", dtype=Array(String)),
+        Field(name="last_event_ts", dtype=UnixTimestamp),
+    ],
+    online=True,
+    source=user_behavior_source,
+    description="Compiled behaviour of anchor date x (lists newest first); valid from x + 1 day.",
+)
+
+llm_advertiser_predictions = FeatureView(
+    name="llm_advertiser_predictions",
+    entities=[user],
+    ttl=timedelta(days=60),
+    schema=[
+        Field(name="advertiser_ids", dtype=Array(Int64)),
+        Field(name="advertiser_names", dtype=Array(String)),
+        Field(name="model_version", dtype=String),
+        Field(name="status", dtype=String),
+        Field(name="n_unresolved", dtype=Int64),
+    ],
+    online=True,
+    source=llm_predictions_source,
+    description="The LLM's resolved advertiser list (<= 20, model order) of the latest inference date.",
+)
+
+llm_user_interests = FeatureView(
+    name="llm_user_interests",
+    entities=[user],
+    ttl=timedelta(days=60),
+    schema=[
+        Field(name="interests", dtype=Array(String)),
+        Field(name="model_version", dtype=String),
+    ],
+    online=True,
+    source=llm_predictions_source,
+    description="The LLM's <= 5 free-text interests of the latest inference date.",
+)
+
+advertiser_stats = FeatureView(
+    name="advertiser_stats",
+    entities=[advertiser],
+    ttl=timedelta(days=7),
+    schema=[
+        Field(name="spend", dtype=Float64),
+        Field(name="revenue", dtype=Float64),
+        Field(name="bid_type", dtype=String),
+        Field(name="name", dtype=String),
+        Field(name="category", dtype=String),
+        Field(name="brand_group", dtype=String),
+        Field(name="is_active", dtype=Bool),
+    ],
+    online=True,
+    source=advertiser_stats_source,
+    description="Daily spend/revenue of day dt (known from dt + 1 day) with the advertiser's attributes.",
+)
+
+
+@on_demand_feature_view(
+    sources=[
+        llm_advertiser_predictions[["advertiser_ids"]],
+        llm_user_interests[["interests"]],
+        advertiser_stats[["category"]],
+        candidate_request,
+    ],
+    schema=[
+        Field(name="llm_rank", dtype=Int64),
+        Field(name="llm_in_top5", dtype=Int64),
+        Field(name="llm_in_top20", dtype=Int64),
+        Field(name="llm_has_prediction", dtype=Int64),
+        Field(name="llm_interest_match", dtype=Int64),
+    ],
+    mode="pandas",
+    description=(
+        "LLM features of a (user, candidate advertiser) pair: 1-based rank of the candidate in the "
+        "predicted list (0 = absent or no prediction), in top 5 / top 20, whether the user has a "
+        "prediction row, and whether an interest shares a word (>= 3 letters, case-insensitive, "
+        "stop words excluded) with any level of the candidate's category path."
+    ),
+)
+def llm_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
+    """Rank / top-k / interest-category match of the candidate in the user's LLM prediction."""
+    import re
+
+    import numpy as np
+    import pandas as pd
+
+    stop = {"and", "the", "for", "with", "from", "other", "all", "more"}
+
+    def is_null(v: object) -> bool:
+        if v is None:
+            return True
+        try:
+            return bool(pd.isna(v))
+        except (TypeError, ValueError):  # arrays, lists
+            return False
+
+    def as_list(v: object) -> list:
+        return [] if is_null(v) else list(v)
+
+    def words(text: object) -> set:
+        return set() if is_null(text) else set(re.findall(r"[^\W\d_]{3,}", str(text).lower())) - stop
+
+    def col(name: str) -> pd.Series:
+        return inputs[name] if name in inputs.columns else pd.Series([None] * len(inputs), dtype=object)
+
+    n = len(inputs)
+    ids, interests, category = col("advertiser_ids"), col("interests"), col("category")
+    cand = col("candidate_advertiser_id")
+    rank = np.zeros(n, dtype=np.int64)
+    has = np.zeros(n, dtype=np.int64)
+    match = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        a, c = ids.iloc[i], cand.iloc[i]
+        has[i] = 0 if is_null(a) else 1
+        if not is_null(c):
+            c = int(c)
+            for pos, x in enumerate(as_list(a), start=1):
+                if not is_null(x) and int(x) == c:
+                    rank[i] = pos
+                    break
+        cat_words = set()
+        for level in ("" if is_null(category.iloc[i]) else str(category.iloc[i])).split(">"):
+            cat_words |= words(level)
+        if cat_words and any(words(t) & cat_words for t in as_list(interests.iloc[i])):
+            match[i] = 1
+    return pd.DataFrame(
+        {
+            "llm_rank": rank,
+            "llm_in_top5": ((rank >= 1) & (rank <= 5)).astype(np.int64),
+            "llm_in_top20": ((rank >= 1) & (rank <= 20)).astype(np.int64),
+            "llm_has_prediction": has,
+            "llm_interest_match": match,
+        },
+        index=inputs.index,
+    )
+
+
+@on_demand_feature_view(
+    sources=[
+        user_behavior[["active_advertiser_ids", "top_categories", "top_brands"]],
+        advertiser_stats[["name", "category"]],
+        candidate_request,
+    ],
+    schema=[
+        Field(name="hist_rank", dtype=Int64),
+        Field(name="hist_in_active", dtype=Int64),
+        Field(name="category_in_top_categories", dtype=Int64),
+        Field(name="brand_in_top_brands", dtype=Int64),
+    ],
+    mode="pandas",
+    description=(
+        "Non-LLM features of a (user, candidate advertiser) pair: 1-based recency rank of the "
+        "candidate among the user's past-conversion advertisers (0 = absent), whether the candidate's "
+        "category path equals or is an ancestor/descendant of one of the user's top categories, and "
+        "whether its name equals one of the user's top brands (case-insensitive)."
+    ),
+)
+def behavior_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
+    """History rank and category / brand overlap of the candidate with the user's behaviour."""
+    import re
+
+    import numpy as np
+    import pandas as pd
+
+    def is_null(v: object) -> bool:
+        if v is None:
+            return True
+        try:
+            return bool(pd.isna(v))
+        except (TypeError, ValueError):
+            return False
+
+    def as_list(v: object) -> list:
+        return [] if is_null(v) else list(v)
+
+    def path(text: object) -> tuple:
+        # 'Home > Decor' (advertisers) and 'Home / Decor' (compiled examples) -> ('home', 'decor')
+        if is_null(text):
+            return ()
+        return tuple(p.strip().lower() for p in re.split(r"[>/]", str(text)) if p.strip())
+
+    def col(name: str) -> pd.Series:
+        return inputs[name] if name in inputs.columns else pd.Series([None] * len(inputs), dtype=object)
+
+    n = len(inputs)
+    ids, cats, brands = col("active_advertiser_ids"), col("top_categories"), col("top_brands")
+    name, category, cand = col("name"), col("category"), col("candidate_advertiser_id")
+    rank = np.zeros(n, dtype=np.int64)
+    cat_hit = np.zeros(n, dtype=np.int64)
+    brand_hit = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        c = cand.iloc[i]
+        if not is_null(c):
+            c = int(c)
+            for pos, x in enumerate(as_list(ids.iloc[i]), start=1):
+                if not is_null(x) and int(x) == c:
+                    rank[i] = pos
+                    break
+        p = path(category.iloc[i])
+        if p:
+            for t in as_list(cats.iloc[i]):
+                q = path(t)
+                k = min(len(p), len(q))
+                if k and p[:k] == q[:k]:
+                    cat_hit[i] = 1
+                    break
+        nm = name.iloc[i]
+        if not is_null(nm):
+            key = str(nm).strip().casefold()
+            if any(not is_null(b) and str(b).strip().casefold() == key for b in as_list(brands.iloc[i])):
+                brand_hit[i] = 1
+    return pd.DataFrame(
+        {
+            "hist_rank": rank,
+            "hist_in_active": (rank > 0).astype(np.int64),
+            "category_in_top_categories": cat_hit,
+            "brand_in_top_brands": brand_hit,
+        },
+        index=inputs.index,
+    )
