@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -21,6 +22,9 @@ def _setup_logging(verbose: bool) -> None:
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False)],
     )
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"dask(\..*)?")  # dask's pandas notices
+    for noisy in ("py4j", "py4j.clientserver"):  # Spark's Python bridge logs every closed connection at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _date(_ctx: click.Context, _param: click.Parameter, value: str | tuple[str, ...] | None):
@@ -270,7 +274,7 @@ def _engine_options(f):  # options shared by the verbs that generate
     f = click.option("--cpus-per-worker", type=float, default=2.0, show_default=True)(f)
     f = click.option("--gpus-per-worker", type=float, default=0.0, show_default=True)(f)
     f = click.option("--shard-size", type=int, default=32, show_default=True, help="Users per committed shard.")(f)
-    f = click.option("--budget-tokens", type=int, default=512, show_default=True,
+    f = click.option("--budget-tokens", type=int, default=256, show_default=True,
                      help="Token budget of each user's part of the prompt.")(f)
     f = click.option("--full", "incremental", flag_value=False, default=True,
                      help="Re-infer every served user (default: only users with new activity).")(f)
@@ -377,7 +381,7 @@ def lookup(repo: Path, online: str, users: tuple[int, ...], features: str) -> No
 @main.command()
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("runs/nightly"), show_default=True)
 @click.option("--date", "day", callback=_date, default=None, help="Inference date x (default: world end - 8 days).")
-@click.option("--users", type=int, default=600, show_default=True, help="Users of the embedded simulated world.")
+@click.option("--users", type=int, default=150, show_default=True, help="Users of the embedded simulated world.")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Raw-table root (default: simulate one).")
 @click.option("--master", default="local[2]", show_default=True, help="Spark master URL.")
 @click.option("--no-materialize", is_flag=True, help="Stop after writing the offline tables.")
@@ -410,8 +414,9 @@ def nightly(workdir: Path, day: date | None, users: int, data: Path | None, mast
     t.add_row(*(f"{v:.1f}" for v in s["stages"].values()), f"{s['total_seconds']:.1f}")
     console.print(t)
     console.print(f"features written: {s['features']}; materialized: {s['materialize']}")
+    users_hint = " ".join(f"--user {u}" for u in s["infer"].get("sample_users", [])[:2]) or "--user <id>"
     console.print(f"summary: {workdir / ('nightly-' + s['day'] + '.json')}; "
-                  f"look a user up with `adprior lookup --repo {repo} --user <id>`")
+                  f"look users up online with `adprior lookup --repo {repo} {users_hint}`")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,9 +16,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from llm_predictor.engines import EngineConfig
-
 from adprior.store import StoreConfig
+from llm_predictor.engines import EngineConfig
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +29,13 @@ class NightlyConfig:
     day: date | None = None  # inference date x; None: the simulated world's end - 8 days (labels exist)
     workdir: Path = Path("runs/nightly")  # simulated world, compiled examples, inference shards, summaries
     data: Path | None = None  # raw-table root; None: simulate a world of `users` users under workdir/world
-    users: int = 600  # users of the embedded simulated world (sized for the CPU default: see README)
+    users: int = 150  # users of the embedded simulated world (sized so the CPU default fits 20 min)
     seed: int = 7  # simulated world seed
     master: str = "local[2]"  # Spark master URL ('local[N]', 'spark://host:7077', ...)
     countries: str = "US"  # serving countries (comma-separated)
     store: StoreConfig = field(default_factory=StoreConfig)  # Feast repo and online store choice
     engine: EngineConfig = field(default_factory=EngineConfig)  # model and generation engine
-    budget_tokens: int = 512  # token budget of each user's part of the prompt
+    budget_tokens: int = 256  # token budget of each user's part of the prompt (CPU default; 1024 on GPU)
     shard_size: int = 32  # users per inference shard (unit of commit and resume)
     runner: str = "ray"  # 'ray' | 'local' (see llm_predictor.infer.InferConfig)
     ray_address: str | None = None  # None: local Ray; else a cluster address

@@ -367,9 +367,10 @@ def _run_ray(cfg: InferConfig, pending: list[int]) -> Iterator[dict[str, Any]]:
     if not ray.is_initialized():
         if cfg.ray_address is None:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private single-machine Ray on loopback
-            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         else:
-            ray.init(address=cfg.ray_address, log_to_driver=False)
+            ray.init(address=cfg.ray_address, log_to_driver=False, logging_level=logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver shows one bar over users
     ds = ray.data.from_items([{"shard": s} for s in pending], override_num_blocks=len(pending))
@@ -382,7 +383,7 @@ def _run_ray(cfg: InferConfig, pending: list[int]) -> Iterator[dict[str, Any]]:
             "threads": int(cfg.cpus_per_worker),
         },
         batch_size=1,
-        concurrency=cfg.workers,
+        compute=ray.data.ActorPoolStrategy(size=cfg.workers),
         num_cpus=cfg.cpus_per_worker,
         num_gpus=cfg.gpus_per_worker or None,
     )
@@ -480,6 +481,7 @@ def run_inference(cfg: InferConfig) -> dict[str, Any]:
         "users_per_second": round(users_run / infer_seconds, 4) if users_run and infer_seconds else None,
         "seconds": round(time.perf_counter() - t0, 2),
         "output": str(out_path),
+        "sample_users": table.column("user_id").to_pylist()[:5],
     }
     _atomic_write_text(json.dumps(summary, indent=2), success)
     return summary
