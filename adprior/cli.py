@@ -226,10 +226,12 @@ def train_grpo_cmd(examples: Path, out: Path, model: Path | None, max_steps: int
 @click.option("--max-examples", type=int, default=500, show_default=True, help="Labelled eval rows scored.")
 @click.option("--budget-tokens", type=int, default=1024, show_default=True, help="Per-user prompt token budget.")
 @click.option("--no-gbdt", is_flag=True, help="Skip the LightGBM reranker and the combination.")
+@click.option("--ablate", "ablations", multiple=True,
+              help="Extra LLM run on altered prompts (Table 4): drop:<field> | drop:profile | shuffle | reverse.")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 def eval_cmd(examples: Path, data: Path, models: tuple[Path, ...], template: str, strategy: str, num_return: int,
              constrained: bool, max_new_tokens: int, max_examples: int, budget_tokens: int, no_gbdt: bool,
-             out: Path) -> None:
+             ablations: tuple[str, ...], out: Path) -> None:
     """Recall@1/5/20 of LLM(s) and the non-LLM baselines on the same eval rows (V1, V0)."""
     from llm_predictor.decoding import DecodeConfig
     from llm_predictor.evaluate import EvalConfig, evaluate
@@ -240,7 +242,7 @@ def eval_cmd(examples: Path, data: Path, models: tuple[Path, ...], template: str
                           mode=mode)
     cfg = EvalConfig(examples=examples, data=data, models=[str(m) for m in models], template=template,
                      decode=decode, max_examples=max_examples, budget_tokens=budget_tokens, out=out,
-                     gbdt=None if no_gbdt else EvalConfig().gbdt)
+                     gbdt=None if no_gbdt else EvalConfig().gbdt, ablations=tuple(ablations))
     evaluate(cfg)
     console.print((out / "eval.md").read_text(), markup=False, highlight=False)
 

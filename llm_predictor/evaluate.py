@@ -44,6 +44,7 @@ import pandas as pd
 from llm_predictor.baselines import Baselines, recall_at_k
 from llm_predictor.compile import read_preset_pool
 from llm_predictor.decoding import DecodeConfig
+from llm_predictor.examples import LIST_FIELDS, PROFILE_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,44 @@ class EvalConfig:
     predictions: dict[str, Path] = field(default_factory=dict)  # method -> parquet of precomputed predictions
     device: str = "auto"  # 'auto' | 'cpu' | 'cuda'
     seed: int = 0  # row sampling
+    ablations: tuple[str, ...] = ()  # extra LLM runs on altered prompts (Table 4): see ablate_rows
+
+
+ABLATABLE: tuple[str, ...] = (*LIST_FIELDS, "profile")
+
+
+def ablate_rows(rows: pd.DataFrame, spec: str, seed: int = 0) -> pd.DataFrame:
+    """The rows with one prompt ablation applied (paper Table 4); labels and ids are untouched.
+
+    ``spec``: ``drop:<field>`` empties one feature group (a list column of the examples table, or
+    ``profile`` = gender, age and user_state -> unknown); ``shuffle`` puts every list in a random
+    (seeded) order, removing the recency order; ``reverse`` puts every list oldest first.
+    """
+    out = rows.copy()
+    if spec.startswith("drop:"):
+        name = spec.split(":", 1)[1]
+        if name not in ABLATABLE:
+            raise ValueError(f"ablation {spec!r}: field must be one of {ABLATABLE}")
+        if name == "profile":
+            for col in PROFILE_FIELDS:
+                out[col] = None
+        else:
+            out[name] = [[] for _ in range(len(out))]
+            if name == "active_advertisers":
+                out["active_advertiser_ids"] = [[] for _ in range(len(out))]
+        return out
+    if spec in ("shuffle", "reverse"):
+        rng = np.random.default_rng(seed)
+        for col in LIST_FIELDS:
+            if col not in out:
+                continue
+            new = []
+            for v in out[col]:
+                items = _as_list(v)
+                new.append(items[::-1] if spec == "reverse" else [items[i] for i in rng.permutation(len(items))])
+            out[col] = new
+        return out
+    raise ValueError(f"unknown ablation {spec!r}: use drop:<field>, shuffle or reverse")
 
 
 def _format_for(cfg: EvalConfig) -> str:
@@ -896,6 +935,15 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
             "seconds_per_row": round(run.seconds / max(len(rows), 1), 4),
         }
         _write_predictions(out_dir / f"predictions_{_slug(method)}.parquet", rows, run)
+        for spec in cfg.ablations:  # Table 4: the same model and rows, one prompt alteration each
+            ab_run = run_llm(model, tok, ablate_rows(rows, spec, cfg.seed), pool_names, resolver, cfg)
+            methods[f"{method} [{spec}]"] = {
+                "kind": "ablation",
+                "ablation": spec,
+                "of": method,
+                "recall": _recalls(ab_run.ids, rows, masks, ks),
+                "format": {s: _format_stats(ab_run, m) for s, m in masks.items()},
+            }
         train_preds = None
         if cfg.llm_train_examples > 0 and cfg.combine and cfg.gbdt is not None:
             lab_train = _sample_rows(train[train["label_advertiser_id"].notna()], cfg.llm_train_examples, cfg.seed)

@@ -7,6 +7,7 @@ import random
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -227,3 +228,43 @@ def test_end_to_end_tiny_model(world, tmp_path, tiny_model_dir, template, decode
     assert any(k.startswith("gbdt + llm: tiny-llama") for k in res["methods"])
     assert (tmp_path / "predictions_llm_tiny-llama.parquet").exists()
     assert "llm: tiny-llama" in (tmp_path / "eval.md").read_text()
+
+
+def test_ablate_rows():
+    from llm_predictor.evaluate import ablate_rows
+
+    rows = pd.DataFrame({
+        "user_id": [1, 2], "label_advertiser_id": [10, 20], "gender": ["f", "m"], "age": [30, 40],
+        "user_state": ["core", "new"], "active_advertisers": [["A", "B", "C"], ["D"]],
+        "active_advertiser_ids": [[1, 2, 3], [4]], "offsite_urls": [["u1", "u2"], []],
+    })
+    dropped = ablate_rows(rows, "drop:offsite_urls")
+    assert dropped["offsite_urls"].tolist() == [[], []]
+    assert dropped["active_advertisers"].tolist() == rows["active_advertisers"].tolist()
+    no_hist = ablate_rows(rows, "drop:active_advertisers")
+    assert no_hist["active_advertisers"].tolist() == [[], []] and no_hist["active_advertiser_ids"].tolist() == [[], []]
+    assert ablate_rows(rows, "drop:profile")[["gender", "age", "user_state"]].isna().all().all()
+    assert ablate_rows(rows, "reverse")["active_advertisers"].tolist() == [["C", "B", "A"], ["D"]]
+    shuffled = ablate_rows(rows, "shuffle", seed=3)["active_advertisers"].tolist()
+    assert sorted(shuffled[0]) == ["A", "B", "C"]
+    assert rows["label_advertiser_id"].tolist() == [10, 20]  # the input frame is not modified
+    assert rows["offsite_urls"].tolist() == [["u1", "u2"], []]
+    with pytest.raises(ValueError, match="field must be one of"):
+        ablate_rows(rows, "drop:labels")
+    with pytest.raises(ValueError, match="unknown ablation"):
+        ablate_rows(rows, "sideways")
+
+
+@pytest.mark.usefixtures("_one_thread")
+def test_ablation_runs_are_reported(world, tmp_path, tiny_model_dir):
+    ex, data = world
+    cfg = EvalConfig(examples=ex, data=data, out=tmp_path, models=[str(tiny_model_dir)], template="grpo_text",
+                     decode=DecodeConfig(max_new_tokens=30, batch_size=6, constrained=True, max_names=4),
+                     max_examples=6, budget_tokens=256, gbdt=None, baselines=False, device="cpu",
+                     ablations=("drop:active_advertisers", "shuffle"))
+    res = evaluate(cfg)
+    for spec in ("drop:active_advertisers", "shuffle"):
+        m = res["methods"][f"llm: tiny-llama [{spec}]"]
+        assert m["kind"] == "ablation" and m["of"] == "llm: tiny-llama"
+        assert set(m["recall"]["V1"]) == {"R@1", "R@5", "R@20"}
+    assert "[shuffle]" in (tmp_path / "eval.md").read_text()
