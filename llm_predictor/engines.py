@@ -64,7 +64,8 @@ class EngineConfig:
     kind: str = "transformers"  # 'transformers' (CPU or GPU) | 'vllm' (GPU; pip install 'adprior[gpu]')
     model: str | None = None  # local HF model folder; None -> llm_predictor.base_model.ensure_base_model()
     device: str = "auto"  # transformers: 'auto' (cuda if available, else cpu) | 'cpu' | 'cuda' | 'cuda:1' ...
-    dtype: str = "auto"  # 'auto' (transformers: bf16 on GPU, fp32 on CPU; vllm: its own) | 'float32' | 'bfloat16'
+    # 'auto' (transformers: bf16 on GPU, fp32 on CPU; vllm: its own) | 'float32' | 'bfloat16'
+    dtype: str = "auto"
     batch_size: int = 8  # users per model.generate call (transformers; vLLM schedules its own batches)
     max_new_tokens: int = 256  # generated tokens per user (a 20-name XML answer needs ~150-250)
     strategy: str = "greedy"  # 'greedy' | 'beam' (the best of num_beams beams is returned)
@@ -161,6 +162,19 @@ def _new_stats() -> dict[str, Any]:
     }
 
 
+def _start_generate(
+    cfg: EngineConfig, suffixes: Sequence[str], allowed_names: Sequence[Sequence[str]] | None
+) -> tuple[float, int, list[Sequence[str]] | None]:
+    """The shared start of an engine's ``generate``: reject a constrained call without ``allowed_names``,
+    then return the start time, the number of users and each user's allowed names (None unconstrained)."""
+    if cfg.constrained and allowed_names is None:
+        raise ValueError("a constrained engine needs allowed_names")
+    t0 = time.perf_counter()
+    n = len(suffixes)
+    pools = _per_row_names(allowed_names, n) if cfg.constrained else None
+    return t0, n, pools
+
+
 # --------------------------------------------------------------------------------------------------
 # Model version
 # --------------------------------------------------------------------------------------------------
@@ -174,7 +188,8 @@ _VERSIONS: dict[tuple[Any, ...], str] = {}
 def _version_files(folder: Path) -> list[Path]:
     configs = [folder / n for n in _CONFIG_FILES if (folder / n).is_file()]
     weights = sorted(
-        p for p in folder.iterdir()
+        p
+        for p in folder.iterdir()
         if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES) and p.name not in _NOT_WEIGHTS
     )
     if not weights:
@@ -259,7 +274,9 @@ class TransformersEngine:
             model, tokenizer = load_model(path, cfg.device, cfg.dtype)
         else:
             name_or_path = getattr(model, "name_or_path", "") or ""
-            self.model_version = model_version(name_or_path) if Path(name_or_path).is_dir() else "in-memory@unknown"
+            self.model_version = (
+                model_version(name_or_path) if Path(name_or_path).is_dir() else "in-memory@unknown"
+            )
         self.model, self.tokenizer = model, tokenizer
         self.model.eval()
         self.eos, self.pad = _eos_pad(tokenizer, model)
@@ -268,9 +285,16 @@ class TransformersEngine:
         self.stats = _new_stats()
         self._prefixes: OrderedDict[str, _Prefix] = OrderedDict()
         self._decode = DecodeConfig(
-            strategy=cfg.strategy, num_beams=cfg.num_beams, num_return_sequences=1,
-            max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, constrained=cfg.constrained,
-            mode="list", max_names=cfg.max_names, min_names=cfg.min_names or cfg.max_names, separator=SEPARATOR,
+            strategy=cfg.strategy,
+            num_beams=cfg.num_beams,
+            num_return_sequences=1,
+            max_new_tokens=cfg.max_new_tokens,
+            batch_size=cfg.batch_size,
+            constrained=cfg.constrained,
+            mode="list",
+            max_names=cfg.max_names,
+            min_names=cfg.min_names or cfg.max_names,
+            separator=SEPARATOR,
             seed=cfg.seed,
         )
         self._decode.validate()
@@ -295,8 +319,12 @@ class TransformersEngine:
             t0 = time.perf_counter()
             cache = DynamicCache(config=self.model.config)
             with torch.no_grad():
-                self.model(input_ids=torch.tensor([ids], device=self.device), past_key_values=cache, use_cache=True,
-                           logits_to_keep=1)
+                self.model(
+                    input_ids=torch.tensor([ids], device=self.device),
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
             self.stats["prefix_computations"] += 1
             self.stats["prefix_tokens"] += len(ids)
             self.stats["prefix_seconds"] += time.perf_counter() - t0
@@ -330,8 +358,9 @@ class TransformersEngine:
         pads = sum(r.count(0) for r in mask)
         return torch.tensor(rows, device=self.device), torch.tensor(mask, device=self.device), pads
 
-    def _run(self, ids: list[list[int]], entry: _Prefix | None, pools: list[Sequence[str]] | None,
-             **extra: Any) -> tuple[Any, TrieLogitsProcessor | None, int, int]:
+    def _run(
+        self, ids: list[list[int]], entry: _Prefix | None, pools: list[Sequence[str]] | None, **extra: Any
+    ) -> tuple[Any, TrieLogitsProcessor | None, int, int]:
         """model.generate on one batch; (output, trie processor or None, input width, pad count)."""
         from transformers import LogitsProcessorList
 
@@ -345,15 +374,24 @@ class TransformersEngine:
         if pools is not None:
             tries = [NameTrie(names, self.name_tok, list_mode=True) for names in pools]
             proc = TrieLogitsProcessor(
-                tries, self.cfg.beams(), width, self.eos, self.pad, int(kw["max_new_tokens"]), True,
-                self.cfg.max_names, self._decode.min_names,
+                tries,
+                self.cfg.beams(),
+                width,
+                self.eos,
+                self.pad,
+                int(kw["max_new_tokens"]),
+                True,
+                self.cfg.max_names,
+                self._decode.min_names,
             )
             kw["logits_processor"] = LogitsProcessorList([proc])
         with torch.no_grad():
             out = self.model.generate(input_ids=input_ids, attention_mask=mask, **kw)
         return out, proc, width, pads
 
-    def _plan(self, prefix: str, suffixes: Sequence[str]) -> tuple[list[list[int]], _Prefix | None, list[bool]]:
+    def _plan(
+        self, prefix: str, suffixes: Sequence[str]
+    ) -> tuple[list[list[int]], _Prefix | None, list[bool]]:
         """Token ids per user, the prefix entry (None without the cache) and which users can use it."""
         texts = chat_texts(self.tokenizer, [prefix + s for s in suffixes])
         ids = [self._encode(t) for t in texts]
@@ -380,11 +418,7 @@ class TransformersEngine:
         self, prefix: str, suffixes: Sequence[str], allowed_names: Sequence[Sequence[str]] | None = None
     ) -> list[Generation]:
         """One Generation per suffix, in order (see the class docstring)."""
-        if self.cfg.constrained and allowed_names is None:
-            raise ValueError("a constrained engine needs allowed_names")
-        t0 = time.perf_counter()
-        n = len(suffixes)
-        pools = _per_row_names(allowed_names, n) if self.cfg.constrained else None
+        t0, n, pools = _start_generate(self.cfg, suffixes, allowed_names)
         ids, entry, hits = self._plan(prefix, suffixes)
         p = len(entry.ids) if entry is not None else 0
         results: list[Generation | None] = [None] * n
@@ -403,8 +437,9 @@ class TransformersEngine:
                         names = proc.names(b, seq)
                         text = wrap_as_answer(names or [])
                     else:
-                        text = self.tokenizer.decode(seq, skip_special_tokens=True,
-                                                     clean_up_tokenization_spaces=False)
+                        text = self.tokenizer.decode(
+                            seq, skip_special_tokens=True, clean_up_tokenization_spaces=False
+                        )
                     results[i] = Generation(text, len(ids[i]), len(ids[i]) - (p if hit else 0), len(seq))
         finally:
             if was_training:
@@ -424,8 +459,14 @@ class TransformersEngine:
         ids, entry, hits = self._plan(prefix, suffixes)
         rows: list[torch.Tensor | None] = [None] * len(ids)
         for idx, hit in self._chunks(ids, hits):
-            out, _, _, _ = self._run([ids[i] for i in idx], entry if hit else None, None, max_new_tokens=1,
-                                     return_dict_in_generate=True, output_logits=True)
+            out, _, _, _ = self._run(
+                [ids[i] for i in idx],
+                entry if hit else None,
+                None,
+                max_new_tokens=1,
+                return_dict_in_generate=True,
+                output_logits=True,
+            )
             for b, i in enumerate(idx):
                 rows[i] = out.logits[0][b * self.cfg.beams()].float().cpu()
         return torch.stack([r for r in rows if r is not None])
@@ -505,8 +546,12 @@ def _vllm_api() -> SimpleNamespace:
         raise ImportError(
             f"the 'vllm' engine needs vLLM (a CUDA build, GPU machines only): {INSTALL_HINT} ({exc})"
         ) from exc
-    return SimpleNamespace(LLM=vllm.LLM, SamplingParams=SamplingParams, BeamSearchParams=BeamSearchParams,
-                           StructuredOutputsParams=StructuredOutputsParams)
+    return SimpleNamespace(
+        LLM=vllm.LLM,
+        SamplingParams=SamplingParams,
+        BeamSearchParams=BeamSearchParams,
+        StructuredOutputsParams=StructuredOutputsParams,
+    )
 
 
 class VLLMEngine:
@@ -527,14 +572,21 @@ class VLLMEngine:
         path = _model_path(cfg)
         self.model_version = model_version(path)
         self.llm = self.api.LLM(
-            model=str(path), dtype=cfg.dtype, seed=cfg.seed, enable_prefix_caching=cfg.enable_prefix_caching,
+            model=str(path),
+            dtype=cfg.dtype,
+            seed=cfg.seed,
+            enable_prefix_caching=cfg.enable_prefix_caching,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.stats = _new_stats()
 
     def _params(self, pool: Sequence[str] | None) -> Any:
-        kw: dict[str, Any] = {"temperature": 0.0, "max_tokens": self.cfg.max_new_tokens, "seed": self.cfg.seed}
+        kw: dict[str, Any] = {
+            "temperature": 0.0,
+            "max_tokens": self.cfg.max_new_tokens,
+            "seed": self.cfg.seed,
+        }
         if pool is not None:
             regex = answer_regex(pool, self.cfg.max_names, self.cfg.max_interests)
             kw["structured_outputs"] = self.api.StructuredOutputsParams(regex=regex)
@@ -544,17 +596,15 @@ class VLLMEngine:
         self, prefix: str, suffixes: Sequence[str], allowed_names: Sequence[Sequence[str]] | None = None
     ) -> list[Generation]:
         """One Generation per suffix, in order."""
-        if self.cfg.constrained and allowed_names is None:
-            raise ValueError("a constrained engine needs allowed_names")
-        t0 = time.perf_counter()
-        n = len(suffixes)
-        pools = _per_row_names(allowed_names, n) if self.cfg.constrained else None
+        t0, n, pools = _start_generate(self.cfg, suffixes, allowed_names)
         texts = chat_texts(self.tokenizer, [prefix + s for s in suffixes])
         ids = [list(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
         prompts = [{"prompt_token_ids": x} for x in ids]
         out: list[Generation] = []
         if self.cfg.strategy == "beam":
-            params = self.api.BeamSearchParams(beam_width=self.cfg.num_beams, max_tokens=self.cfg.max_new_tokens)
+            params = self.api.BeamSearchParams(
+                beam_width=self.cfg.num_beams, max_tokens=self.cfg.max_new_tokens
+            )
             for x, res in zip(ids, self.llm.beam_search(prompts, params), strict=True):
                 gen = list(res.sequences[0].tokens[len(x) :]) if res.sequences else []
                 text = self.tokenizer.decode(gen, skip_special_tokens=True)
@@ -588,6 +638,12 @@ class VLLMEngine:
 
 
 __all__ = [
-    "Engine", "EngineConfig", "Generation", "TransformersEngine", "VLLMEngine", "answer_regex", "make_engine",
+    "Engine",
+    "EngineConfig",
+    "Generation",
+    "TransformersEngine",
+    "VLLMEngine",
+    "answer_regex",
+    "make_engine",
     "model_version",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,8 +46,14 @@ def write_raw(root: Path, tables: dict[str, list[dict]]) -> Path:
             else:
                 dts = [r["dt"].isoformat() for r in rows]
             t = t.append_column("dt", pa.array(dts))
-            pads.write_dataset(t, folder, format="parquet", partitioning=["dt"], partitioning_flavor="hive",
-                               existing_data_behavior="overwrite_or_ignore")
+            pads.write_dataset(
+                t,
+                folder,
+                format="parquet",
+                partitioning=["dt"],
+                partitioning_flavor="hive",
+                existing_data_behavior="overwrite_or_ignore",
+            )
         else:
             pq.write_table(t, folder / "part-0.parquet")
     return root
@@ -63,9 +69,18 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
     tok = AutoTokenizer.from_pretrained(str(ensure_base_model()))
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                      bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
     path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
     LlamaForCausalLM(cfg).save_pretrained(path)
     tok.save_pretrained(path)
@@ -85,3 +100,66 @@ def redis_srv() -> Iterator:
     server.start()
     yield server
     server.stop()
+
+
+# --- tiny-model decoding tests (test_decoding.py, test_engines.py) ---------------------------------------
+
+_CATALOGUE = (
+    "Nike", "Nike Golf", "Adidas", "H&M", "Lancôme", "Best Buy", "Yahoo!", "Sephora", "Apple",
+    "Apple Music", "L'Oréal Paris", "Under Armour", "The North Face", "Bath & Body Works", "IKEA",
+    "Wayfair", "Etsy", "Target", "Walmart", "Costco", "Ulta Beauty", "Crate & Barrel", "Lululemon",
+    "Patagonia", "Zara", "Uniqlo", "Dyson", "Samsung", "Sony", "Nintendo", "Glossier", "Fenty Beauty",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def catalogue() -> tuple[str, ...]:
+    """Advertiser names with awkward BPE (accents, '&', '!', "'", names prefixing others); immutable."""
+    return _CATALOGUE
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for the module: tiny matmuls run far faster so than when fighting for two cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """The real SmolLM2 tokenizer (no weights), so tries and prompts see real BPE tokenizations."""
+    from transformers import AutoTokenizer
+
+    from llm_predictor.base_model import ensure_base_model
+
+    return AutoTokenizer.from_pretrained(str(ensure_base_model()))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama() -> Callable:
+    """Factory ``tiny_llama(vocab, seed=0)``: a tiny randomly initialised Llama in eval mode."""
+
+    def build(vocab: int, seed: int = 0):
+        import torch
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        torch.manual_seed(seed)
+        cfg = LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=2,
+        )
+        return LlamaForCausalLM(cfg).eval()
+
+    return build

@@ -8,7 +8,6 @@ from __future__ import annotations
 import random
 
 import pytest
-import torch
 
 from llm_predictor.decoding import (
     DecodeConfig,
@@ -20,51 +19,20 @@ from llm_predictor.decoding import (
 )
 from llm_predictor.parsing import parse_answer
 
-CATALOGUE = [
-    "Nike", "Nike Golf", "Adidas", "H&M", "Lancôme", "Best Buy", "Yahoo!", "Sephora", "Apple",
-    "Apple Music", "L'Oréal Paris", "Under Armour", "The North Face", "Bath & Body Works", "IKEA",
-    "Wayfair", "Etsy", "Target", "Walmart", "Costco", "Ulta Beauty", "Crate & Barrel", "Lululemon",
-    "Patagonia", "Zara", "Uniqlo", "Dyson", "Samsung", "Sony", "Nintendo", "Glossier", "Fenty Beauty",
-]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny matmuls are far faster on one thread than fighting other jobs for two cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from llm_predictor.base_model import ensure_base_model
-
-    return AutoTokenizer.from_pretrained(str(ensure_base_model()))
+def tiny_model(tokenizer, tiny_llama):
+    return tiny_llama(len(tokenizer), seed=0)
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        bos_token_id=1, eos_token_id=2, pad_token_id=2,
-    )
-    return LlamaForCausalLM(cfg).eval()
-
-
-@pytest.fixture(scope="module")
-def rows():
+def rows(catalogue):
     rng = random.Random(7)
     words = ["user", "bought", "shoes", "lipstick", "tv", "sofa", "searched", "nike.com", "|", "<answer>"]
     prompts = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 30))) for _ in range(20)]
-    allowed = [rng.sample(CATALOGUE, rng.randint(4, 12)) for _ in range(20)]
+    allowed = [rng.sample(catalogue, rng.randint(4, 12)) for _ in range(20)]
     return prompts, allowed
 
 
@@ -89,8 +57,15 @@ def _check_list(outs, allowed, max_names, n_expected=1):
 @pytest.mark.parametrize("strategy", ["greedy", "sample"])
 def test_constrained_single(tiny_model, tokenizer, rows, strategy):
     prompts, allowed = rows
-    cfg = DecodeConfig(strategy=strategy, constrained=True, mode="single", max_new_tokens=16, batch_size=10,
-                       temperature=1.5, seed=1)
+    cfg = DecodeConfig(
+        strategy=strategy,
+        constrained=True,
+        mode="single",
+        max_new_tokens=16,
+        batch_size=10,
+        temperature=1.5,
+        seed=1,
+    )
     outs = generate(tiny_model, tokenizer, prompts, cfg, allowed)
     assert len(outs) == len(prompts)
     _check_single(outs, allowed)
@@ -100,8 +75,18 @@ def test_constrained_single(tiny_model, tokenizer, rows, strategy):
 def test_constrained_list(tiny_model, tokenizer, rows, strategy):
     prompts, allowed = rows
     n = 2 if strategy == "sample" else 1
-    cfg = DecodeConfig(strategy=strategy, constrained=True, mode="list", max_names=6, max_new_tokens=48,
-                       batch_size=10, num_return_sequences=n, temperature=2.0, top_p=0.95, seed=3)
+    cfg = DecodeConfig(
+        strategy=strategy,
+        constrained=True,
+        mode="list",
+        max_names=6,
+        max_new_tokens=48,
+        batch_size=10,
+        num_return_sequences=n,
+        temperature=2.0,
+        top_p=0.95,
+        seed=3,
+    )
     outs = generate(tiny_model, tokenizer, prompts, cfg, allowed)
     _check_list(outs, allowed, max_names=6, n_expected=n)
     # the caller wraps the plain list as the XML answer
@@ -112,7 +97,9 @@ def test_constrained_list(tiny_model, tokenizer, rows, strategy):
 
 def test_constrained_list_min_names(tiny_model, tokenizer, rows):
     prompts, allowed = rows
-    cfg = DecodeConfig(constrained=True, mode="list", min_names=4, max_names=6, max_new_tokens=48, batch_size=20)
+    cfg = DecodeConfig(
+        constrained=True, mode="list", min_names=4, max_names=6, max_new_tokens=48, batch_size=20
+    )
     outs = generate(tiny_model, tokenizer, prompts, cfg, allowed)
     _check_list(outs, allowed, max_names=6)
     assert all(len(c[0].split("|")) >= 4 for c in outs)  # every pool has >= 4 names and the budget fits
@@ -120,17 +107,31 @@ def test_constrained_list_min_names(tiny_model, tokenizer, rows):
 
 def test_constrained_list_tight_budget_never_cuts_a_name(tiny_model, tokenizer, rows):
     prompts, allowed = rows
-    cfg = DecodeConfig(strategy="sample", constrained=True, mode="list", max_new_tokens=7, batch_size=20,
-                       temperature=3.0, seed=5)
+    cfg = DecodeConfig(
+        strategy="sample",
+        constrained=True,
+        mode="list",
+        max_new_tokens=7,
+        batch_size=20,
+        temperature=3.0,
+        seed=5,
+    )
     outs = generate(tiny_model, tokenizer, prompts, cfg, allowed)
     _check_list(outs, allowed, max_names=20)
 
 
-def test_constrained_shared_pool_and_beams(tiny_model, tokenizer, rows):
+def test_constrained_shared_pool_and_beams(tiny_model, tokenizer, rows, catalogue):
     prompts, _ = rows
-    pool = CATALOGUE[:10]
-    cfg = DecodeConfig(strategy="beam", num_beams=3, num_return_sequences=3, constrained=True, mode="single",
-                       max_new_tokens=12, batch_size=5)
+    pool = catalogue[:10]
+    cfg = DecodeConfig(
+        strategy="beam",
+        num_beams=3,
+        num_return_sequences=3,
+        constrained=True,
+        mode="single",
+        max_new_tokens=12,
+        batch_size=5,
+    )
     outs = generate(tiny_model, tokenizer, prompts[:5], cfg, pool)
     _check_single(outs, [pool] * 5, n_expected=3)
     assert all(len(c) == 3 for c in outs)  # K beams -> K distinct names (Table 2 "SFT + beam search")
@@ -140,11 +141,19 @@ def test_unconstrained_candidate_counts(tiny_model, tokenizer, rows):
     prompts, _ = rows
     greedy = generate(tiny_model, tokenizer, prompts[:4], DecodeConfig(max_new_tokens=6))
     assert [len(c) for c in greedy] == [1] * 4 and all(isinstance(c[0], str) for c in greedy)
-    beam = generate(tiny_model, tokenizer, prompts[:4],
-                    DecodeConfig(strategy="beam", num_beams=3, num_return_sequences=3, max_new_tokens=6))
+    beam = generate(
+        tiny_model,
+        tokenizer,
+        prompts[:4],
+        DecodeConfig(strategy="beam", num_beams=3, num_return_sequences=3, max_new_tokens=6),
+    )
     assert [len(c) for c in beam] == [3] * 4
-    samples = generate(tiny_model, tokenizer, prompts[:4],
-                       DecodeConfig(strategy="sample", num_return_sequences=2, max_new_tokens=6))
+    samples = generate(
+        tiny_model,
+        tokenizer,
+        prompts[:4],
+        DecodeConfig(strategy="sample", num_return_sequences=2, max_new_tokens=6),
+    )
     assert [len(c) for c in samples] == [2] * 4
     with pytest.raises(ValueError):
         generate(tiny_model, tokenizer, prompts[:1], DecodeConfig(constrained=True))  # no allowed names
@@ -187,14 +196,14 @@ def _random_walk(proc: TrieLogitsProcessor, row: int, max_new: int, rng: random.
 
 
 @pytest.mark.parametrize("merge", [False, True])
-def test_trie_random_walks(tokenizer, merge):
+def test_trie_random_walks(tokenizer, catalogue, merge):
     """Model-free: any path the mask allows spells allowed names, also with a merging separator."""
     tok = _MergingTokenizer() if merge else tokenizer
     eos = 0 if merge else tokenizer.eos_token_id
     name_tok = NameTokenizer(tok, "|")
     rng = random.Random(11)
     for _ in range(30):
-        pool = rng.sample(CATALOGUE, rng.randint(2, 10))
+        pool = rng.sample(catalogue, rng.randint(2, 10))
         max_new = rng.randint(5, 60)
         for list_mode in (False, True):
             trie = NameTrie(pool, name_tok, list_mode)
@@ -211,7 +220,14 @@ def test_trie_random_walks(tokenizer, merge):
 
 def test_constrained_beam_fewer_returns_than_beams(tiny_model, tokenizer, rows):
     prompts, allowed = rows
-    cfg = DecodeConfig(strategy="beam", num_beams=4, num_return_sequences=2, constrained=True, mode="single",
-                       max_new_tokens=12, batch_size=3)
+    cfg = DecodeConfig(
+        strategy="beam",
+        num_beams=4,
+        num_return_sequences=2,
+        constrained=True,
+        mode="single",
+        max_new_tokens=12,
+        batch_size=3,
+    )
     outs = generate(tiny_model, tokenizer, prompts[:3], cfg, allowed[:3])
     _check_single(outs, allowed[:3], n_expected=2)
