@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from llm_predictor.examples import PREDICTION_SCHEMA
+from llm_predictor.examples import BEHAVIOR_FIELDS, EXAMPLE_SCHEMA, PREDICTION_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +69,11 @@ FEATURE_TABLE_SCHEMAS: dict[str, pa.Schema] = {
             ("event_timestamp", _TS),  # anchor date x + 1 day 00:00 UTC: built from events before it
             ("created_timestamp", _TS),
             ("anchor_date", pa.date32()),
-            ("n_attributed", pa.int64()),
-            ("n_matched", pa.int64()),
+            *(EXAMPLE_SCHEMA.field(c) for c in ("n_attributed", "n_matched")),
             ("n_active_advertisers", pa.int64()),  # len(active_advertiser_ids)
-            ("active_advertiser_ids", pa.list_(pa.int64())),  # newest conversion first
-            ("active_advertisers", pa.list_(pa.string())),  # names, same order
-            ("attributed_conversions", pa.list_(pa.string())),
-            ("matched_conversions", pa.list_(pa.string())),
-            ("onsite_searches", pa.list_(pa.string())),
-            ("offsite_searches", pa.list_(pa.string())),
-            ("offsite_urls", pa.list_(pa.string())),
-            ("top_categories", pa.list_(pa.string())),
-            ("top_brands", pa.list_(pa.string())),
-            ("last_event_ts", _TS),  # newest event at or before x (null: none)
+            # the examples' behaviour lists and last event time, with the examples' types
+            *(EXAMPLE_SCHEMA.field(c) for c in ("active_advertiser_ids", "active_advertisers", *BEHAVIOR_FIELDS,
+                                                "last_event_ts")),
         ]
     ),
     "advertiser_stats": pa.schema(
@@ -164,6 +156,34 @@ def get_store(cfg: StoreConfig) -> Any:
         )
     repo = Path(cfg.repo).resolve()
     return FeatureStore(repo_path=str(repo), fs_yaml_file=yaml_path(StoreConfig(repo, cfg.online, cfg.redis_env)))
+
+
+PROJECT_REPO = Path(__file__).resolve().parents[1] / "feature_repo"  # the definitions shipped with adprior
+_REPO_FILES = ("*.py", "*.yaml", ".feastignore", "README.md")
+
+
+def init_repo(repo: Path, source: Path = PROJECT_REPO) -> bool:
+    """Make ``repo`` a Feast repo with adprior's definitions (a copy without data) unless it is one.
+
+    A separate repo per experiment keeps its offline tables and registry apart from the default
+    ``feature_repo/`` (two simulated worlds share user ids).
+
+    Args:
+        repo: the folder to create; left as it is when it already has a ``feature_store.yaml``.
+        source: the repo whose definitions are copied.
+
+    Returns:
+        True when the definitions were copied.
+    """
+    repo = Path(repo)
+    if (repo / "feature_store.yaml").exists():
+        return False
+    repo.mkdir(parents=True, exist_ok=True)
+    for pattern in _REPO_FILES:
+        for f in sorted(Path(source).glob(pattern)):
+            shutil.copy2(f, repo / f.name)
+    log.info("created Feast repo %s from %s", repo, source)
+    return True
 
 
 def offline_dir(cfg: StoreConfig, table: str) -> Path:
