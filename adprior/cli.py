@@ -382,24 +382,27 @@ def lookup(repo: Path, online: str, users: tuple[int, ...], features: str) -> No
 
 @main.command()
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("runs/nightly"), show_default=True)
-@click.option("--date", "day", callback=_date, default=None, help="Inference date x (default: world end - 8 days).")
+@click.option("--date", "days", callback=_date, multiple=True,
+              help="Inference date x (default: world end - 8 days); repeat for a backfill of several nights.")
 @click.option("--users", type=int, default=150, show_default=True, help="Users of the embedded simulated world.")
+@click.option("--impression-rate", type=float, default=0.6, show_default=True,
+              help="Ad impressions per user-day of the embedded simulated world.")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Raw-table root (default: simulate one).")
 @click.option("--master", default="local[2]", show_default=True, help="Spark master URL.")
 @click.option("--no-materialize", is_flag=True, help="Stop after writing the offline tables.")
 @_store_options
 @_engine_options
-def nightly(workdir: Path, day: date | None, users: int, data: Path | None, master: str, no_materialize: bool,
+def nightly(workdir: Path, days: tuple[date, ...], users: int, impression_rate: float, data: Path | None, master: str, no_materialize: bool,
             repo: Path, online: str, model: Path | None, engine: str, batch_size: int, max_new_tokens: int,
             unconstrained: bool, no_prefix_cache: bool, num_beams: int, max_names: int, runner: str,
             ray_address: str | None, workers: int, cpus_per_worker: float, gpus_per_worker: float, shard_size: int, budget_tokens: int,
             incremental: bool, limit_users: int | None, force: bool) -> None:
     """The daily job: select users with new activity -> compile -> infer -> write offline -> materialize."""
-    from adprior.nightly import NightlyConfig, run_nightly
+    from adprior.nightly import NightlyConfig, run_backfill, run_nightly
     from adprior.store import StoreConfig
 
     cfg = NightlyConfig(
-        day=day, workdir=workdir, data=data, users=users, master=master,
+        day=None, workdir=workdir, data=data, users=users, impression_rate=impression_rate, master=master,
         store=StoreConfig(repo=repo, online=online),
         engine=_engine_config(model, engine, batch_size, max_new_tokens, unconstrained, no_prefix_cache, num_beams,
                               max_names),
@@ -407,7 +410,11 @@ def nightly(workdir: Path, day: date | None, users: int, data: Path | None, mast
         workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, incremental=incremental,
         limit_users=limit_users, materialize=not no_materialize, force=force,
     )
-    s = run_nightly(cfg)
+    for s in run_backfill(cfg, list(days)) if days else [run_nightly(cfg)]:
+        _print_nightly(s, workdir, repo)
+
+
+def _print_nightly(s: dict, workdir: Path, repo: Path) -> None:
     _print_infer(s["infer"])
     t = Table(title=f"nightly {s['day']}: stage seconds")
     for k in s["stages"]:
@@ -419,6 +426,100 @@ def nightly(workdir: Path, day: date | None, users: int, data: Path | None, mast
     users_hint = " ".join(f"--user {u}" for u in s["infer"].get("sample_users", [])[:2]) or "--user <id>"
     console.print(f"summary: {workdir / ('nightly-' + s['day'] + '.json')}; "
                   f"look users up online with `adprior lookup --repo {repo} {users_hint}`")
+
+
+@main.group()
+def ranking() -> None:
+    """ctcvr / vtcvr GBDT models on Feast features, with and without the LLM features (Table 5)."""
+
+
+def _ranking_options(f):
+    f = click.option("--data", type=click.Path(path_type=Path), default=Path("runs/ranking/world"), show_default=True,
+                     help="Raw-table root (impressions, clicks, conversions).")(f)
+    f = click.option("--repo", type=click.Path(path_type=Path), default=Path("runs/ranking/feature_repo"),
+                     show_default=True, help="Feast repo holding the backfilled features and predictions.")(f)
+    f = click.option("--online", type=click.Choice(["sqlite", "redis"]), default="sqlite", show_default=True)(f)
+    f = click.option("--out", type=click.Path(path_type=Path), default=Path("runs/ranking/models"),
+                     show_default=True, help="Training set, models, predictions, report.")(f)
+    f = click.option("--resamples", type=int, default=1000, show_default=True, help="User-bootstrap resamples.")(f)
+    return f
+
+
+def _ranking_config(data: Path, repo: Path, online: str, out: Path, resamples: int, **kw):
+    from adprior.store import StoreConfig
+    from ranking.config import RankingConfig
+
+    return RankingConfig(data=data, store=StoreConfig(repo=repo, online=online), out=out,
+                         bootstrap_resamples=resamples, **kw)
+
+
+def _print_table5(results: dict) -> None:
+    t = Table(title="LLM features vs baseline: relative change on the test split (95% user-bootstrap CI)")
+    for c in ("task/library", "positives", "Δ Loss %", "Δ AUC %", "Δ PR-AUC %"):
+        t.add_column(c, justify="right")
+    for key, r in results["comparisons"].items():
+        cells = [f"{r['delta_pct'][m]:+.2f} [{r['ci_pct'][m][0]:+.2f}, {r['ci_pct'][m][1]:+.2f}]"
+                 for m in ("loss", "auc", "pr_auc")]
+        t.add_row(key, str(r["positives"]), *cells)
+    console.print(t)
+
+
+@ranking.command("train")
+@_ranking_options
+@click.option("--start", callback=_date, default=None, help="First impression day (default: first prediction).")
+@click.option("--end", callback=_date, default=None, help="Impressions before this day (default: mature labels).")
+@click.option("--n-estimators", type=int, default=1000, show_default=True)
+@click.option("--reuse-dataset", is_flag=True, help="Reuse <out>/dataset from an earlier run.")
+def ranking_train(data: Path, repo: Path, online: str, out: Path, resamples: int, start: date | None,
+                  end: date | None, n_estimators: int, reuse_dataset: bool) -> None:
+    """Label impressions, join Feast features (both services), train xgboost + lightgbm, write Table 5."""
+    import shlex
+    import sys
+
+    from ranking.train import evaluate, train
+
+    cfg = _ranking_config(data, repo, online, out, resamples, start=start, end=end, n_estimators=n_estimators)
+    s = train(cfg, reuse_dataset=reuse_dataset)
+    console.print(f"trained: rounds {s['rounds']}; seconds {s['seconds']['total']}")
+    r = evaluate(cfg, " ".join(shlex.quote(a) for a in ["adprior", *sys.argv[1:]]))
+    _print_table5(r)
+    console.print(f"report: {out / 'report.md'}")
+
+
+@ranking.command("eval")
+@_ranking_options
+def ranking_eval(data: Path, repo: Path, online: str, out: Path, resamples: int) -> None:
+    """Recompute Table 5 (metrics, bootstrap intervals, report) from a trained run's test predictions."""
+    import shlex
+    import sys
+
+    from ranking.train import evaluate
+
+    r = evaluate(_ranking_config(data, repo, online, out, resamples),
+                 " ".join(shlex.quote(a) for a in ["adprior", *sys.argv[1:]]))
+    _print_table5(r)
+    console.print(f"report: {out / 'report.md'}")
+
+
+@ranking.command("score")
+@_store_options
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/ranking/models"), show_default=True)
+@click.option("--task", type=click.Choice(["ctcvr", "vtcvr"]), default="ctcvr", show_default=True)
+@click.option("--library", type=click.Choice(["xgboost", "lightgbm"]), default="lightgbm", show_default=True)
+@click.option("--features", "feature_set", type=click.Choice(["llm", "baseline"]), default="llm", show_default=True)
+@click.option("--user", type=int, required=True)
+@click.option("--advertiser", "advertisers", type=int, multiple=True, required=True,
+              help="Candidate ad's advertiser id (repeat).")
+def ranking_score(repo: Path, online: str, out: Path, task: str, library: str, feature_set: str, user: int,
+                  advertisers: tuple[int, ...]) -> None:
+    """Score candidate ads of a user online: Feast online features -> trained model."""
+    from adprior.store import StoreConfig
+    from ranking.serve import OnlineRanker
+
+    r = OnlineRanker.load(out, task, library, feature_set, StoreConfig(repo=repo, online=online))
+    scores = r.score(user, list(advertisers))
+    console.print_json(json.dumps([{"advertiser_id": a, "score": float(p)} for a, p in zip(advertisers, scores,
+                                                                                              strict=True)]))
 
 
 if __name__ == "__main__":  # pragma: no cover

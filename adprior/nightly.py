@@ -30,6 +30,7 @@ class NightlyConfig:
     workdir: Path = Path("runs/nightly")  # simulated world, compiled examples, inference shards, summaries
     data: Path | None = None  # raw-table root; None: simulate a world of `users` users under workdir/world
     users: int = 150  # users of the embedded simulated world (sized so the CPU default fits 20 min)
+    impression_rate: float = 0.6  # ad impressions per user-day of the embedded world (ranking data volume)
     seed: int = 7  # simulated world seed
     master: str = "local[2]"  # Spark master URL ('local[N]', 'spark://host:7077', ...)
     countries: str = "US"  # serving countries (comma-separated)
@@ -53,9 +54,10 @@ def _simulate_if_needed(cfg: NightlyConfig) -> tuple[Path, date]:
     from world.simulate import simulate as run_sim
 
     data = cfg.workdir / "world"
-    wc = WorldConfig(out=data, users=cfg.users, seed=cfg.seed, workers=2)
+    wc = WorldConfig(out=data, users=cfg.users, seed=cfg.seed, workers=2, impression_rate=cfg.impression_rate)
     marker = data.parent / (data.name + "_truth") / "world.json"
-    if not marker.exists() or json.loads(marker.read_text())["config"]["users"] != cfg.users:
+    old = json.loads(marker.read_text())["config"] if marker.exists() else {}
+    if (old.get("users"), old.get("seed"), old.get("impression_rate")) != (wc.users, wc.seed, wc.impression_rate):
         log.info("simulating a world of %d users under %s", cfg.users, data)
         run_sim(wc)
     return data, cfg.day or wc.end_date - timedelta(days=8)
@@ -78,6 +80,7 @@ def run_nightly(cfg: NightlyConfig) -> dict[str, Any]:
 
     stages: dict[str, float] = {}
     cfg.workdir.mkdir(parents=True, exist_ok=True)
+    store.init_repo(cfg.store.repo)
     t = time.perf_counter()
     if cfg.data is None:
         data, day = _simulate_if_needed(cfg)
@@ -129,3 +132,25 @@ def run_nightly(cfg: NightlyConfig) -> dict[str, Any]:
     }
     (cfg.workdir / f"nightly-{day.isoformat()}.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def run_backfill(cfg: NightlyConfig, days: list[date]) -> list[dict[str, Any]]:
+    """Run the nightly job for each date in ascending order (a backfill of past nights).
+
+    Each night only sees events before its date and, incrementally, re-infers only users with new
+    activity; finished nights are no-ops, so an interrupted backfill resumes where it stopped.
+
+    Args:
+        cfg: the nightly configuration; its ``day`` is replaced by each date in turn.
+        days: inference dates.
+
+    Returns:
+        One :func:`run_nightly` summary per date, in date order.
+    """
+    from dataclasses import replace
+
+    out = []
+    for i, d in enumerate(sorted(set(days)), start=1):
+        log.info("backfill night %d/%d: %s", i, len(set(days)), d)
+        out.append(run_nightly(replace(cfg, day=d)))
+    return out

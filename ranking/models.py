@@ -1,0 +1,184 @@
+"""GBDT conversion models (xgboost, lightgbm) over Feast feature frames, and their model files.
+
+One :class:`FeatureSpec` turns a frame of Feast features (offline from ``get_historical_features``
+or online from ``get_online_features``) into the model matrix, so both paths score identically:
+strings become pandas categoricals with the levels seen in training (the libraries' own categorical
+handling: xgboost ``enable_categorical``, lightgbm pandas categoricals), booleans and integers become
+floats, and timestamps become their age in days at the request time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ranking.config import RankingConfig
+
+LLM_PREFIX = "llm_"  # LLM-derived features are named llm_* (feature_repo/features.py)
+
+
+@dataclass
+class FeatureSpec:
+    """How a Feast feature frame becomes a model matrix."""
+
+    features: list[str]  # input feature names, in order (Feast short names)
+    categorical: dict[str, list[str]] = field(default_factory=dict)  # string feature -> training levels
+    timestamps: list[str] = field(default_factory=list)  # timestamp features, turned into '<name>_age_days'
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, features: list[str]) -> FeatureSpec:
+        """Infer kinds from the training frame: strings are categorical, datetimes are ages."""
+        cats: dict[str, list[str]] = {}
+        stamps: list[str] = []
+        for f in features:
+            s = frame[f]
+            if pd.api.types.is_datetime64_any_dtype(s):
+                stamps.append(f)
+            elif pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s):
+                if s.dropna().map(lambda v: isinstance(v, list | np.ndarray)).any():
+                    raise ValueError(f"feature {f!r} holds lists; models take scalar features only")
+                cats[f] = sorted({str(v) for v in s.dropna()})
+        return cls(features=list(features), categorical=cats, timestamps=stamps)
+
+    def columns(self) -> list[str]:
+        """Model matrix column names."""
+        return [f"{f}_age_days" if f in self.timestamps else f for f in self.features]
+
+    def matrix(self, frame: pd.DataFrame, now: pd.Series | pd.Timestamp) -> pd.DataFrame:
+        """The model matrix of ``frame`` (rows in order); ``now`` is the request / impression time.
+
+        Raises:
+            KeyError: a feature is missing from ``frame``.
+            ValueError: a numeric feature holds a non-numeric value (names the feature and the row).
+        """
+        missing = [f for f in self.features if f not in frame.columns]
+        if missing:
+            raise KeyError(f"features {missing} missing from the frame (have {sorted(frame.columns)})")
+        out: dict[str, Any] = {}
+        now_ts = pd.to_datetime(now, utc=True)
+        for f in self.features:
+            s = frame[f].reset_index(drop=True)
+            if f in self.timestamps:
+                ts = pd.to_datetime(s, utc=True)
+                age = (pd.Series(now_ts).reset_index(drop=True) - ts) if isinstance(now_ts, pd.Series) else now_ts - ts
+                out[f"{f}_age_days"] = age.dt.total_seconds().to_numpy(dtype=float) / 86400.0
+            elif f in self.categorical:
+                vals = s.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+                out[f] = pd.Categorical(vals, categories=self.categorical[f])
+            else:
+                num = pd.to_numeric(s.map(lambda v: np.nan if v is None else v), errors="coerce")
+                bad = num.isna() & s.notna() & ~s.map(lambda v: isinstance(v, float) and np.isnan(v))
+                if bad.any():
+                    i = int(np.flatnonzero(bad.to_numpy())[0])
+                    raise ValueError(f"feature {f!r}, row {i}: {s.iloc[i]!r} is not numeric")
+                out[f] = num.astype(float).to_numpy()
+        return pd.DataFrame(out, columns=self.columns())
+
+
+def fit_model(library: str, x: pd.DataFrame, y: np.ndarray, xv: pd.DataFrame, yv: np.ndarray,
+              cfg: RankingConfig) -> Any:
+    """Train one binary classifier with early stopping on (xv, yv) log loss.
+
+    Args:
+        library: 'xgboost' | 'lightgbm'.
+        x, y: training matrix and 0/1 labels.
+        xv, yv: time-later validation matrix and labels (early stopping).
+        cfg: boosting settings (n_estimators, learning_rate, max_depth, ...).
+
+    Returns:
+        The fitted sklearn-API model.
+    """
+    if library == "xgboost":
+        import xgboost as xgb
+
+        model = xgb.XGBClassifier(
+            n_estimators=cfg.n_estimators, learning_rate=cfg.learning_rate, max_depth=cfg.max_depth,
+            min_child_weight=cfg.min_child_weight, tree_method="hist", enable_categorical=True,
+            eval_metric="logloss", early_stopping_rounds=cfg.early_stopping_rounds, n_jobs=cfg.threads,
+            random_state=cfg.seed,
+        )
+        model.fit(x, y, eval_set=[(xv, yv)], verbose=False)
+        return model
+    if library == "lightgbm":
+        import lightgbm as lgb
+
+        model = lgb.LGBMClassifier(
+            n_estimators=cfg.n_estimators, learning_rate=cfg.learning_rate,
+            num_leaves=min(63, 2**cfg.max_depth - 1), min_sum_hessian_in_leaf=cfg.min_child_weight,
+            n_jobs=cfg.threads, random_state=cfg.seed, verbose=-1,
+        )
+        model.fit(x, y, eval_set=[(xv, yv)], eval_metric="binary_logloss",
+                  callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
+        return model
+    raise ValueError(f"unknown library {library!r}; expected 'xgboost' or 'lightgbm'")
+
+
+def gain_importance(library: str, model: Any, columns: list[str]) -> dict[str, float]:
+    """Total split gain per model column, normalised to sum 1 (0 for unused columns)."""
+    if library == "xgboost":
+        raw = model.get_booster().get_score(importance_type="total_gain")
+        gains = np.array([raw.get(c, 0.0) for c in columns], dtype=float)
+    else:
+        gains = np.asarray(model.booster_.feature_importance(importance_type="gain"), dtype=float)
+    total = gains.sum()
+    return {c: float(g / total) if total > 0 else 0.0 for c, g in zip(columns, gains, strict=True)}
+
+
+@dataclass
+class SavedModel:
+    """A trained model on disk: the library's own file plus the feature spec (``spec.json``)."""
+
+    library: str  # 'xgboost' | 'lightgbm'
+    spec: FeatureSpec  # frame -> matrix
+    model: Any  # xgboost.XGBClassifier | lightgbm.Booster
+    best_iteration: int  # boosting rounds kept
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.library == "xgboost":
+            self.model.save_model(folder / "model.json")
+        else:
+            booster = self.model.booster_ if hasattr(self.model, "booster_") else self.model
+            booster.save_model(str(folder / "model.txt"), num_iteration=self.best_iteration)
+        meta = {"library": self.library, "best_iteration": self.best_iteration, "spec": asdict(self.spec)}
+        (folder / "spec.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path) -> SavedModel:
+        folder = Path(folder)
+        if not (folder / "spec.json").exists():
+            raise FileNotFoundError(f"no trained model under {folder} (spec.json missing)")
+        meta = json.loads((folder / "spec.json").read_text())
+        spec = FeatureSpec(**meta["spec"])
+        if meta["library"] == "xgboost":
+            import xgboost as xgb
+
+            model: Any = xgb.XGBClassifier()
+            model.load_model(folder / "model.json")
+        else:
+            import lightgbm as lgb
+
+            model = lgb.Booster(model_file=str(folder / "model.txt"))
+        return cls(meta["library"], spec, model, int(meta["best_iteration"]))
+
+    def predict(self, frame: pd.DataFrame, now: pd.Series | pd.Timestamp) -> np.ndarray:
+        """P(label = 1) for each row of a Feast feature frame."""
+        x = self.spec.matrix(frame, now)
+        if self.library == "xgboost":
+            return self.model.predict_proba(x)[:, 1]
+        if hasattr(self.model, "booster_"):
+            return self.model.predict_proba(x, num_iteration=self.best_iteration)[:, 1]
+        return self.model.predict(x)
+
+
+def best_iteration(library: str, model: Any) -> int:
+    """Rounds kept by early stopping (all rounds when it never triggered)."""
+    if library == "xgboost":
+        return int(model.best_iteration) + 1
+    return int(model.best_iteration_ or model.n_estimators)
