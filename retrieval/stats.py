@@ -1,0 +1,84 @@
+"""Two-group comparison of per-user outcomes: relative change, bootstrap interval, permutation p-value.
+
+Metrics are ratios of group sums (``sum(numerator) / sum(denominator)`` over the group's users), so
+means per user (denominator = 1 per user), CTR (clicks / impressions) and RoAS (revenue / spend) are
+handled alike. The unit of resampling is the user (the unit of randomisation): intervals come from
+``scipy.stats.bootstrap`` (independent resampling of each group, percentile method) and p-values
+from ``scipy.stats.permutation_test`` (group labels shuffled across users, two-sided).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import bootstrap, permutation_test
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Treatment versus control on one metric."""
+
+    control: float  # the metric in control (ratio of sums)
+    treatment: float  # the metric in treatment
+    rel_change: float  # treatment / control - 1 (NaN when control is 0)
+    ci_low: float  # lower bound of the interval of rel_change
+    ci_high: float  # upper bound
+    p_value: float  # two-sided permutation p-value of rel_change = 0
+    n_control: int  # users in control
+    n_treatment: int  # users in treatment
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> float:
+    d = den.sum()
+    return float(num.sum() / d) if d > 0 else float("nan")
+
+
+def compare_groups(num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_t: np.ndarray,
+                   resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Comparison:
+    """Relative change of ``sum(num) / sum(den)`` from control to treatment, per-user arrays.
+
+    Args:
+        num_c, den_c: per-user numerator and denominator in control (e.g. conversions and ones).
+        num_t, den_t: the same in treatment.
+        resamples: bootstrap and permutation resamples.
+        confidence: interval level.
+        seed: random seed of both procedures.
+
+    Raises:
+        ValueError: arrays of one group differ in length, or a group is empty.
+    """
+    num_c, den_c, num_t, den_t = (np.asarray(a, dtype=float) for a in (num_c, den_c, num_t, den_t))
+    if len(num_c) != len(den_c) or len(num_t) != len(den_t):
+        raise ValueError("numerator and denominator arrays of a group must have the same length")
+    if len(num_c) == 0 or len(num_t) == 0:
+        raise ValueError(f"empty group: control has {len(num_c)} users, treatment {len(num_t)}")
+
+    def rel(ic: np.ndarray, it: np.ndarray) -> float:
+        c = _ratio(num_c[ic], den_c[ic])
+        t = _ratio(num_t[it], den_t[it])
+        return t / c - 1.0 if c and not np.isnan(c) else float("nan")
+
+    ic0, it0 = np.arange(len(num_c)), np.arange(len(num_t))
+    point = rel(ic0, it0)
+    ci = bootstrap((ic0, it0), rel, vectorized=False, paired=False, n_resamples=resamples,
+                   confidence_level=confidence, method="percentile", random_state=seed)
+    # Permutation: pool the users, reassign group labels; the statistic is the same relative change.
+    num = np.concatenate([num_c, num_t])
+    den = np.concatenate([den_c, den_t])
+    n_c = len(num_c)
+
+    def stat(x: np.ndarray, y: np.ndarray) -> float:  # x, y: pooled-user indices of the two groups
+        c = _ratio(num[x.astype(int)], den[x.astype(int)])
+        t = _ratio(num[y.astype(int)], den[y.astype(int)])
+        return t / c - 1.0 if c and not np.isnan(c) else 0.0
+
+    pooled = np.arange(len(num), dtype=float)
+    perm = permutation_test((pooled[:n_c], pooled[n_c:]), stat, permutation_type="independent",
+                            vectorized=False, n_resamples=resamples, alternative="two-sided", random_state=seed)
+    lo, hi = ci.confidence_interval
+    return Comparison(
+        control=_ratio(num_c, den_c), treatment=_ratio(num_t, den_t), rel_change=point,
+        ci_low=float(lo), ci_high=float(hi), p_value=float(perm.pvalue), n_control=len(num_c),
+        n_treatment=len(num_t),
+    )
