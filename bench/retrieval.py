@@ -1,0 +1,423 @@
+"""Benchmark of advertiser-restricted item retrieval (retrieval/index.py): build time, latency, recall.
+
+The LLM candidate generator (paper 3.6.1) searches a user embedding against the ad embeddings of
+the (up to 20) advertisers the LLM predicted for the user. Data, per size N (seeded, ``--seed``):
+
+* N item vectors of dimension ``--dim`` from a Gaussian mixture: ``--clusters`` unit-norm centres,
+  item = centre + ``--spread`` * N(0, I/dim), L2-normalised (so inner product = cosine). Item ids
+  are a random permutation of 0..N-1.
+* ``--advertisers`` advertisers; each item's advertiser is drawn independently of its cluster with
+  Zipf-like probability ∝ 1 / rank^``--zipf`` (a random advertiser id gets each rank).
+* ``--queries`` timed queries (plus ``--warmup`` untimed ones) from the same mixture, each with
+  ``--allowed`` distinct advertisers drawn without replacement with the same skew. The allowed
+  item count per query is reported (it sets how selective the filter is).
+
+For each size, each index is built, measured and freed before the next one:
+
+1. ``flat + selector``: exact ``IndexFlatIP`` searched with an ``IDSelectorBitmap`` (the exact
+   reference: its results are the ground truth of every recall@k; it is also timed).
+2. ``partition``: one exact ``IndexFlatIP`` per advertiser, the allowed advertisers' partitions
+   searched and their top-k merged (build = the partitions only; the flat main index it also
+   holds for unrestricted search is built separately and reported in the JSON).
+3. ``ivf + selector`` (``IndexIVFFlat``, nlist ``--nlist``, 0 = round(sqrt(N))) at every
+   ``--nprobe``; ``hnsw + selector`` (``IndexHNSWFlat``, ``--hnsw-m``, ``--ef-construction``) at every
+   ``--ef-search``. With ``--selectors bitmap,batch`` the IVF/HNSW rows are repeated with an
+   ``IDSelectorBatch`` (hash set) instead of the bitmap.
+
+What is timed:
+
+* build s: wall time of the index construction (IVF: k-means training + add; HNSW: graph insertion;
+  flat/partition: copying the vectors), measured inside ``ItemIndex`` (``build_seconds``); the
+  sorting by advertiser and the input checks of ``ItemIndex.__init__`` are not included.
+* filtered latency: ``ItemIndex.search_advertisers(query [d], advertiser_ids, k)`` for one query at
+  a time, each call timed on its own with ``time.perf_counter`` after the warm-up queries; this
+  includes the Python side (input checks, advertiser -> position ranges, building the selector's
+  bitmap or hash set, the result guard, position -> item id mapping), not just faiss.
+* unrestricted latency: ``ItemIndex.search(query [d], k)`` likewise (flat = exact, IVF/HNSW at the
+  row's nprobe / efSearch), recall against the exact unrestricted top-k.
+
+recall@k = |returned ∩ exact| / |exact| summed over queries (exact = top-k of the allowed items,
+fewer when they own fewer); full rows = share of queries answered with k results (IVF/HNSW with a
+selector may find fewer than k allowed items within nprobe lists / the efSearch beam). Every
+returned item is checked to belong to an allowed advertiser (the benchmark aborts otherwise).
+index MiB = ``ItemIndex.memory_bytes()`` summed (the sorted vector copy and id arrays + the faiss
+index: codes, ids, centroids, HNSW graph; + the partitions). Peak RSS = ``ru_maxrss`` of this process
+after the size (sizes run in increasing order, so it is the peak of the largest size so far).
+
+Threads: builds run with ``--build-threads`` faiss OpenMP threads (0 = faiss's default, all usable
+cores), searches with ``--search-threads`` (default 1: one query per call on one thread, as a
+serving worker would; more threads only add OpenMP synchronisation to a single-query search).
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/retrieval.py                                    # 100k and 1M items
+    .venv/bin/python bench/retrieval.py --sizes 20000 --queries 50 --json /tmp/r.json --md /tmp/r.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import header, header_lines, table_lines, write_report  # noqa: E402
+
+log = logging.getLogger("bench.retrieval")
+MIB = 1024 * 1024
+
+Search = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _ints(text: str) -> list[int]:
+    """argparse type: comma-separated positive integers (1e6 and 1_000_000 accepted)."""
+    try:
+        vals = [int(float(s.replace("_", ""))) for s in text.split(",") if s.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers") from exc
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated positive integers")
+    return vals
+
+
+def _selectors(text: str) -> list[str]:
+    vals = [s.strip() for s in text.split(",") if s.strip()]
+    if not vals or any(v not in ("bitmap", "batch") for v in vals):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated subset of bitmap,batch")
+    return list(dict.fromkeys(vals))
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic data
+# ---------------------------------------------------------------------------------------------
+
+
+def mixture(n: int, centers: np.ndarray, spread: float, rng: np.random.Generator, chunk: int = 200_000
+            ) -> np.ndarray:
+    """``n`` L2-normalised float32 points: a random centre + spread * N(0, I/d) each (built in chunks)."""
+    d = centers.shape[1]
+    out = np.empty((n, d), dtype=np.float32)
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        x = centers[rng.integers(0, len(centers), hi - lo)]
+        x += (spread / np.sqrt(d)) * rng.standard_normal((hi - lo, d), dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out[lo:hi] = x
+    return out
+
+
+def make_data(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Items (ids, advertisers, vectors), queries and their allowed advertiser sets for one size."""
+    rng = np.random.default_rng([args.seed, n])
+    centers = rng.standard_normal((args.clusters, args.dim)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    weights = 1.0 / np.arange(1, args.advertisers + 1) ** args.zipf
+    weights /= weights.sum()
+    adv_of_rank = rng.permutation(args.advertisers).astype(np.int64) * 7 + 1000  # non-contiguous ids
+    advs = adv_of_rank[rng.choice(args.advertisers, size=n, p=weights)]
+    item_ids = rng.permutation(n).astype(np.int64)
+    vectors = mixture(n, centers, args.spread, rng)
+    nq = args.warmup + args.queries
+    queries = mixture(nq, centers, args.spread, rng)
+    sets = [adv_of_rank[rng.choice(args.advertisers, size=args.allowed, replace=False, p=weights)]
+            for _ in range(nq)]
+    counts = np.bincount(np.searchsorted(np.sort(adv_of_rank), advs), minlength=args.advertisers)
+    adv_sorted = np.sort(adv_of_rank)
+    count_of = dict(zip(adv_sorted.tolist(), counts.tolist(), strict=True))
+    allowed_items = np.array([sum(count_of[a] for a in s.tolist()) for s in sets[args.warmup:]])
+    adv_by_item = np.empty(n, dtype=np.int64)
+    adv_by_item[item_ids] = advs
+    return {
+        "item_ids": item_ids, "advs": advs, "vectors": vectors, "adv_by_item": adv_by_item,
+        "warm": (queries[: args.warmup], sets[: args.warmup]),
+        "timed": (queries[args.warmup:], sets[args.warmup:]),
+        "stats": {
+            "items": n, "advertisers_with_items": int((counts > 0).sum()),
+            "largest_advertiser_items": int(counts.max()),
+            "median_advertiser_items": float(np.median(counts[counts > 0])),
+            "allowed_items_mean": round(float(allowed_items.mean()), 1),
+            "allowed_items_p10": int(np.percentile(allowed_items, 10)),
+            "allowed_items_p90": int(np.percentile(allowed_items, 90)),
+            "allowed_share_mean": round(float(allowed_items.mean()) / n, 4),
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------------------------
+
+
+def peak_rss_mib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+
+
+def run_queries(search: Search, data: dict[str, Any], k: int) -> tuple[list[float], np.ndarray]:
+    """Warm up, then time ``search(query, allowed)`` per query; (ms per query, item ids [q, k])."""
+    for q, s in zip(*data["warm"], strict=True):
+        search(q, s)
+    queries, sets = data["timed"]
+    ms: list[float] = []
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for i, (q, s) in enumerate(zip(queries, sets, strict=True)):
+        t0 = time.perf_counter()
+        ids = search(q, s)
+        ms.append((time.perf_counter() - t0) * 1000.0)
+        out[i] = ids
+    return ms, out
+
+
+def latency(ms: list[float], prefix: str) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {f"{prefix}_p50_ms": round(float(np.percentile(a, 50)), 3),
+            f"{prefix}_p99_ms": round(float(np.percentile(a, 99)), 3),
+            f"{prefix}_mean_ms": round(float(a.mean()), 3)}
+
+
+def recall(got: np.ndarray, truth: np.ndarray) -> float:
+    hits = total = 0
+    for g, t in zip(got, truth, strict=True):
+        t = t[t >= 0]
+        hits += int(np.isin(t, g[g >= 0]).sum())
+        total += t.size
+    return round(hits / max(total, 1), 4)
+
+
+def check_allowed(label: str, ids: np.ndarray, data: dict[str, Any]) -> None:
+    """Abort when a returned item belongs to an advertiser outside its query's set."""
+    for i, (row, allowed) in enumerate(zip(ids, data["timed"][1], strict=True)):
+        found = row[row >= 0]
+        bad = ~np.isin(data["adv_by_item"][found], allowed)
+        if bad.any():
+            raise RuntimeError(f"{label}: query {i} returned item(s) {found[bad][:5].tolist()} of advertisers "
+                               f"outside its allowed set")
+
+
+def filtered_row(index: Any, data: dict[str, Any], k: int, truth: np.ndarray | None, label: str,
+                 **override: Any) -> tuple[dict[str, Any], np.ndarray]:
+    """Time the restricted search; recall against ``truth`` (itself when None)."""
+    ms, ids = run_queries(lambda q, s: index.search_advertisers(q, s, k, **override)[1], data, k)
+    check_allowed(label, ids, data)
+    row = {**latency(ms, "f"), "recall": recall(ids, ids if truth is None else truth),
+           "full_rows": round(float((ids >= 0).all(axis=1).mean()), 3),
+           "returned_mean": round(float((ids >= 0).sum(axis=1).mean()), 1)}
+    return row, ids
+
+
+def unrestricted_row(index: Any, data: dict[str, Any], k: int, truth: np.ndarray | None,
+                     **override: Any) -> tuple[dict[str, Any], np.ndarray]:
+    ms, ids = run_queries(lambda q, _s: index.search(q, k, **override)[1], data, k)
+    return {**latency(ms, "u"), "u_recall": recall(ids, ids if truth is None else truth)}, ids
+
+
+def build(data: dict[str, Any], cfg: Any, search_threads: int) -> tuple[Any, float]:
+    """The index (its config switched to the search threads afterwards) and its memory in MiB."""
+    from retrieval.index import ItemIndex
+
+    gc.collect()
+    index = ItemIndex(data["item_ids"], data["advs"], data["vectors"], cfg)
+    index.config.threads = search_threads
+    return index, round(sum(index.memory_bytes().values()) / MIB, 1)
+
+
+def bench_size(n: int, args: argparse.Namespace, report: dict[str, Any]) -> None:
+    from retrieval.index import IndexConfig
+
+    t_size = time.perf_counter()
+    t0 = time.perf_counter()
+    data = make_data(n, args)
+    stats = {**data["stats"], "data_s": round(time.perf_counter() - t0, 2)}
+    log.info("[%d] data in %.1f s: %s", n, stats["data_s"], data["stats"])
+    k = args.k
+    common = {"items": n, "k": k}
+
+    def add(row: dict[str, Any]) -> None:
+        report["rows"].append({**common, **row})
+        log.info("[%d] %s", n, {key: v for key, v in row.items() if key != "build"})
+
+    base = {"threads": args.build_threads or report["header"]["machine"]["faiss_default_threads"], "seed": args.seed}
+    st = args.search_threads
+
+    # 1. Exact reference: flat + bitmap selector.
+    index, mib = build(data, IndexConfig(kind="flat", filter="selector", **base), st)
+    frow, truth = filtered_row(index, data, k, None, "flat")
+    urow, utruth = unrestricted_row(index, data, k, None)
+    add({"index": "flat (exact)", "filter": "selector bitmap", "param": "–", "build_s": index.build_seconds["main"],
+         "index_mib": mib, **frow, **urow, "build": dict(index.build_seconds)})
+    del index
+    gc.collect()
+
+    # 2. Partitions: one exact flat index per advertiser.
+    index, mib = build(data, IndexConfig(kind="flat", filter="partition", **base), st)
+    frow, _ = filtered_row(index, data, k, truth, "partition")
+    add({"index": "per-advertiser flat", "filter": "partition", "param": "–",
+         "build_s": index.build_seconds["partitions"], "index_mib": mib, **frow,
+         "build": dict(index.build_seconds)})
+    del index
+    gc.collect()
+
+    # 3. IVF and HNSW with a selector, over their search settings.
+    for kind, name, values, key in (("ivf", "nprobe", args.nprobe, "nprobe"),
+                                    ("hnsw", "efSearch", args.ef_search, "ef_search")):
+        cfg = IndexConfig(kind=kind, filter="selector", selector=args.selectors[0], nlist=args.nlist,
+                          hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, **base)
+        log.info("[%d] building %s ...", n, kind)
+        index, mib = build(data, cfg, st)
+        log.info("[%d] %s built in %.1f s", n, kind, index.build_seconds["main"])
+        extra = f"nlist {index._index.nlist}" if kind == "ivf" else f"M {args.hnsw_m}, efC {args.ef_construction}"
+        first = True
+        for v in values:
+            urow, _ = unrestricted_row(index, data, k, utruth, **{key: v})
+            for sel in args.selectors:
+                index.config.selector = sel
+                frow, _ = filtered_row(index, data, k, truth, f"{kind} {sel} {name}={v}", **{key: v})
+                add({"index": f"{kind} ({extra})", "filter": f"selector {sel}", "param": f"{name} {v}",
+                     "build_s": index.build_seconds["main"] if first else None,
+                     "index_mib": mib if first else None, **frow, **urow,
+                     "build": dict(index.build_seconds) if first else None})
+                first = False
+            index.config.selector = args.selectors[0]
+        del index
+        gc.collect()
+
+    stats["peak_rss_mib"] = peak_rss_mib()
+    stats["size_s"] = round(time.perf_counter() - t_size, 1)
+    report["sizes"].append(stats)
+    log.info("[%d] done in %.1f s, peak RSS %.0f MiB", n, stats["size_s"], stats["peak_rss_mib"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+COLUMNS = [
+    ("items", "items"), ("index", "index"), ("filter", "filter"), ("param", "search param"),
+    ("build_s", "build s"), ("index_mib", "index MiB"),
+    ("f_p50_ms", "filtered p50 ms"), ("f_p99_ms", "filtered p99 ms"), ("recall", "filtered recall@k"),
+    ("full_rows", "full rows"), ("u_p50_ms", "unrestricted p50 ms"), ("u_p99_ms", "unrestricted p99 ms"),
+    ("u_recall", "unrestricted recall@k"),
+]
+SIZE_COLUMNS = [
+    ("items", "items"), ("advertisers_with_items", "advertisers with items"),
+    ("largest_advertiser_items", "largest advertiser items"), ("median_advertiser_items", "median advertiser items"),
+    ("allowed_items_mean", "allowed items / query (mean)"), ("allowed_items_p10", "p10"),
+    ("allowed_items_p90", "p90"), ("allowed_share_mean", "allowed share"), ("data_s", "data s"),
+    ("size_s", "size total s"), ("peak_rss_mib", "peak RSS MiB"),
+]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    h, p, m = report["header"], report["params"], report["header"]["machine"]
+    lines = [
+        "# Advertiser-restricted retrieval benchmark (retrieval/index.py)",
+        "",
+        *header_lines(h),
+        f"- versions: faiss {m.get('faiss')}, numpy {m.get('numpy')}; faiss OpenMP threads: build "
+        f"{p['build_threads'] or m.get('faiss_default_threads')}, search {p['search_threads']}",
+        f"- data: d={p['dim']} Gaussian mixture ({p['clusters']} unit centres, spread {p['spread']}, "
+        f"L2-normalised, inner product), {p['advertisers']} advertisers with Zipf skew {p['zipf']} (items and "
+        f"allowed sets), {p['allowed']} allowed advertisers per query, k={p['k']}, {p['queries']} timed "
+        f"queries after {p['warmup']} warm-up, seed {p['seed']}",
+        "",
+        "## Latency and recall",
+        "",
+        "One query per call, each timed on its own (Python wrapper included: ranges, selector, guard, id "
+        "mapping). filtered = `search_advertisers` (recall@k against the exact flat + selector search); "
+        "unrestricted = `search` (recall@k against exact flat search). full rows = share of queries "
+        "answered with k items. build s = the index construction (partition: the per-advertiser indexes "
+        "only); index MiB = `ItemIndex.memory_bytes()` (sorted vector copy + ids + faiss index, partitions "
+        "included; the partition index also holds a flat main index). A blank build cell = the same "
+        "index as the row above, another search setting.",
+        "",
+        *table_lines(COLUMNS, report["rows"]),
+        "",
+        "## Data and memory per size",
+        "",
+        *table_lines(SIZE_COLUMNS, report["sizes"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """The latency table with rich."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"advertiser-restricted retrieval, k={report['params']['k']}")
+    for _, title in COLUMNS:
+        table.add_column(title, justify="left" if title in ("index", "filter", "search param") else "right")
+    for r in report["rows"]:
+        table.add_row(*("–" if r.get(key) is None else str(r[key]) for key, _ in COLUMNS))
+    Console(width=200).print(table)
+
+
+def _versions() -> dict[str, Any]:
+    import faiss
+
+    return {"faiss": faiss.__version__, "numpy": np.__version__,
+            "faiss_default_threads": faiss.omp_get_max_threads()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=_ints, default=[100_000, 1_000_000], help="item counts, comma-separated")
+    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--clusters", type=int, default=1000, help="Gaussian mixture components")
+    ap.add_argument("--spread", type=float, default=0.6, help="noise norm around a unit centre")
+    ap.add_argument("--advertisers", type=int, default=5000)
+    ap.add_argument("--zipf", type=float, default=0.8, help="advertiser skew: P(rank r) ∝ 1 / r^zipf")
+    ap.add_argument("--allowed", type=int, default=20, help="allowed (LLM-predicted) advertisers per query")
+    ap.add_argument("--queries", type=int, default=500, help="timed queries per row")
+    ap.add_argument("--warmup", type=int, default=20, help="untimed queries before each row")
+    ap.add_argument("--k", type=int, default=100)
+    ap.add_argument("--nlist", type=int, default=0, help="IVF lists; 0 = round(sqrt(N))")
+    ap.add_argument("--nprobe", type=_ints, default=[16, 64, 256], help="IVF settings, comma-separated")
+    ap.add_argument("--hnsw-m", type=int, default=32)
+    ap.add_argument("--ef-construction", type=int, default=80)
+    ap.add_argument("--ef-search", type=_ints, default=[128, 512, 2048], help="HNSW settings, comma-separated")
+    ap.add_argument("--selectors", type=_selectors, default=["bitmap"],
+                    help="IDSelector kinds for the IVF/HNSW rows: bitmap, batch or bitmap,batch")
+    ap.add_argument("--build-threads", type=int, default=0, help="faiss OpenMP threads for builds; 0 = default")
+    ap.add_argument("--search-threads", type=int, default=1, help="faiss OpenMP threads for searches")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default="bench/results/retrieval.json")
+    ap.add_argument("--md", default="bench/results/retrieval.md")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.allowed > args.advertisers:
+        ap.error("--allowed exceeds --advertisers")
+    if args.build_threads < 0 or args.search_threads < 1:
+        ap.error("--build-threads must be >= 0 and --search-threads >= 1")
+
+    report: dict[str, Any] = {
+        "header": header(_versions()),
+        "params": {k: v for k, v in vars(args).items() if k not in ("json", "md")},
+        "rows": [], "sizes": [],
+    }
+    t0 = time.perf_counter()
+    for n in sorted(args.sizes):
+        bench_size(n, args, report)
+    report["total_s"] = round(time.perf_counter() - t0, 1)
+    write_report(report, markdown(report), args.json, args.md)
+    print_table(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
