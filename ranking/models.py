@@ -68,15 +68,15 @@ class FeatureSpec:
                 age = (pd.Series(now_ts).reset_index(drop=True) - ts) if isinstance(now_ts, pd.Series) else now_ts - ts
                 out[f"{f}_age_days"] = age.dt.total_seconds().to_numpy(dtype=float) / 86400.0
             elif f in self.categorical:
-                vals = s.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
-                out[f] = pd.Categorical(vals, categories=self.categorical[f])
+                vals = s.astype(object).where(s.notna(), None)
+                out[f] = pd.Categorical([None if v is None else str(v) for v in vals], categories=self.categorical[f])
             else:
-                num = pd.to_numeric(s.map(lambda v: np.nan if v is None else v), errors="coerce")
-                bad = num.isna() & s.notna() & ~s.map(lambda v: isinstance(v, float) and np.isnan(v))
+                num = pd.to_numeric(s, errors="coerce").astype("float64")
+                bad = num.isna() & s.notna()
                 if bad.any():
                     i = int(np.flatnonzero(bad.to_numpy())[0])
                     raise ValueError(f"feature {f!r}, row {i}: {s.iloc[i]!r} is not numeric")
-                out[f] = num.astype(float).to_numpy()
+                out[f] = num.to_numpy()
         return pd.DataFrame(out, columns=self.columns())
 
 

@@ -277,3 +277,21 @@ def test_eval_reruns_from_saved_predictions(world, trained):
     first = trained["results"]
     for k, r in again["comparisons"].items():
         assert r["delta_pct"] == first["comparisons"][k]["delta_pct"]  # point estimates do not depend on resamples
+
+
+def test_online_scoring_on_redis_and_outage(world, trained, redis_srv, monkeypatch):
+    cfg = world["cfg"]
+    now = _midnight(ANCHORS[-1] + timedelta(days=1)) + timedelta(hours=6)
+    monkeypatch.setenv("ADPRIOR_REDIS", redis_srv.address)
+    rcfg = st.StoreConfig(repo=cfg.store.repo, online="redis")
+    st.apply(rcfg)
+    st.materialize(rcfg, end=now)
+    st.materialize(cfg.store, end=now)
+    u = int(world["preds"][ANCHORS[-1]]["user_id"].iloc[0])
+    advs = [int(a) for a in world["preds"][ANCHORS[-1]]["advertiser_ids"].iloc[0][:5]]
+    on_redis = OnlineRanker.load(cfg.out, "vtcvr", "xgboost", "llm", rcfg)
+    on_sqlite = OnlineRanker.load(cfg.out, "vtcvr", "xgboost", "llm", cfg.store)
+    np.testing.assert_array_equal(on_redis.score(u, advs, now=now), on_sqlite.score(u, advs, now=now))
+    redis_srv.stop()
+    with pytest.raises(st.StoreUnavailable, match="is unavailable"):
+        on_redis.score(u, advs, now=now)
