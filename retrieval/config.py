@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from adprior.store import StoreConfig
+from retrieval.index import IndexConfig
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,23 @@ class RetrievalConfig:
     seed: int = 0  # initialisation, shuffling and negative sampling
     threads: int = 1  # torch CPU threads while training (restored afterwards)
 
-    # ------------------------------------ candidate generators, blending, A/B test (later issues go here)
+    # ------------------------------------------------------- candidate generators, blending, A/B test
+    index: IndexConfig = field(default_factory=lambda: IndexConfig(kind="flat"))  # faiss index of item vectors
+    quotas: dict[str, int] = field(
+        default_factory=lambda: {"two_tower": 100, "popularity": 50, "llm": 50}
+    )  # L0 quota per generator; blending priority is this order (the LLM channel last: purely additive)
+    ranking_models: Path | None = Path("runs/ranking/models")  # ranking run scoring the blend; None: no ranker
+    ranking_library: str = "lightgbm"  # which trained ranking library scores candidates
+    slots: int = 5  # ads shown per user-day (the top of the ranked blend)
+    per_advertiser_cap: int = 1  # most ads of one advertiser in a user-day's slate
+    ab_start: date | None = None  # first A/B day; None: the day the latest prediction becomes known
+    ab_days: int = 7  # A/B length in days (clipped to the days the ground truth covers)
+    ad_effect: float = 0.5  # P(ad-caused conversion | impression) = ad_effect * true daily propensity
+    cost_per_impression: float = 0.01  # what an impression costs its advertiser (RoAS denominator)
+    ab_salt: str = "adprior-ab-v1"  # arm assignment: hash(salt, user) parity; change it to re-randomise
+    ab_seed: int = 0  # outcome draws and bootstrap / permutation seeds
+    ab_resamples: int = 2000  # bootstrap and permutation resamples
+    sweep_llm_quotas: tuple[int, ...] = (10, 25, 50, 100)  # LLM-generator quotas of the sweep
 
     def folder(self) -> Path:
         """Where the model of this objective lives: ``<out>/<objective>``."""
@@ -96,6 +113,8 @@ def config_to_dict(cfg: RetrievalConfig) -> dict[str, Any]:
         v = getattr(cfg, f.name)
         if isinstance(v, StoreConfig):
             v = {"repo": str(v.repo), "online": v.online, "redis_env": v.redis_env}
+        elif isinstance(v, IndexConfig):
+            v = dataclasses.asdict(v)
         elif isinstance(v, Path):
             v = str(v)
         elif isinstance(v, date):
@@ -119,9 +138,11 @@ def config_from_dict(d: dict[str, Any]) -> RetrievalConfig:
         if name == "store":
             v = StoreConfig(repo=Path(v["repo"]), online=v.get("online", "sqlite"),
                             redis_env=v.get("redis_env", "ADPRIOR_REDIS"))
-        elif name in ("data", "out"):
+        elif name == "index":
+            v = IndexConfig(**v)
+        elif name in ("data", "out") or (name == "ranking_models" and v is not None):
             v = Path(v)
-        elif name in ("start", "end"):
+        elif name in ("start", "end", "ab_start"):
             v = None if v is None else date.fromisoformat(v)
         elif isinstance(v, list):
             v = tuple(v)

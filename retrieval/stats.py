@@ -4,7 +4,9 @@ Metrics are ratios of group sums (``sum(numerator) / sum(denominator)`` over the
 means per user (denominator = 1 per user), CTR (clicks / impressions) and RoAS (revenue / spend) are
 handled alike. The unit of resampling is the user (the unit of randomisation): intervals come from
 ``scipy.stats.bootstrap`` (independent resampling of each group, percentile method) and p-values
-from ``scipy.stats.permutation_test`` (group labels shuffled across users, two-sided).
+from ``scipy.stats.permutation_test`` (group labels shuffled across users, two-sided). The
+permutation statistic is the difference of the metric between the groups: the same null hypothesis
+as a zero relative change, and still defined when control is 0.
 """
 
 from __future__ import annotations
@@ -69,9 +71,9 @@ def compare_groups(num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_
     n_c = len(num_c)
 
     def stat(x: np.ndarray, y: np.ndarray) -> float:  # x, y: pooled-user indices of the two groups
-        c = _ratio(num[x.astype(int)], den[x.astype(int)])
-        t = _ratio(num[y.astype(int)], den[y.astype(int)])
-        return t / c - 1.0 if c and not np.isnan(c) else 0.0
+        # the difference (not the ratio) of the metrics: the same null, defined when control is 0
+        d = _ratio(num[y.astype(int)], den[y.astype(int)]) - _ratio(num[x.astype(int)], den[x.astype(int)])
+        return 0.0 if np.isnan(d) else d
 
     pooled = np.arange(len(num), dtype=float)
     perm = permutation_test((pooled[:n_c], pooled[n_c:]), stat, permutation_type="independent",

@@ -1,0 +1,304 @@
+"""Simulated online A/B test of the LLM candidate generator (paper 4.5, Table 6).
+
+Users with a prediction in the store are split by a salted hash of their id into control and
+treatment. Both arms are served by the same stack; control's generators are the two-tower and the
+popularity channels, treatment adds the LLM generator (two-tower search restricted to the user's
+LLM-predicted advertisers, read from Feast online features) with its own quota. The blend
+(:func:`retrieval.blend.blend`, LLM channel last, so treatment's blend extends control's) is scored
+by the trained ranking models through Feast online features (expected conversions per impression =
+P(ctcvr) + P(vtcvr)), and the top ``slots`` ads (at most ``per_advertiser_cap`` per advertiser) are
+shown each A/B day. Outcomes come from the world's ground truth (:mod:`retrieval.outcomes`) with
+common random numbers per (user, day, slot). Metrics per arm, with relative change, user-bootstrap
+95 % interval and permutation p-value (:mod:`retrieval.stats`): RoAS, conversions per user, CTR and
+distinct advertisers shown per user; overall and for users with weak on-site signal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as pads
+from rich.progress import track
+
+from adprior import store
+from retrieval import data as rdata
+from retrieval.blend import Candidate, advertiser_diversity, blend
+from retrieval.config import OBJECTIVES, RetrievalConfig
+from retrieval.generators import LLMGenerator, PopularityGenerator, TwoTowerGenerator, predicted_advertisers
+from retrieval.index import ItemIndex
+from retrieval.model import load
+from retrieval.outcomes import Truth, draw, window
+from retrieval.stats import Comparison, compare_groups
+
+log = logging.getLogger(__name__)
+
+METRICS = ("roas", "conversions_per_user", "ctr", "advertisers_per_user")
+
+
+def arm_of(user_id: int, salt: str) -> str:
+    """'control' | 'treatment' by the parity of a salted blake2b hash of the user id."""
+    h = hashlib.blake2b(f"{salt}:{int(user_id)}".encode(), digest_size=8).digest()
+    return "treatment" if h[-1] & 1 else "control"
+
+
+def slate(cands: list[Candidate], scores: dict[int, float], slots: int, cap: int) -> list[Candidate]:
+    """The shown ads: candidates by ranking score (ties: blend order), at most ``cap`` per advertiser."""
+    order = sorted(range(len(cands)), key=lambda i: (-scores.get(cands[i].advertiser_id, 0.0), i))
+    shown: list[Candidate] = []
+    per: dict[int, int] = {}
+    for i in order:
+        c = cands[i]
+        if per.get(c.advertiser_id, 0) >= cap:
+            continue
+        per[c.advertiser_id] = per.get(c.advertiser_id, 0) + 1
+        shown.append(c)
+        if len(shown) == slots:
+            break
+    return shown
+
+
+def simulate_outcomes(slates: dict[int, list[Candidate]], arms: dict[int, str], truth: Truth, days: list[date],
+                      prices: dict[int, float], cfg: RetrievalConfig) -> pd.DataFrame:
+    """Per-user sums over the A/B days: impressions, clicks, conversions, value, cost, advertisers.
+
+    Args:
+        slates: user -> the ads shown each day (the user's features do not change inside the window).
+        arms: user -> 'control' | 'treatment'.
+        truth: the world's ground truth.
+        days: the A/B days.
+        prices: item id -> price (conversion value).
+        cfg: ad_effect, cost_per_impression, ab_seed.
+    """
+    rows = []
+    for u, shown in slates.items():
+        imp = clicks = conv = 0
+        value = cost = 0.0
+        llm_imp = 0
+        for d in days:
+            for s, c in enumerate(shown):
+                o = draw(truth, u, d, s, c.advertiser_id, prices.get(c.item_id, 0.0), cfg.ad_effect,
+                         cfg.cost_per_impression, cfg.ab_seed)
+                imp += 1
+                clicks += o.clicked
+                conv += o.converted
+                value += o.value
+                cost += o.cost
+                llm_imp += c.source == "llm"
+        rows.append({"user_id": u, "arm": arms[u], "weak_onsite": truth.weak.get(u, False), "impressions": imp,
+                     "clicks": clicks, "conversions": conv, "value": value, "cost": cost,
+                     "advertisers": advertiser_diversity(shown)["distinct_advertisers"], "llm_impressions": llm_imp})
+    return pd.DataFrame(rows)
+
+
+def compare_arms(per_user: pd.DataFrame, resamples: int, seed: int) -> dict[str, Comparison]:
+    """The four metrics, treatment versus control (ratios of per-user sums)."""
+    c = per_user[per_user["arm"] == "control"]
+    t = per_user[per_user["arm"] == "treatment"]
+    one_c, one_t = np.ones(len(c)), np.ones(len(t))
+    spec = {
+        "roas": ("value", "cost"),
+        "conversions_per_user": ("conversions", None),
+        "ctr": ("clicks", "impressions"),
+        "advertisers_per_user": ("advertisers", None),
+    }
+    out = {}
+    for name, (num, den) in spec.items():
+        out[name] = compare_groups(c[num].to_numpy(), one_c if den is None else c[den].to_numpy(),
+                                   t[num].to_numpy(), one_t if den is None else t[den].to_numpy(),
+                                   resamples=resamples, seed=seed)
+    return out
+
+
+def _latest_prediction_day(cfg: RetrievalConfig) -> date:
+    path = store.offline_dir(cfg.store, "llm_predictions")
+    if not path.exists() or not any(path.glob("*.parquet")):
+        raise ValueError(f"no LLM predictions under {path}: run the nightly job first")
+    col = pads.dataset(path, format="parquet").to_table(columns=["event_timestamp"]).column(0)
+    return pd.Timestamp(max(col.to_pylist())).tz_convert(UTC).date()
+
+
+class Serving:
+    """Everything the A/B test serves with: models, index, generators, online features, ranker."""
+
+    def __init__(self, cfg: RetrievalConfig, objective: str, now: datetime) -> None:
+        from ranking.serve import OnlineRanker
+
+        self.cfg, self.now = cfg, now
+        model = load(replace(cfg, objective=objective).folder())
+        self.items = model.items
+        item_ids, vecs = model.embed_items()
+        adv = dict(zip(self.items["item_id"].astype(int), self.items["advertiser_id"].astype(int), strict=True))
+        index = ItemIndex(item_ids, np.array([adv[int(i)] for i in item_ids]), vecs, cfg.index)
+        self.two_tower = TwoTowerGenerator(index, adv)
+        self.llm = LLMGenerator(index, adv)
+        counts = rdata.interactions(cfg.data, "impression", now.date() - timedelta(days=28), now.date())
+        conv = rdata.interactions(cfg.data, "conversion", now.date() - timedelta(days=28), now.date())
+        pop = conv["item_id"].value_counts().astype(float) + 1e-3 * counts["item_id"].value_counts()
+        self.popularity = PopularityGenerator.from_counts(self.items, pop)
+        self.prices = dict(zip(self.items["item_id"].astype(int), self.items["price"].astype(float), strict=True))
+        self.model = model
+        self.rankers = []
+        if cfg.ranking_models is not None:
+            for task in ("ctcvr", "vtcvr"):
+                self.rankers.append(OnlineRanker.load(cfg.ranking_models, task, cfg.ranking_library, "llm", cfg.store))
+
+    def candidates(self, users: list[int]) -> dict[int, dict[str, list[Candidate]]]:
+        """Each user's candidates from every generator at its quota (LLM: the largest swept quota)."""
+        frame = rdata.online_user_features(self.cfg.store, users)
+        vecs = self.model.embed_users(frame)
+        preds = predicted_advertisers(self.cfg.store, users)
+        q = self.cfg.quotas
+        llm_k = max([q.get("llm", 0), *self.cfg.sweep_llm_quotas])
+        out = {}
+        for u, v in zip(users, vecs, strict=True):
+            # ask each generator for more than its quota so that duplicates can be replaced in the blend
+            out[u] = {
+                "two_tower": self.two_tower.retrieve(v, 2 * q.get("two_tower", 0)),
+                "popularity": self.popularity.retrieve(2 * q.get("popularity", 0)),
+                "llm": self.llm.retrieve(v, preds.get(u, []), 2 * llm_k),
+            }
+        return out
+
+    def scores(self, user: int, advertisers: list[int]) -> dict[int, float]:
+        """Expected conversions per impression of each advertiser's ad (sum of the rankers' P)."""
+        distinct = list(dict.fromkeys(advertisers))
+        if not self.rankers or not distinct:
+            return {}
+        total = np.zeros(len(distinct))
+        for r in self.rankers:
+            total += r.score(user, distinct, now=self.now)
+        return dict(zip(distinct, total.tolist(), strict=True))
+
+
+def run_ab(cfg: RetrievalConfig, objectives: tuple[str, ...] = ("impression",), llm_quotas: tuple[int, ...] | None = None,
+           aa: bool = False) -> dict[str, Any]:
+    """The A/B test and its sweeps (LLM quota x two-tower objective); writes ``<out>/ab/``.
+
+    Args:
+        cfg: the retrieval configuration (models under ``cfg.out``, store, quotas, A/B settings).
+        objectives: two-tower training objectives to serve with (a model per objective must exist).
+        llm_quotas: LLM-generator quotas to sweep; None: ``cfg.quotas['llm']`` only.
+        aa: serve treatment exactly like control (an A/A test: any "effect" is noise).
+
+    Returns:
+        ``{"runs": [{objective, llm_quota, overall: {metric: Comparison}, weak: {...}, ...}], ...}``,
+        also written to ``<out>/ab/ab.json`` with ``report.md`` and ``ab.png``.
+    """
+    t0 = time.perf_counter()
+    for o in objectives:
+        if o not in OBJECTIVES:
+            raise ValueError(f"objective {o!r}: expected one of {OBJECTIVES}")
+    quotas = llm_quotas or (cfg.quotas.get("llm", 0),)
+    truth = Truth.load(cfg.data)
+    start = cfg.ab_start or _latest_prediction_day(cfg)
+    days = window(truth, start, cfg.ab_days)
+    now = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    pred_path = store.offline_dir(cfg.store, "llm_predictions")
+    users = sorted({int(u) for u in pads.dataset(pred_path, format="parquet").to_table(columns=["user_id"])
+                    .column(0).to_pylist()})
+    arms = {u: arm_of(u, cfg.ab_salt) for u in users}
+    log.info("A/B %s..%s: %d users (%d treatment)", days[0], days[-1], len(users),
+             sum(a == "treatment" for a in arms.values()))
+    runs = []
+    for objective in objectives:
+        serving = Serving(cfg, objective, now)
+        cands = serving.candidates(users)
+        base_q = {k: v for k, v in cfg.quotas.items() if k != "llm"}
+        score_cache: dict[int, dict[int, float]] = {}
+        for u in track(users, description=f"ranking candidates ({objective})"):
+            allc = [c for lst in cands[u].values() for c in lst]
+            score_cache[u] = serving.scores(u, [c.advertiser_id for c in allc])
+        for q in quotas:
+            slates = {}
+            for u in users:
+                treat = arms[u] == "treatment" and not aa
+                b = blend(cands[u], {**base_q, "llm": q if treat else 0})
+                slates[u] = slate(b, score_cache[u], cfg.slots, cfg.per_advertiser_cap)
+            per_user = simulate_outcomes(slates, arms, truth, days, serving.prices, cfg)
+            weak = per_user[per_user["weak_onsite"]]
+            run = {
+                "objective": objective, "llm_quota": q, "aa": aa,
+                "overall": {k: asdict(v) for k, v in compare_arms(per_user, cfg.ab_resamples, cfg.ab_seed).items()},
+                "weak": ({k: asdict(v) for k, v in compare_arms(weak, cfg.ab_resamples, cfg.ab_seed).items()}
+                         if weak["arm"].nunique() == 2 else None),
+                "llm_impression_share": float(per_user.loc[per_user["arm"] == "treatment", "llm_impressions"].sum()
+                                              / max(1, per_user.loc[per_user["arm"] == "treatment", "impressions"].sum())),
+                "users": {"control": int((per_user["arm"] == "control").sum()),
+                          "treatment": int((per_user["arm"] == "treatment").sum()),
+                          "weak": int(per_user["weak_onsite"].sum())},
+            }
+            runs.append(run)
+            log.info("A/B objective=%s llm_quota=%d: %s", objective, q,
+                     {k: round(v["rel_change"], 4) for k, v in run["overall"].items()})
+    result = {"days": [d.isoformat() for d in days], "n_users": len(users), "runs": runs,
+              "seconds": round(time.perf_counter() - t0, 1)}
+    out = Path(cfg.out) / ("aa" if aa else "ab")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ab.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def write_report(result: dict[str, Any], cfg: RetrievalConfig, command: str, out: Path) -> Path:
+    """``report.md`` (Table 6 analogue and sweeps) and ``ab.png`` for a :func:`run_ab` result."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from retrieval.config import config_to_dict
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = {"roas": "RoAS", "conversions_per_user": "conversions / user", "ctr": "CTR",
+             "advertisers_per_user": "advertisers shown / user"}
+
+    def cell(c: dict[str, float]) -> str:
+        return f"{c['rel_change']:+.1%} [{c['ci_low']:+.1%}, {c['ci_high']:+.1%}], p={c['p_value']:.3f}"
+
+    lines = ["# Simulated online A/B test of the LLM candidate generator (paper Table 6 analogue)", "",
+             f"Command: `{command}`", "", "Config: `" + json.dumps(config_to_dict(cfg), default=str) + "`", "",
+             f"A/B days {result['days'][0]} .. {result['days'][-1]}, {result['n_users']} users with a prediction; "
+             "relative change treatment vs control, user-bootstrap 95 % interval, permutation p-value.", ""]
+    for r in result["runs"]:
+        lines += [f"## objective `{r['objective']}`, LLM quota {r['llm_quota']}" + (" (A/A)" if r["aa"] else ""), "",
+                  f"Users: control {r['users']['control']}, treatment {r['users']['treatment']} "
+                  f"(weak on-site signal: {r['users']['weak']}); LLM-sourced share of treatment impressions "
+                  f"{r['llm_impression_share']:.1%}.", "",
+                  "| metric | control | treatment | all users: change | weak on-site users: change |",
+                  "|---|---|---|---|---|"]
+        for m in METRICS:
+            c = r["overall"][m]
+            w = r["weak"][m] if r["weak"] else None
+            lines.append(f"| {names[m]} | {c['control']:.4g} | {c['treatment']:.4g} | {cell(c)} | "
+                         f"{cell(w) if w else 'n/a'} |")
+        lines.append("")
+    lines += ["![A/B sweeps](ab.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.5))
+    for ax, m in zip(axes, METRICS, strict=True):
+        for obj in dict.fromkeys(r["objective"] for r in result["runs"]):
+            rs = [r for r in result["runs"] if r["objective"] == obj]
+            x = [r["llm_quota"] for r in rs]
+            y = [100 * r["overall"][m]["rel_change"] for r in rs]
+            lo = [100 * (r["overall"][m]["rel_change"] - r["overall"][m]["ci_low"]) for r in rs]
+            hi = [100 * (r["overall"][m]["ci_high"] - r["overall"][m]["rel_change"]) for r in rs]
+            ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=3, label=obj)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_title(names[m])
+        ax.set_xlabel("LLM generator quota")
+        ax.set_ylabel("change vs control, %")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "ab.png", dpi=110)
+    plt.close(fig)
+    return out / "report.md"
