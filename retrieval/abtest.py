@@ -81,7 +81,7 @@ def simulate_outcomes(slates: dict[int, list[Candidate]], arms: dict[int, str], 
     rows = []
     for u, shown in slates.items():
         imp = clicks = conv = 0
-        value = cost = 0.0
+        value = cost = e_clicks = e_conv = e_value = 0.0
         llm_imp = 0
         for d in days:
             for s, c in enumerate(shown):
@@ -92,22 +92,35 @@ def simulate_outcomes(slates: dict[int, list[Candidate]], arms: dict[int, str], 
                 conv += o.converted
                 value += o.value
                 cost += o.cost
+                e_clicks += o.p_click
+                e_conv += o.p_conversion
+                e_value += o.p_conversion * prices.get(c.item_id, 0.0)
                 llm_imp += c.source == "llm"
         rows.append({"user_id": u, "arm": arms[u], "weak_onsite": truth.weak.get(u, False), "impressions": imp,
                      "clicks": clicks, "conversions": conv, "value": value, "cost": cost,
-                     "advertisers": advertiser_diversity(shown)["distinct_advertisers"], "llm_impressions": llm_imp})
+                     "advertisers": advertiser_diversity(shown)["distinct_advertisers"], "llm_impressions": llm_imp,
+                     "exp_clicks": e_clicks, "exp_conversions": e_conv, "exp_value": e_value})
     return pd.DataFrame(rows)
 
 
-def compare_arms(per_user: pd.DataFrame, resamples: int, seed: int) -> dict[str, Comparison]:
-    """The four metrics, treatment versus control (ratios of per-user sums)."""
+def compare_arms(per_user: pd.DataFrame, resamples: int, seed: int, expected: bool = False) -> dict[str, Comparison]:
+    """The four metrics, treatment versus control (ratios of per-user sums).
+
+    Args:
+        per_user: :func:`simulate_outcomes` output.
+        resamples: bootstrap / permutation resamples.
+        seed: their seed.
+        expected: use each impression's expected click / conversion / value (the probabilities the
+            draws used) instead of the drawn outcomes: the same comparison without the draw noise.
+    """
     c = per_user[per_user["arm"] == "control"]
     t = per_user[per_user["arm"] == "treatment"]
     one_c, one_t = np.ones(len(c)), np.ones(len(t))
+    e = "exp_" if expected else ""
     spec = {
-        "roas": ("value", "cost"),
-        "conversions_per_user": ("conversions", None),
-        "ctr": ("clicks", "impressions"),
+        "roas": (f"{e}value", "cost"),
+        "conversions_per_user": (f"{e}conversions", None),
+        "ctr": (f"{e}clicks", "impressions"),
         "advertisers_per_user": ("advertisers", None),
     }
     out = {}
@@ -225,11 +238,17 @@ def run_ab(cfg: RetrievalConfig, objectives: tuple[str, ...] = ("impression",), 
                 slates[u] = slate(b, score_cache[u], cfg.slots, cfg.per_advertiser_cap)
             per_user = simulate_outcomes(slates, arms, truth, days, serving.prices, cfg)
             weak = per_user[per_user["weak_onsite"]]
+
+            def comp(frame: pd.DataFrame, expected: bool) -> dict[str, Any] | None:
+                if frame["arm"].nunique() < 2:
+                    return None
+                res = compare_arms(frame, cfg.ab_resamples, cfg.ab_seed, expected=expected)
+                return {k: asdict(v) for k, v in res.items()}
+
             run = {
                 "objective": objective, "llm_quota": q, "aa": aa,
-                "overall": {k: asdict(v) for k, v in compare_arms(per_user, cfg.ab_resamples, cfg.ab_seed).items()},
-                "weak": ({k: asdict(v) for k, v in compare_arms(weak, cfg.ab_resamples, cfg.ab_seed).items()}
-                         if weak["arm"].nunique() == 2 else None),
+                "overall": comp(per_user, False), "weak": comp(weak, False),
+                "overall_expected": comp(per_user, True), "weak_expected": comp(weak, True),
                 "llm_impression_share": float(per_user.loc[per_user["arm"] == "treatment", "llm_impressions"].sum()
                                               / max(1, per_user.loc[per_user["arm"] == "treatment", "impressions"].sum())),
                 "users": {"control": int((per_user["arm"] == "control").sum()),
@@ -273,13 +292,20 @@ def write_report(result: dict[str, Any], cfg: RetrievalConfig, command: str, out
                   f"Users: control {r['users']['control']}, treatment {r['users']['treatment']} "
                   f"(weak on-site signal: {r['users']['weak']}); LLM-sourced share of treatment impressions "
                   f"{r['llm_impression_share']:.1%}.", "",
+                  "Drawn outcomes (one Bernoulli draw per impression):", "",
                   "| metric | control | treatment | all users: change | weak on-site users: change |",
                   "|---|---|---|---|---|"]
-        for m in METRICS:
-            c = r["overall"][m]
-            w = r["weak"][m] if r["weak"] else None
-            lines.append(f"| {names[m]} | {c['control']:.4g} | {c['treatment']:.4g} | {cell(c)} | "
-                         f"{cell(w) if w else 'n/a'} |")
+        for key, wkey, title in (("overall", "weak", None),
+                                 ("overall_expected", "weak_expected",
+                                  "Expected outcomes (the draws' probabilities; no draw noise):")):
+            if title:
+                lines += ["", title, "", "| metric | control | treatment | all users: change | "
+                          "weak on-site users: change |", "|---|---|---|---|---|"]
+            for m in METRICS:
+                c = r[key][m]
+                w = r[wkey][m] if r[wkey] else None
+                lines.append(f"| {names[m]} | {c['control']:.4g} | {c['treatment']:.4g} | {cell(c)} | "
+                             f"{cell(w) if w else 'n/a'} |")
         lines.append("")
     lines += ["![A/B sweeps](ab.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
@@ -289,12 +315,13 @@ def write_report(result: dict[str, Any], cfg: RetrievalConfig, command: str, out
         for obj in dict.fromkeys(r["objective"] for r in result["runs"]):
             rs = [r for r in result["runs"] if r["objective"] == obj]
             x = [r["llm_quota"] for r in rs]
-            y = [100 * r["overall"][m]["rel_change"] for r in rs]
-            lo = [100 * (r["overall"][m]["rel_change"] - r["overall"][m]["ci_low"]) for r in rs]
-            hi = [100 * (r["overall"][m]["ci_high"] - r["overall"][m]["rel_change"]) for r in rs]
+            e = [r["overall_expected"][m] for r in rs]
+            y = [100 * c["rel_change"] for c in e]
+            lo = [100 * (c["rel_change"] - c["ci_low"]) for c in e]
+            hi = [100 * (c["ci_high"] - c["rel_change"]) for c in e]
             ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=3, label=obj)
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set_title(names[m])
+        ax.set_title(f"{names[m]} (expected outcomes)", fontsize=9)
         ax.set_xlabel("LLM generator quota")
         ax.set_ylabel("change vs control, %")
     axes[0].legend(fontsize=8)

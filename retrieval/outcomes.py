@@ -78,12 +78,14 @@ class Truth:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one impression did."""
+    """What one impression did, and what it was expected to do."""
 
     clicked: bool
     converted: bool
     value: float  # conversion value (the item's price) or 0
     cost: float  # what the advertiser paid for the impression
+    p_click: float  # the click probability the draw used
+    p_conversion: float  # the conversion probability the draw used
 
 
 def draw(truth: Truth, user: int, day: date, slot: int, advertiser: int, price: float, ad_effect: float,
@@ -94,7 +96,7 @@ def draw(truth: Truth, user: int, day: date, slot: int, advertiser: int, price: 
     p_click = 0.02 + 0.25 * truth.like(user, advertiser, day)
     p_conv = min(1.0, ad_effect * truth.conversion_propensity(user, advertiser, day))
     conv = bool(u_conv < p_conv)
-    return Outcome(bool(u_click < p_click), conv, float(price) if conv else 0.0, cost_per_impression)
+    return Outcome(bool(u_click < p_click), conv, float(price) if conv else 0.0, cost_per_impression, p_click, p_conv)
 
 
 def window(truth: Truth, start: date, days: int) -> list[date]:

@@ -78,7 +78,10 @@ def compare_groups(num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_
     pooled = np.arange(len(num), dtype=float)
     perm = permutation_test((pooled[:n_c], pooled[n_c:]), stat, permutation_type="independent",
                             vectorized=False, n_resamples=resamples, alternative="two-sided", random_state=seed)
-    lo, hi = ci.confidence_interval
+    # Resamples whose control metric is 0 give NaN; the interval is taken over the others.
+    dist = np.asarray(ci.bootstrap_distribution, dtype=float)
+    alpha = (1 - confidence) / 2
+    lo, hi = (np.nanquantile(dist, [alpha, 1 - alpha]) if np.isfinite(dist).any() else (np.nan, np.nan))
     return Comparison(
         control=_ratio(num_c, den_c), treatment=_ratio(num_t, den_t), rel_change=point,
         ci_low=float(lo), ci_high=float(hi), p_value=float(perm.pvalue), n_control=len(num_c),

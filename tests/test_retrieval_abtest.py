@@ -67,6 +67,7 @@ def test_aa_finds_no_effect_in_most_seeds(truth):
         per_user = simulate_outcomes(slates, arms, truth, days, prices, cfg)
         res = compare_arms(per_user, resamples=300, seed=seed)
         p_values.append(res["conversions_per_user"].p_value)
+        p_values.append(compare_arms(per_user, resamples=300, seed=seed, expected=True)["roas"].p_value)
         effects.append(res["advertisers_per_user"].rel_change)
     assert np.mean(np.array(p_values) > 0.05) >= 0.75
     assert all(e == 0 for e in effects)  # identical slates: identical diversity
