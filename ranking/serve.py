@@ -43,7 +43,8 @@ def online_features(cfg: StoreConfig, user_id: int, advertiser_ids: list[int], s
             for a in advertiser_ids]
     try:
         with store._translate_outage(cfg, "online ranking features"):
-            return fs.get_online_features(features=fs.get_feature_service(service), entity_rows=rows).to_df()
+            feats = fs.get_feature_service(service, allow_cache=True)  # default False re-reads the registry
+            return fs.get_online_features(features=feats, entity_rows=rows).to_df()
     except store.StoreUnavailable:
         raise
     except Exception:

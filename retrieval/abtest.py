@@ -37,7 +37,7 @@ from retrieval.generators import LLMGenerator, PopularityGenerator, TwoTowerGene
 from retrieval.index import ItemIndex
 from retrieval.model import load
 from retrieval.outcomes import Truth, draw, window
-from retrieval.stats import Comparison, compare_groups
+from retrieval.stats import Comparison, compare_groups, compare_paired
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,21 @@ def compare_arms(per_user: pd.DataFrame, resamples: int, seed: int, expected: bo
                                    t[num].to_numpy(), one_t if den is None else t[den].to_numpy(),
                                    resamples=resamples, seed=seed)
     return out
+
+
+def compare_policies(control: pd.DataFrame, treatment: pd.DataFrame, resamples: int, seed: int,
+                     expected: bool = True) -> dict[str, Comparison]:
+    """Counterfactual, paired: every user simulated under both policies (same rows, same order)."""
+    if not control["user_id"].equals(treatment["user_id"]):
+        raise ValueError("paired comparison needs the same users in the same order under both policies")
+    e = "exp_" if expected else ""
+    spec = {"roas": (f"{e}value", "cost"), "conversions_per_user": (f"{e}conversions", None),
+            "ctr": (f"{e}clicks", "impressions"), "advertisers_per_user": ("advertisers", None)}
+    one = np.ones(len(control))
+    return {name: compare_paired(control[num].to_numpy(), one if den is None else control[den].to_numpy(),
+                                 treatment[num].to_numpy(), one if den is None else treatment[den].to_numpy(),
+                                 resamples=resamples, seed=seed)
+            for name, (num, den) in spec.items()}
 
 
 def _latest_prediction_day(cfg: RetrievalConfig) -> date:
@@ -231,12 +246,17 @@ def run_ab(cfg: RetrievalConfig, objectives: tuple[str, ...] = ("impression",), 
             allc = [c for lst in cands[u].values() for c in lst]
             score_cache[u] = serving.scores(u, [c.advertiser_id for c in allc])
         for q in quotas:
-            slates = {}
+            policy: dict[str, dict[int, list[Candidate]]] = {"control": {}, "treatment": {}}
             for u in users:
-                treat = arms[u] == "treatment" and not aa
-                b = blend(cands[u], {**base_q, "llm": q if treat else 0})
-                slates[u] = slate(b, score_cache[u], cfg.slots, cfg.per_advertiser_cap)
-            per_user = simulate_outcomes(slates, arms, truth, days, serving.prices, cfg)
+                for arm, llm_q in (("control", 0), ("treatment", 0 if aa else q)):
+                    b = blend(cands[u], {**base_q, "llm": llm_q})
+                    policy[arm][u] = slate(b, score_cache[u], cfg.slots, cfg.per_advertiser_cap)
+            served = {u: policy[arms[u]][u] for u in users}
+            per_user = simulate_outcomes(served, arms, truth, days, serving.prices, cfg)
+            # Counterfactual (only a simulation can): every user under both policies, compared in pairs.
+            cf = {arm: simulate_outcomes(policy[arm], dict.fromkeys(users, arm), truth, days, serving.prices, cfg)
+                  for arm in policy}
+            weak_mask = cf["control"]["weak_onsite"].to_numpy()
             weak = per_user[per_user["weak_onsite"]]
 
             def comp(frame: pd.DataFrame, expected: bool) -> dict[str, Any] | None:
@@ -249,6 +269,11 @@ def run_ab(cfg: RetrievalConfig, objectives: tuple[str, ...] = ("impression",), 
                 "objective": objective, "llm_quota": q, "aa": aa,
                 "overall": comp(per_user, False), "weak": comp(weak, False),
                 "overall_expected": comp(per_user, True), "weak_expected": comp(weak, True),
+                "paired_expected": {k: asdict(v) for k, v in compare_policies(
+                    cf["control"], cf["treatment"], cfg.ab_resamples, cfg.ab_seed).items()},
+                "paired_weak_expected": {k: asdict(v) for k, v in compare_policies(
+                    cf["control"][weak_mask].reset_index(drop=True), cf["treatment"][weak_mask].reset_index(drop=True),
+                    cfg.ab_resamples, cfg.ab_seed).items()},
                 "llm_impression_share": float(per_user.loc[per_user["arm"] == "treatment", "llm_impressions"].sum()
                                               / max(1, per_user.loc[per_user["arm"] == "treatment", "impressions"].sum())),
                 "users": {"control": int((per_user["arm"] == "control").sum()),
@@ -297,7 +322,10 @@ def write_report(result: dict[str, Any], cfg: RetrievalConfig, command: str, out
                   "|---|---|---|---|---|"]
         for key, wkey, title in (("overall", "weak", None),
                                  ("overall_expected", "weak_expected",
-                                  "Expected outcomes (the draws' probabilities; no draw noise):")):
+                                  "Expected outcomes (the draws' probabilities; no draw noise):"),
+                                 ("paired_expected", "paired_weak_expected",
+                                  "Counterfactual, paired: every user under both policies, expected outcomes "
+                                  "(no between-user noise; only a simulation can do this):")):
             if title:
                 lines += ["", title, "", "| metric | control | treatment | all users: change | "
                           "weak on-site users: change |", "|---|---|---|---|---|"]
@@ -315,13 +343,13 @@ def write_report(result: dict[str, Any], cfg: RetrievalConfig, command: str, out
         for obj in dict.fromkeys(r["objective"] for r in result["runs"]):
             rs = [r for r in result["runs"] if r["objective"] == obj]
             x = [r["llm_quota"] for r in rs]
-            e = [r["overall_expected"][m] for r in rs]
+            e = [r["paired_expected"][m] for r in rs]
             y = [100 * c["rel_change"] for c in e]
             lo = [100 * (c["rel_change"] - c["ci_low"]) for c in e]
             hi = [100 * (c["ci_high"] - c["rel_change"]) for c in e]
             ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=3, label=obj)
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set_title(f"{names[m]} (expected outcomes)", fontsize=9)
+        ax.set_title(f"{names[m]} (paired, expected)", fontsize=9)
         ax.set_xlabel("LLM generator quota")
         ax.set_ylabel("change vs control, %")
     axes[0].legend(fontsize=8)

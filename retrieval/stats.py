@@ -87,3 +87,45 @@ def compare_groups(num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_
         ci_low=float(lo), ci_high=float(hi), p_value=float(perm.pvalue), n_control=len(num_c),
         n_treatment=len(num_t),
     )
+
+
+def compare_paired(num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_t: np.ndarray,
+                   resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Comparison:
+    """Like :func:`compare_groups`, but each user was measured under both policies (a counterfactual
+    simulation): users are resampled in pairs, and the permutation swaps each user's two values.
+
+    Raises:
+        ValueError: the four arrays differ in length, or are empty.
+    """
+    arrs = [np.asarray(a, dtype=float) for a in (num_c, den_c, num_t, den_t)]
+    if len({len(a) for a in arrs}) != 1:
+        raise ValueError("paired comparison: all four per-user arrays must have the same length")
+    if len(arrs[0]) == 0:
+        raise ValueError("paired comparison: no users")
+    num_c, den_c, num_t, den_t = arrs
+
+    def rel(i: np.ndarray) -> float:
+        i = i.astype(int)
+        c, t = _ratio(num_c[i], den_c[i]), _ratio(num_t[i], den_t[i])
+        return t / c - 1.0 if c and not np.isnan(c) else float("nan")
+
+    idx = np.arange(len(num_c))
+    ci = bootstrap((idx,), rel, vectorized=False, n_resamples=resamples, confidence_level=confidence,
+                   method="percentile", random_state=seed)
+    dist = np.asarray(ci.bootstrap_distribution, dtype=float)
+    alpha = (1 - confidence) / 2
+    lo, hi = (np.nanquantile(dist, [alpha, 1 - alpha]) if np.isfinite(dist).any() else (np.nan, np.nan))
+    # Sign-flip permutation: swap control and treatment within each user, statistic = difference of ratios.
+    both_num, both_den = np.stack([num_c, num_t]), np.stack([den_c, den_t])
+
+    def stat(a: np.ndarray, b: np.ndarray) -> float:  # a, b: 0/1 rows per user after the swap
+        ia, ib = a.astype(int), b.astype(int)
+        d = (_ratio(both_num[ib, idx], both_den[ib, idx]) - _ratio(both_num[ia, idx], both_den[ia, idx]))
+        return 0.0 if np.isnan(d) else d
+
+    perm = permutation_test((np.zeros(len(idx)), np.ones(len(idx))), stat, permutation_type="samples",
+                            vectorized=False, n_resamples=resamples, alternative="two-sided", random_state=seed)
+    return Comparison(
+        control=_ratio(num_c, den_c), treatment=_ratio(num_t, den_t), rel_change=rel(idx),
+        ci_low=float(lo), ci_high=float(hi), p_value=float(perm.pvalue), n_control=len(idx), n_treatment=len(idx),
+    )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
@@ -163,3 +164,58 @@ def tiny_llama() -> Callable:
         return LlamaForCausalLM(cfg).eval()
 
     return build
+
+
+# --- a small world with behaviour, stats and predictions in a Feast repo (ranking, retrieval) -------
+
+RANKING_ANCHORS = [date(2026, 6, 10), date(2026, 6, 17)]
+
+
+def _utc_midnight(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
+
+
+def _predictions(examples: pd.DataFrame, pool: pd.DataFrame, day: date) -> pd.DataFrame:
+    """A predictions partition: past advertisers first, then the preset pool, 20 ids; model_version names the day."""
+    rows = []
+    for r in examples.itertuples():
+        ids = list(dict.fromkeys([*map(int, r.active_advertiser_ids), *map(int, pool["advertiser_id"])]))[:20]
+        names = [str(i) for i in ids]
+        rows.append({
+            "user_id": int(r.user_id), "event_timestamp": _utc_midnight(day + timedelta(days=1)),
+            "created_timestamp": _utc_midnight(day + timedelta(days=1)), "anchor_date": day,
+            "advertiser_ids": ids, "advertiser_names": names, "raw_names": names, "interests": ["shoes"],
+            "model_version": f"test@{day.isoformat()}", "engine": "test", "status": "ok", "n_unresolved": 0,
+            "raw_output": "",
+        })
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="session")
+def ranking_world(tmp_path_factory, spark) -> dict:
+    """A small world with behaviour, stats and predictions of two anchors in a fresh Feast repo."""
+    from adprior import store as st
+    from llm_predictor.compile import CompileConfig, compile_examples, load_examples, read_preset_pool
+    from llm_predictor.spark import SparkConfig
+    from ranking.config import RankingConfig
+    from world.simulate import WorldConfig, simulate
+
+    tmp = tmp_path_factory.mktemp("ranking")
+    data = tmp / "world"
+    simulate(WorldConfig(out=data, users=150, advertisers=60, days=45, end_date=date(2026, 6, 30), seed=11,
+                         impression_rate=6.0))
+    cfg = st.StoreConfig(repo=tmp / "feature_repo")
+    st.init_repo(cfg.repo)
+    ex = tmp / "examples"
+    compile_examples(CompileConfig(data=data, out=ex, anchor_dates=RANKING_ANCHORS, tokenizer=None,
+                                   spark=SparkConfig(master="local[2]")))
+    preds = {}
+    for day in RANKING_ANCHORS:
+        examples = load_examples(ex, day)
+        st.write_daily_features(cfg, data, examples, day)
+        preds[day] = _predictions(examples, read_preset_pool(ex, day), day)
+        st.write_partition(cfg, "llm_predictions", preds[day], f"dt={day.isoformat()}")
+    st.apply(cfg)
+    rcfg = RankingConfig(data=data, store=cfg, out=tmp / "models", n_estimators=40, early_stopping_rounds=10,
+                         bootstrap_resamples=60, threads=1)
+    return {"data": data, "store": cfg, "cfg": rcfg, "preds": preds, "examples": ex}

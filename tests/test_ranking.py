@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 
 from adprior import store as st
-from llm_predictor.compile import CompileConfig, compile_examples, load_examples, read_preset_pool
-from llm_predictor.spark import SparkConfig
+from llm_predictor.compile import load_examples
 from ranking.config import RankingConfig
 from ranking.dataset import time_split
 from ranking.evaluate import compare
@@ -25,58 +24,22 @@ from ranking.labels import label_impressions
 from ranking.models import FeatureSpec, SavedModel
 from ranking.serve import OnlineRanker
 from ranking.train import evaluate, model_dir, train
-from tests.conftest import ts, write_raw
-from world.simulate import WorldConfig, simulate
+from tests.conftest import RANKING_ANCHORS, ts, write_raw
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:On demand feature view is an experimental feature"),
     pytest.mark.filterwarnings("ignore:Downcasting object dtype arrays:FutureWarning"),
 ]
-ANCHORS = [date(2026, 6, 10), date(2026, 6, 17)]
+ANCHORS = RANKING_ANCHORS
 
 
 def _midnight(d: date) -> datetime:
     return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 
-def _predictions(examples: pd.DataFrame, pool: pd.DataFrame, day: date) -> pd.DataFrame:
-    """A predictions partition: past advertisers first, then the preset pool, 20 ids; model_version names the day."""
-    rows = []
-    for r in examples.itertuples():
-        ids = list(dict.fromkeys([*map(int, r.active_advertiser_ids), *map(int, pool["advertiser_id"])]))[:20]
-        names = [str(i) for i in ids]
-        rows.append({
-            "user_id": int(r.user_id), "event_timestamp": _midnight(day + timedelta(days=1)),
-            "created_timestamp": _midnight(day + timedelta(days=1)), "anchor_date": day,
-            "advertiser_ids": ids, "advertiser_names": names, "raw_names": names, "interests": ["shoes"],
-            "model_version": f"test@{day.isoformat()}", "engine": "test", "status": "ok", "n_unresolved": 0,
-            "raw_output": "",
-        })
-    return pd.DataFrame(rows)
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, spark) -> dict:
-    """A small world with behaviour, stats and predictions of two anchors in a fresh Feast repo."""
-    tmp = tmp_path_factory.mktemp("ranking")
-    data = tmp / "world"
-    simulate(WorldConfig(out=data, users=150, advertisers=60, days=45, end_date=date(2026, 6, 30), seed=11,
-                         impression_rate=6.0))
-    cfg = st.StoreConfig(repo=tmp / "feature_repo")
-    st.init_repo(cfg.repo)
-    ex = tmp / "examples"
-    compile_examples(CompileConfig(data=data, out=ex, anchor_dates=ANCHORS, tokenizer=None,
-                                   spark=SparkConfig(master="local[2]")))
-    preds = {}
-    for day in ANCHORS:
-        examples = load_examples(ex, day)
-        st.write_daily_features(cfg, data, examples, day)
-        preds[day] = _predictions(examples, read_preset_pool(ex, day), day)
-        st.write_partition(cfg, "llm_predictions", preds[day], f"dt={day.isoformat()}")
-    st.apply(cfg)
-    rcfg = RankingConfig(data=data, store=cfg, out=tmp / "models", n_estimators=40, early_stopping_rounds=10,
-                         bootstrap_resamples=60, threads=1)
-    return {"data": data, "store": cfg, "cfg": rcfg, "preds": preds, "examples": ex}
+def world(ranking_world) -> dict:
+    return ranking_world
 
 
 @pytest.fixture(scope="module")
