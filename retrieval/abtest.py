@@ -10,7 +10,7 @@ P(ctcvr) + P(vtcvr)), and the top ``slots`` ads (at most ``per_advertiser_cap`` 
 shown each A/B day. Outcomes come from the world's ground truth (:mod:`retrieval.outcomes`) with
 common random numbers per (user, day, slot). Metrics per arm, with relative change, user-bootstrap
 95 % interval and permutation p-value (:mod:`retrieval.stats`): RoAS, conversions per user, CTR and
-distinct advertisers shown per user; overall and for users with weak on-site signal.
+distinct advertisers among a user's de-duplicated blended candidates; overall and for users with weak on-site signal.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def slate(cands: list[Candidate], scores: dict[int, float], slots: int, cap: int
 
 
 def simulate_outcomes(slates: dict[int, list[Candidate]], arms: dict[int, str], truth: Truth, days: list[date],
-                      prices: dict[int, float], cfg: RetrievalConfig) -> pd.DataFrame:
+                      prices: dict[int, float], cfg: RetrievalConfig,
+                      blends: dict[int, list[Candidate]] | None = None) -> pd.DataFrame:
     """Per-user sums over the A/B days: impressions, clicks, conversions, value, cost, advertisers.
 
     Args:
@@ -77,6 +78,8 @@ def simulate_outcomes(slates: dict[int, list[Candidate]], arms: dict[int, str], 
         days: the A/B days.
         prices: item id -> price (conversion value).
         cfg: ad_effect, cost_per_impression, ab_seed.
+        blends: user -> the de-duplicated blended candidates (L0); ``advertisers`` counts the distinct
+            advertisers there (None: in the slate).
     """
     rows = []
     for u, shown in slates.items():
@@ -98,7 +101,8 @@ def simulate_outcomes(slates: dict[int, list[Candidate]], arms: dict[int, str], 
                 llm_imp += c.source == "llm"
         rows.append({"user_id": u, "arm": arms[u], "weak_onsite": truth.weak.get(u, False), "impressions": imp,
                      "clicks": clicks, "conversions": conv, "value": value, "cost": cost,
-                     "advertisers": advertiser_diversity(shown)["distinct_advertisers"], "llm_impressions": llm_imp,
+                     "advertisers": advertiser_diversity(shown if blends is None else blends[u])["distinct_advertisers"],
+                     "llm_impressions": llm_imp,
                      "exp_clicks": e_clicks, "exp_conversions": e_conv, "exp_value": e_value})
     return pd.DataFrame(rows)
 
@@ -247,15 +251,16 @@ def run_ab(cfg: RetrievalConfig, objectives: tuple[str, ...] = ("impression",), 
             score_cache[u] = serving.scores(u, [c.advertiser_id for c in allc])
         for q in quotas:
             policy: dict[str, dict[int, list[Candidate]]] = {"control": {}, "treatment": {}}
+            blends: dict[str, dict[int, list[Candidate]]] = {"control": {}, "treatment": {}}
             for u in users:
                 for arm, llm_q in (("control", 0), ("treatment", 0 if aa else q)):
-                    b = blend(cands[u], {**base_q, "llm": llm_q})
-                    policy[arm][u] = slate(b, score_cache[u], cfg.slots, cfg.per_advertiser_cap)
-            served = {u: policy[arms[u]][u] for u in users}
-            per_user = simulate_outcomes(served, arms, truth, days, serving.prices, cfg)
+                    blends[arm][u] = blend(cands[u], {**base_q, "llm": llm_q})
+                    policy[arm][u] = slate(blends[arm][u], score_cache[u], cfg.slots, cfg.per_advertiser_cap)
+            per_user = simulate_outcomes({u: policy[arms[u]][u] for u in users}, arms, truth, days, serving.prices,
+                                         cfg, {u: blends[arms[u]][u] for u in users})
             # Counterfactual (only a simulation can): every user under both policies, compared in pairs.
-            cf = {arm: simulate_outcomes(policy[arm], dict.fromkeys(users, arm), truth, days, serving.prices, cfg)
-                  for arm in policy}
+            cf = {arm: simulate_outcomes(policy[arm], dict.fromkeys(users, arm), truth, days, serving.prices, cfg,
+                                         blends[arm]) for arm in policy}
             weak_mask = cf["control"]["weak_onsite"].to_numpy()
             weak = per_user[per_user["weak_onsite"]]
 
@@ -303,7 +308,7 @@ def write_report(result: dict[str, Any], cfg: RetrievalConfig, command: str, out
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = {"roas": "RoAS", "conversions_per_user": "conversions / user", "ctr": "CTR",
-             "advertisers_per_user": "advertisers shown / user"}
+             "advertisers_per_user": "advertisers among the blended candidates / user"}
 
     def cell(c: dict[str, float]) -> str:
         return f"{c['rel_change']:+.1%} [{c['ci_low']:+.1%}, {c['ci_high']:+.1%}], p={c['p_value']:.3f}"
