@@ -248,14 +248,24 @@ def eval_cmd(examples: Path, data: Path, models: tuple[Path, ...], template: str
 
 
 @main.command()
-@click.option("--run", "runs", multiple=True, type=click.Path(exists=True, path_type=Path), required=True,
+@click.option("--run", "runs", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="An `adprior eval` output folder (repeat).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/report"), show_default=True)
-def report(runs: tuple[Path, ...], out: Path) -> None:
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default runs/report; with --all the page reports/all/report.md).")
+@click.option("--all", "all_tables", is_flag=True,
+              help="One page: every paper table (2-6) beside the committed results under reports/.")
+def report(runs: tuple[Path, ...], out: Path | None, all_tables: bool) -> None:
     """Markdown + PNG report from evaluation runs, each table headed by its command."""
+    if all_tables:
+        from adprior.report_all import ReportAllConfig, build
+
+        click.echo(str(build(ReportAllConfig(out=out / "report.md" if out else Path("reports/all/report.md")))))
+        return
+    if not runs:
+        raise click.UsageError("give --run (repeat) or --all")
     from llm_predictor.report import ReportConfig, build_report
 
-    click.echo(str(build_report(ReportConfig(runs=list(runs), out=out))))
+    click.echo(str(build_report(ReportConfig(runs=list(runs), out=out or Path("runs/report")))))
 
 
 def _engine_options(f):  # options shared by the verbs that generate
