@@ -24,11 +24,18 @@ from lxml import etree
 Status = Literal["ok", "partial", "unparseable"]
 TAGS: tuple[str, ...] = ("answer", "interests", "advertiser_names")
 
-# Characters that XML 1.0 cannot hold (lxml refuses them even in recover mode).
-_XML_INVALID_RE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Characters that XML 1.0 cannot hold (lxml refuses them even in recover mode), plus DEL and the C1
+# controls (XML allows them, but they are never part of a name and would end up in raw_names).
+_XML_INVALID_RE = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# A CDATA section (or an unterminated one at the end of truncated output): its content is text.
+_CDATA_RE = re.compile(r"<!\[CDATA\[(.*?)(?:\]\]>|$)", re.DOTALL)
+# Output cut inside a tag of the format: '<', '</', '</adverti', '<answer' at the very end.
+_PARTIAL_TAG_RE = re.compile(r"/?\s*([A-Za-z_]*)")
 _THINK_BLOCK_RE = re.compile(r"<\s*think\s*>.*?<\s*/\s*think\s*>", re.IGNORECASE | re.DOTALL)
-_THINK_TAG_RE = re.compile(r"<\s*/?\s*think\s*>", re.IGNORECASE)
-_TAG_RE = re.compile(r"<\s*(/?)\s*(answer|interests|advertiser_names)\s*>", re.IGNORECASE)
+_THINK_CLOSE_RE = re.compile(r"<\s*/\s*think\s*>", re.IGNORECASE)
+# Possessive '\s*+': with plain '\s*' a '<' followed by n spaces backtracks O(n^2) (20k spaces: ~20 s).
+_THINK_TAG_RE = re.compile(r"<\s*+/?\s*+think\s*>", re.IGNORECASE)
+_TAG_RE = re.compile(r"<\s*+(/?)\s*+(answer|interests|advertiser_names)\s*>", re.IGNORECASE)
 _ITEM_SPLIT_RE = re.compile(r"[|\n\r]+")
 _NUMBERING_RE = re.compile(r"^\s*(?:\d{1,3}\s*[.):]\s+|[-*•]\s+)")
 _QUOTES = "\"'`“”‘’«»"
@@ -138,6 +145,28 @@ def _closed(region: str, tag: str) -> bool:
     return re.search(rf"<\s*/\s*{tag}\s*>", region, re.IGNORECASE) is not None
 
 
+def _drop_think_blocks(text: str) -> str:
+    """``text`` without its ``<think>...</think>`` blocks.
+
+    Only the text up to the last ``</think>`` is searched: an unclosed ``<think>`` would make the lazy
+    block pattern scan to the end of the text from every opening tag (quadratic on ``<think>`` loops).
+    """
+    end = max((m.end() for m in _THINK_CLOSE_RE.finditer(text)), default=-1)
+    if end < 0:
+        return text
+    return _THINK_BLOCK_RE.sub(" ", text[:end]) + text[end:]
+
+
+def _strip_partial_tag(text: str, notes: list[str]) -> str:
+    """``text`` without a format tag that the output was cut inside of (it would end the last name)."""
+    start = text.rfind("<")
+    m = _PARTIAL_TAG_RE.fullmatch(text[start + 1 :].strip()) if start >= 0 else None
+    if m and any(tag.startswith(m.group(1).lower()) for tag in (*TAGS, "think")):
+        notes.append("output ends inside a tag (truncated output?)")
+        return text[:start]
+    return text
+
+
 def _parse(text: str, max_advertisers: int, max_interests: int, allow_bare_list: bool) -> ParsedAnswer:
     out = ParsedAnswer()
     if not isinstance(text, str):
@@ -145,7 +174,10 @@ def _parse(text: str, max_advertisers: int, max_interests: int, allow_bare_list:
     cleaned = _XML_INVALID_RE.sub("", text)
     if cleaned != text:
         out.notes.append("removed characters not allowed in XML")
-    without_think = _THINK_TAG_RE.sub(" ", _THINK_BLOCK_RE.sub(" ", cleaned))
+    if "<![CDATA[" in cleaned:
+        cleaned = _CDATA_RE.sub(lambda m: m.group(1), cleaned)
+        out.notes.append("unwrapped CDATA")
+    without_think = _strip_partial_tag(_THINK_TAG_RE.sub(" ", _drop_think_blocks(cleaned)), out.notes)
     region, has_answer = _select_region(without_think)
 
     parser = etree.XMLParser(recover=True, resolve_entities=False, no_network=True, huge_tree=False)
@@ -242,8 +274,8 @@ def parse_single(text: str) -> ParsedAnswer:
     try:
         if not isinstance(text, str):
             text = "" if text is None else str(text)
-        text = _XML_INVALID_RE.sub("", text)
-        text = _THINK_TAG_RE.sub(" ", _THINK_BLOCK_RE.sub(" ", text))
+        text = _CDATA_RE.sub(lambda m: m.group(1), _XML_INVALID_RE.sub("", text))
+        text = _THINK_TAG_RE.sub(" ", _drop_think_blocks(text))
         if re.search(r"<\s*advertiser_names\s*>", text, re.IGNORECASE):
             parsed = parse_answer(text, max_advertisers=1, max_interests=0)
             parsed.notes.append("single-advertiser output in <answer> format")

@@ -52,7 +52,9 @@ CORPORATE_SUFFIXES: frozenset[str] = frozenset(
     }
 )
 _APOSTROPHES_RE = re.compile(r"['’‘`´]")
-_NON_ALNUM_RE = re.compile(r"[^0-9a-z]+")
+# Separators: anything but letters and digits of any script ("[^0-9a-z]" made every non-Latin name,
+# e.g. "無印良品" or "Магнит", normalise to "" so that it could never be resolved, not even exactly).
+_NON_ALNUM_RE = re.compile(r"[\W_]+")
 _DOMAIN_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:www\d?\.)?([a-z0-9-]+(?:\.[a-z0-9-]+)+)(?:[:/?#].*)?$")
 # Second-level labels that belong to a country TLD ("co.uk", "com.au").
 _SECOND_LEVEL = frozenset({"co", "com", "net", "org", "gov", "ac", "edu"})
@@ -156,7 +158,12 @@ class AdvertiserResolver:
         host_keys: dict[str, set[int]] = {}
         stem_keys: dict[str, set[int]] = {}
         for i in range(n):
-            aid = int(advertiser_ids[i])
+            try:
+                aid = int(advertiser_ids[i])
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"advertisers row {i}: advertiser_id must be an integer, got {advertiser_ids[i]!r}"
+                ) from exc
             active = bool(is_active[i]) if is_active[i] is not None else False
             if self.config.active_only and not active:
                 continue
@@ -195,6 +202,10 @@ class AdvertiserResolver:
         category are not used for resolution).
         """
         n = table.num_rows if hasattr(table, "num_rows") else len(table)
+        columns = list(table.column_names) if hasattr(table, "column_names") else list(table.columns)
+        missing = [c for c in ("advertiser_id", "name") if c not in columns]
+        if missing:
+            raise ValueError(f"advertisers table lacks required column(s) {missing}; has {columns}")
         return cls(
             advertiser_ids=_column(table, "advertiser_id", n, None),
             names=_column(table, "name", n, None),
