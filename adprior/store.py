@@ -17,6 +17,7 @@ module is what the CLI, the nightly job, ranking and retrieval call:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -106,25 +107,40 @@ _PARTITION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9=_.-]*$")
 
 @dataclass
 class StoreConfig:
-    """Which Feast repository and which online store to use."""
+    """Which Feast repository, offline store and online store to use."""
 
-    repo: Path = Path("feature_repo")  # the Feast repo folder (holds both yamls and data/)
+    repo: Path = Path("feature_repo")  # the Feast repo folder (holds the yamls and data/)
     online: str = "sqlite"  # 'sqlite' -> feature_store.yaml, 'redis' -> feature_store.redis.yaml
     redis_env: str = "ADPRIOR_REDIS"  # env var with the Redis connection string (host:port[,password=..])
+    # 'file' (dask over the parquet folders) or 'spark' (Feast's Spark offline store over the same
+    # folders: feature_store.spark.yaml / feature_store.spark-redis.yaml); apply passes it to
+    # feature_repo/data_sources.py as $ADPRIOR_OFFLINE_STORE, which is also the default here (CLI use).
+    offline: str = dataclasses.field(
+        default_factory=lambda: os.environ.get("ADPRIOR_OFFLINE_STORE", "file")
+    )  # 'file' (dask over parquet) | 'spark' (Feast Spark offline store); default from $ADPRIOR_OFFLINE_STORE
 
 
 class StoreUnavailable(RuntimeError):
     """The online store cannot be reached; the operation can be repeated once it is back."""
 
 
-_YAMLS = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
+_YAMLS = {
+    ("file", "sqlite"): "feature_store.yaml",
+    ("file", "redis"): "feature_store.redis.yaml",
+    ("spark", "sqlite"): "feature_store.spark.yaml",
+    ("spark", "redis"): "feature_store.spark-redis.yaml",
+}
+OFFLINE_ENV = "ADPRIOR_OFFLINE_STORE"  # read by feature_repo/data_sources.py: FileSource or SparkSource
 
 
 def yaml_path(cfg: StoreConfig) -> Path:
-    """The feature_store yaml of ``cfg.online`` inside ``cfg.repo``."""
-    if cfg.online not in _YAMLS:
-        raise ValueError(f"unknown online store {cfg.online!r}; expected one of {sorted(_YAMLS)}")
-    return Path(cfg.repo) / _YAMLS[cfg.online]
+    """The feature_store yaml of ``(cfg.offline, cfg.online)`` inside ``cfg.repo``."""
+    offline = cfg.offline
+    if offline not in {o for o, _ in _YAMLS}:
+        raise ValueError(f"unknown offline store {offline!r}; expected one of {sorted({o for o, _ in _YAMLS})}")
+    if cfg.online not in {o for _, o in _YAMLS}:
+        raise ValueError(f"unknown online store {cfg.online!r}; expected one of {sorted({o for _, o in _YAMLS})}")
+    return Path(cfg.repo) / _YAMLS[(offline, cfg.online)]
 
 
 def _redacted(connection_string: str) -> str:
@@ -138,11 +154,11 @@ def _address(cfg: StoreConfig) -> str:
     if cfg.online == "redis":
         value = os.environ.get(cfg.redis_env)
         return f"${cfg.redis_env}=" + (_redacted(value) if value else "<unset>")
-    return str(Path(cfg.repo) / "data" / "online_store.db")
+    return str(Path(cfg.repo) / "data" / ("online_store_spark.db" if cfg.offline == "spark" else "online_store.db"))
 
 
 def get_store(cfg: StoreConfig) -> Any:
-    """A ``feast.FeatureStore`` over ``cfg.repo`` with the yaml of ``cfg.online``.
+    """A ``feast.FeatureStore`` over ``cfg.repo`` with the yaml of ``(cfg.offline, cfg.online)``.
 
     Raises:
         ValueError: online is 'redis' and the connection-string variable is not set.
@@ -154,8 +170,9 @@ def get_store(cfg: StoreConfig) -> Any:
             f"online store 'redis' needs ${cfg.redis_env} (host:port[,password=...]), e.g. "
             f"{cfg.redis_env}=127.0.0.1:6379"
         )
+    path = yaml_path(cfg)  # validates offline / online
     repo = Path(cfg.repo).resolve()
-    return FeatureStore(repo_path=str(repo), fs_yaml_file=yaml_path(StoreConfig(repo, cfg.online, cfg.redis_env)))
+    return FeatureStore(repo_path=str(repo), fs_yaml_file=repo / path.name)
 
 
 PROJECT_REPO = Path(__file__).resolve().parents[1] / "feature_repo"  # the definitions shipped with adprior
@@ -309,15 +326,29 @@ def apply(cfg: StoreConfig) -> None:
     repo = Path(cfg.repo).resolve()
     (repo / "data").mkdir(parents=True, exist_ok=True)  # registry and SQLite live there
     store = get_store(cfg)
-    with _repo_imports(repo):
-        contents = parse_repo(repo)
+    before = os.environ.get(OFFLINE_ENV)
+    os.environ[OFFLINE_ENV] = cfg.offline  # data_sources.py: FileSource or SparkSource
+    try:
+        with _repo_imports(repo):
+            contents = parse_repo(repo)
+    finally:  # restored: the variable is also StoreConfig.offline's default
+        if before is None:
+            os.environ.pop(OFFLINE_ENV, None)
+        else:
+            os.environ[OFFLINE_ENV] = before
     if not contents.projects:
         contents.projects.append(Project(name=store.project, description=""))
     elif [p.name for p in contents.projects] != [store.project]:
         raise ValueError(f"repo defines projects {[p.name for p in contents.projects]}, yaml says {store.project!r}")
+    # Spark validates a source by reading it, and cannot read a folder without parquet files (the
+    # file store does not read at apply time): skip the check until every table has data.
+    empty = [ds.name for ds in contents.data_sources if cfg.offline == "spark" and getattr(ds, "path", None)
+             and not any(Path(ds.path).glob("*.parquet"))]
+    if empty:
+        log.warning("apply: no offline data yet for %s; Spark source validation skipped", sorted(empty))
     with _translate_outage(cfg, "feast apply"):
         apply_total_with_repo_instance(
-            store, store.project, store.registry, contents, skip_source_validation=False
+            store, store.project, store.registry, contents, skip_source_validation=bool(empty)
         )
 
 
@@ -769,7 +800,9 @@ def historical_features(
     entities its table has, and left-joined back; on-demand views then run their own UDF on the
     result. Point-in-time semantics are Feast's: the latest row with t - ttl <= event_timestamp <= t
     (ties: latest created_timestamp). Dask's merge runs with the 'tasks' shuffle (its default 'disk'
-    shuffle is ~10x slower on a folder of many small files).
+    shuffle is ~10x slower on a folder of many small files). The same calls go through the Spark
+    offline store with ``cfg.offline='spark'`` (same values; its naive UTC timestamp features are
+    made UTC-aware like the file store's).
 
     Args:
         cfg: the store.
@@ -816,6 +849,9 @@ def historical_features(
                 res = store.get_historical_features(entity_df=sub, features=refs, full_feature_names=True).to_df()
             res = res.rename(columns={"event_timestamp": key_ts})
             res[key_ts] = pd.to_datetime(res[key_ts], utc=True)
+            for c in cols:  # the Spark store returns timestamp features naive (session time zone UTC)
+                if isinstance(res[c].dtype, np.dtype) and res[c].dtype.kind == "M":
+                    res[c] = res[c].dt.tz_localize("UTC")
         else:
             res = pd.DataFrame(columns=[*keys, key_ts, *cols])
             res[key_ts] = pd.to_datetime(res[key_ts], utc=True)
