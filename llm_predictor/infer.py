@@ -100,10 +100,15 @@ def event_timestamp(day: date) -> datetime:
 def _atomic_write_table(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())  # a full disk may only show here
+        os.replace(tmp, path)
+    except OSError as exc:  # e.g. disk full: name the file (pyarrow's message does not)
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)  # nothing partial left behind
 
 
 def _atomic_write_text(text: str, path: Path) -> None:
@@ -220,23 +225,10 @@ def plan(cfg: InferConfig, model_version: str) -> dict[str, Any]:
     prefix = shared_prefix(cfg.template, pool, budget.max_item_chars)
     user_ids = [int(u) for u in rows["user_id"]]
     fp = _fingerprint(cfg, model_version, prefix, user_ids)
-    if manifest_path.exists():
-        old = json.loads(manifest_path.read_text())
-        if old["fingerprint"] == fp:
-            log.info("reusing the plan of %s (%d shards)", cfg.day, old["n_shards"])
-            return old
-        if any((d / "outputs").glob("shard-*.parquet")) and not cfg.force:
-            raise RuntimeError(
-                f"{d} holds shard outputs of a different plan (fingerprint {old['fingerprint']} != {fp}: "
-                "model, engine settings, prompts or users changed); rerun with --force to start over"
-            )
-        shutil.rmtree(d)
-    d.mkdir(parents=True, exist_ok=True)
     records = rows.to_dict("records")
-    n_shards = 0
-    for n_shards, start in enumerate(tqdm(range(0, len(records), cfg.shard_size), desc="plan", unit="shard",
-                                          disable=None), start=1):
-        chunk = records[start : start + cfg.shard_size]
+
+    def write_input(i: int) -> None:
+        chunk = records[i * cfg.shard_size : (i + 1) * cfg.shard_size]
         suffixes, allowed = [], []
         for r in chunk:
             suffixes.append(user_suffix(cfg.template, r, budget))
@@ -246,7 +238,31 @@ def plan(cfg: InferConfig, model_version: str) -> dict[str, Any]:
             {"user_id": [int(r["user_id"]) for r in chunk], "suffix": suffixes, "allowed_names": allowed},
             schema=SHARD_INPUT_SCHEMA,
         )
-        _atomic_write_table(table, d / "inputs" / f"shard-{n_shards - 1:05d}.parquet")
+        _atomic_write_table(table, d / "inputs" / f"shard-{i:05d}.parquet")
+
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text())
+        if old["fingerprint"] == fp:
+            log.info("reusing the plan of %s (%d shards)", cfg.day, old["n_shards"])
+            for i in range(old["n_shards"]):  # a damaged input is rebuilt (the plan is deterministic)
+                path = d / "inputs" / f"shard-{i:05d}.parquet"
+                want = user_ids[i * cfg.shard_size : (i + 1) * cfg.shard_size]
+                problem = _shard_problem(path, want, SHARD_INPUT_SCHEMA)
+                if problem:
+                    log.warning("shard input %s is %s; rebuilding it", path, problem)
+                    write_input(i)
+            return old
+        if any((d / "outputs").glob("shard-*.parquet")) and not cfg.force:
+            raise RuntimeError(
+                f"{d} holds shard outputs of a different plan (fingerprint {old['fingerprint']} != {fp}: "
+                "model, engine settings, prompts or users changed); rerun with --force to start over"
+            )
+        shutil.rmtree(d)
+    d.mkdir(parents=True, exist_ok=True)
+    n_shards = 0
+    for n_shards, _ in enumerate(tqdm(range(0, len(records), cfg.shard_size), desc="plan", unit="shard",
+                                      disable=None), start=1):
+        write_input(n_shards - 1)
     _atomic_write_text(prefix, d / "prefix.txt")
     manifest = {
         "fingerprint": fp,
@@ -347,6 +363,30 @@ def _advertisers_table(data: str | None, day_dir: Path) -> Any:
     )
 
 
+def _shard_problem(path: Path, user_ids: Sequence[int], schema: pa.Schema | None = None) -> str | None:
+    """Why a shard file cannot be used (unreadable, or not exactly ``user_ids``), or None when it is sound."""
+    if not path.exists():
+        return "missing"
+    try:
+        got = pq.read_table(path, schema=schema).column("user_id").to_pylist()
+    except (pa.ArrowException, OSError, KeyError) as exc:
+        return f"unreadable ({type(exc).__name__}: {exc})"
+    return None if got == list(user_ids) else f"not the planned users ({len(got)} rows)"
+
+
+def _drop_bad_outputs(day_dir: Path, n_shards: int) -> None:
+    """Remove committed shard outputs that do not read back with their input's users, so they are redone."""
+    for i in range(n_shards):
+        out = day_dir / "outputs" / f"shard-{i:05d}.parquet"
+        if not out.exists():
+            continue
+        want = pq.read_table(day_dir / "inputs" / out.name, schema=SHARD_INPUT_SCHEMA).column("user_id")
+        problem = _shard_problem(out, want.to_pylist())
+        if problem:
+            log.warning("shard output %s is %s; recomputing that shard", out, problem)
+            out.unlink()
+
+
 def _pending(day_dir: Path, n_shards: int) -> list[int]:
     return [i for i in range(n_shards) if not (day_dir / "outputs" / f"shard-{i:05d}.parquet").exists()]
 
@@ -438,6 +478,7 @@ def run_inference(cfg: InferConfig) -> dict[str, Any]:
     mv = model_version(_model_path(cfg))
     manifest = plan(cfg, mv)
     n_shards = manifest["n_shards"]
+    _drop_bad_outputs(d, n_shards)
     pending = _pending(d, n_shards)
     done = n_shards - len(pending)
     log.info("%s: %d users in %d shards, %d already committed, %d to run (%s runner, engine %s, model %s)",
