@@ -467,6 +467,7 @@ def write_partition(cfg: StoreConfig, table: str, df: pd.DataFrame | pa.Table, p
     Raises:
         ValueError: the frame breaks the table's contract (message names table, column, row), or the
             partition name is not a plain file stem.
+        OSError: the file cannot be written (names table and path); nothing partial is left.
     """
     if not _PARTITION_RE.match(partition):
         raise ValueError(f"table {table!r}: bad partition name {partition!r} (letters, digits, '=_.-' only)")
@@ -480,6 +481,8 @@ def write_partition(cfg: StoreConfig, table: str, df: pd.DataFrame | pa.Table, p
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
+    except OSError as exc:  # e.g. a full disk: say which table and file; the old partition is intact
+        raise OSError(exc.errno, f"table {table!r}: cannot write partition {path}: {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return path

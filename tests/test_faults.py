@@ -263,6 +263,7 @@ def test_disk_full_while_writing_a_partition(tmp_path):
     """, 4096, tmp_path)
     assert res.returncode != 0
     assert "OSError" in res.stderr and "File too large" in res.stderr, res.stderr[-3000:]
+    assert "table 'user_profile': cannot write partition" in res.stderr, res.stderr[-3000:]
     assert sorted(p.name for p in old.parent.iterdir()) == ["all.parquet"]  # no temporary file left behind
     assert old.read_bytes() == before  # readers still see the previous, complete partition
     big = pq.read_table(old).to_pandas()  # the rerun without the limit succeeds
