@@ -653,6 +653,51 @@ def _source_rows(cfg: StoreConfig, fv: Any, start: datetime, end: datetime) -> i
         return -1
 
 
+def _sqlite_path(cfg: StoreConfig) -> Path:
+    """The SQLite online database file of ``cfg``'s yaml."""
+    path = Path(get_store(cfg).config.online_store.path)
+    return path if path.is_absolute() else Path(cfg.repo).resolve() / path
+
+
+_MARKER_KEY = "adprior:materialized"  # Redis hash / SQLite table naming each view's materialized end
+
+
+def _markers(cfg: StoreConfig, project: str, update: dict[str, str] | None = None) -> dict[str, str] | None:
+    """Read (or update) the per-view "materialized up to" markers kept *in the online store itself*.
+
+    The registry remembers what was materialized even when the online store loses its data (a
+    Redis restarted without persistence, a deleted SQLite file); a marker lost with the data tells
+    :func:`materialize` to write that view again. Returns None where markers are not kept (Redis
+    cluster / sentinel: Feast's own client is used there).
+    """
+    if cfg.online == "redis":
+        import redis
+        from feast.infra.online_stores.redis import RedisOnlineStore
+
+        if str(getattr(get_store(cfg).config.online_store, "redis_type", "redis")).split(".")[-1] != "redis":
+            return None
+        nodes, kwargs = RedisOnlineStore._parse_connection_string(os.environ.get(cfg.redis_env, ""))
+        if not nodes:
+            return None
+        with _translate_outage(cfg, "materialize markers"):
+            client = redis.Redis(host=nodes[0]["host"], port=int(nodes[0].get("port", 6379)), **kwargs)
+            try:
+                key = f"{_MARKER_KEY}:{project}"
+                if update:
+                    client.hset(key, mapping=update)
+                return {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
+            finally:
+                client.close()
+    path = _sqlite_path(cfg)
+    if not path.exists() and not update:
+        return {}
+    with contextlib.closing(sqlite3.connect(path)) as con, con:
+        con.execute("CREATE TABLE IF NOT EXISTS adprior_materialized (view TEXT PRIMARY KEY, end_ts TEXT)")
+        if update:
+            con.executemany("INSERT OR REPLACE INTO adprior_materialized VALUES (?, ?)", sorted(update.items()))
+        return dict(con.execute("SELECT view, end_ts FROM adprior_materialized").fetchall())
+
+
 def materialize(cfg: StoreConfig, end: datetime, start: datetime | None = None, check: bool = True) -> dict[str, Any]:
     """Push offline rows with event_timestamp up to ``end`` (inclusive) to the online store.
 
@@ -666,14 +711,17 @@ def materialize(cfg: StoreConfig, end: datetime, start: datetime | None = None, 
     Redis down) rerunning the same call redoes exactly what is missing.
 
     A view whose offline table has no parquet file yet is left out (and not recorded), so it is
-    picked up by a later run. With ``check`` (default) Redis is PINGed first, so an outage fails in
+    picked up by a later run. A view the registry records as materialized but whose marker is
+    missing from the online store (the store lost its data: see :func:`_markers`) is written again
+    over its first-run window, so an incremental rerun never leaves it empty. With ``check`` (default) Redis is PINGed first, so an outage fails in
     milliseconds rather than after redis-py's retry backoff; a failure during the run is reported
     the same way.
 
     Returns:
         ``{"online_store", "end", "seconds", "views": {name: {"start", "end", "rows"}}, "skipped",
-        "no_offline_data"}``; rows = distinct entities with offline rows in the window (what Feast
-        writes); skipped = views already materialized up to ``end``.
+        "no_offline_data", "rewritten_lost"}``; rows = distinct entities with offline rows in the window
+        (what Feast writes); skipped = views already materialized up to ``end``; rewritten_lost = views
+        written again because the online store had lost them.
 
     Raises:
         StoreUnavailable: the online store cannot be reached (message names store type and address).
@@ -686,12 +734,24 @@ def materialize(cfg: StoreConfig, end: datetime, start: datetime | None = None, 
     windows: dict[str, datetime] = {}
     skipped: list[str] = []
     empty: list[str] = []
+    lost: list[str] = []
+    if cfg.online == "sqlite" and not _sqlite_path(cfg).exists() and any(fv.most_recent_end_time for fv in views):
+        log.warning("materialize: the SQLite online store %s is gone; recreating its tables", _sqlite_path(cfg))
+        store._get_provider().update_infra(store.project, tables_to_delete=[], tables_to_keep=views,
+                                           entities_to_delete=[], entities_to_keep=store.list_entities(),
+                                           partial=False)
+    markers = _markers(cfg, store.project)
     for fv in views:
         if not _has_files(cfg, fv):  # dask cannot read an empty folder; nothing to write anyway
             log.warning("materialize: %s has no offline data yet (%s); left out", fv.name, fv.batch_source.path)
             empty.append(fv.name)
         elif start is not None:
             windows[fv.name] = _utc(start)
+        elif fv.most_recent_end_time is not None and markers is not None and fv.name not in markers:
+            log.warning("materialize: the online store has no marker for %s (its data was lost or predates "
+                        "markers); writing it again from its first-run window", fv.name)
+            lost.append(fv.name)
+            windows[fv.name] = end - fv.ttl if fv.ttl and fv.ttl.total_seconds() > 0 else EPOCH
         elif fv.most_recent_end_time is not None:
             last = _utc(fv.most_recent_end_time)
             if last >= end:
@@ -707,6 +767,10 @@ def materialize(cfg: StoreConfig, end: datetime, start: datetime | None = None, 
             by_start.setdefault(s, []).append(name)
         for s, names in sorted(by_start.items()):
             store.materialize(start_date=s, end_date=end, feature_views=sorted(names))
+            if markers is not None:
+                _markers(cfg, store.project, dict.fromkeys(names, end.isoformat()))
+        if markers is not None:  # views already up to date keep (or regain) their marker
+            _markers(cfg, store.project, {n: markers.get(n, end.isoformat()) for n in skipped} or None)
     seconds = time.perf_counter() - t0
     by_name = {fv.name: fv for fv in views}
     return {
@@ -719,6 +783,7 @@ def materialize(cfg: StoreConfig, end: datetime, start: datetime | None = None, 
         },
         "skipped": sorted(skipped),
         "no_offline_data": sorted(empty),
+        "rewritten_lost": sorted(lost),
     }
 
 

@@ -345,3 +345,27 @@ def test_feast_cli_apply_both_yamls(tmp_path, redis_srv, monkeypatch):
         assert sorted(v.name for v in fs.list_on_demand_feature_views()) == [
             "behavior_candidate_features", "llm_candidate_features"]
     assert not list(repo.rglob("__pycache__"))
+
+
+def test_online_store_that_lost_its_data_is_written_again(tmp_path, redis_srv, monkeypatch):
+    # Redis restarted without persistence: the registry still says "materialized up to END".
+    monkeypatch.setenv("ADPRIOR_REDIS", redis_srv.address)
+    cfg = st.StoreConfig(repo=_populated_repo(tmp_path / "feature_repo"), online="redis")
+    st.apply(cfg)
+    first = st.materialize(cfg, end=END)
+    assert first["rewritten_lost"] == [] and len(first["views"]) == 5
+    redis_srv.stop()
+    redis_srv.start()  # same port, empty
+    again = st.materialize(cfg, end=END)  # incremental: would skip every view without the markers
+    assert again["rewritten_lost"] == sorted(first["views"]) and again["skipped"] == []
+    _check_online(cfg)
+    assert st.materialize(cfg, end=END)["skipped"] == sorted(first["views"])  # markers back: no-op
+
+    # SQLite: the online database file deleted.
+    scfg = st.StoreConfig(repo=cfg.repo)
+    st.apply(scfg)
+    st.materialize(scfg, end=END)
+    (cfg.repo / "data" / "online_store.db").unlink()
+    redo = st.materialize(scfg, end=END)
+    assert redo["rewritten_lost"] == sorted(first["views"])
+    _check_online(scfg)
