@@ -443,16 +443,24 @@ def ranking() -> None:
     """ctcvr / vtcvr GBDT models on Feast features, with and without the LLM features (Table 5)."""
 
 
+def _experiment_options(out: str, out_help: str):
+    """--data / --repo / --online / --out of the stages that read the backfilled experiment world."""
+
+    def deco(f):
+        f = click.option("--data", type=click.Path(path_type=Path), default=Path("runs/ranking/world"),
+                         show_default=True, help="Raw-table root (events; its ground truth for the A/B test).")(f)
+        f = click.option("--repo", type=click.Path(path_type=Path), default=Path("runs/ranking/feature_repo"),
+                         show_default=True, help="Feast repo holding the backfilled features and predictions.")(f)
+        f = click.option("--online", type=click.Choice(["sqlite", "redis"]), default="sqlite", show_default=True)(f)
+        return click.option("--out", type=click.Path(path_type=Path), default=Path(out), show_default=True,
+                            help=out_help)(f)
+
+    return deco
+
+
 def _ranking_options(f):
-    f = click.option("--data", type=click.Path(path_type=Path), default=Path("runs/ranking/world"), show_default=True,
-                     help="Raw-table root (impressions, clicks, conversions).")(f)
-    f = click.option("--repo", type=click.Path(path_type=Path), default=Path("runs/ranking/feature_repo"),
-                     show_default=True, help="Feast repo holding the backfilled features and predictions.")(f)
-    f = click.option("--online", type=click.Choice(["sqlite", "redis"]), default="sqlite", show_default=True)(f)
-    f = click.option("--out", type=click.Path(path_type=Path), default=Path("runs/ranking/models"),
-                     show_default=True, help="Training set, models, predictions, report.")(f)
-    f = click.option("--resamples", type=int, default=1000, show_default=True, help="User-bootstrap resamples.")(f)
-    return f
+    f = _experiment_options("runs/ranking/models", "Training set, models, predictions, report.")(f)
+    return click.option("--resamples", type=int, default=1000, show_default=True, help="User-bootstrap resamples.")(f)
 
 
 def _ranking_config(data: Path, repo: Path, online: str, out: Path, resamples: int, **kw):
@@ -537,15 +545,7 @@ def retrieval() -> None:
     """Two-tower retrieval, the LLM candidate generator, blending and the simulated A/B test (Table 6)."""
 
 
-def _retrieval_options(f):
-    f = click.option("--data", type=click.Path(path_type=Path), default=Path("runs/ranking/world"), show_default=True,
-                     help="Raw-table root (items, events; its ground truth for the A/B test).")(f)
-    f = click.option("--repo", type=click.Path(path_type=Path), default=Path("runs/ranking/feature_repo"),
-                     show_default=True, help="Feast repo with user features and LLM predictions.")(f)
-    f = click.option("--online", type=click.Choice(["sqlite", "redis"]), default="sqlite", show_default=True)(f)
-    f = click.option("--out", type=click.Path(path_type=Path), default=Path("runs/retrieval"), show_default=True,
-                     help="Models (<out>/<objective>) and A/B results (<out>/ab).")(f)
-    return f
+_retrieval_options = _experiment_options("runs/retrieval", "Models (<out>/<objective>) and A/B results (<out>/ab).")
 
 
 @retrieval.command("train")

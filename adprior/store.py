@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from llm_predictor.examples import BEHAVIOR_FIELDS, EXAMPLE_SCHEMA, PREDICTION_SCHEMA
+from llm_predictor.examples import BEHAVIOR_FIELDS, EXAMPLE_SCHEMA, LIST_FIELDS, PREDICTION_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -554,16 +554,7 @@ def user_behavior_frame(examples: pd.DataFrame, day: date, now: datetime | None 
             "active_advertiser_ids": ids,
         }
     )
-    for col in (
-        "active_advertisers",
-        "attributed_conversions",
-        "matched_conversions",
-        "onsite_searches",
-        "offsite_searches",
-        "offsite_urls",
-        "top_categories",
-        "top_brands",
-    ):
+    for col in LIST_FIELDS:
         out[col] = _list_col(ex.get(col), n)
     out["last_event_ts"] = pd.to_datetime(ex["last_event_ts"], utc=True)
     return out
@@ -653,16 +644,16 @@ def _source_rows(cfg: StoreConfig, fv: Any, start: datetime, end: datetime) -> i
         return -1
 
 
-def _sqlite_path(cfg: StoreConfig) -> Path:
-    """The SQLite online database file of ``cfg``'s yaml."""
-    path = Path(get_store(cfg).config.online_store.path)
+def _sqlite_path(cfg: StoreConfig, store: Any) -> Path:
+    """The SQLite online database file of ``store`` (a ``feast.FeatureStore`` over ``cfg``)."""
+    path = Path(store.config.online_store.path)
     return path if path.is_absolute() else Path(cfg.repo).resolve() / path
 
 
 _MARKER_KEY = "adprior:materialized"  # Redis hash / SQLite table naming each view's materialized end
 
 
-def _markers(cfg: StoreConfig, project: str, update: dict[str, str] | None = None) -> dict[str, str] | None:
+def _markers(cfg: StoreConfig, store: Any, update: dict[str, str] | None = None) -> dict[str, str] | None:
     """Read (or update) the per-view "materialized up to" markers kept *in the online store itself*.
 
     The registry remembers what was materialized even when the online store loses its data (a
@@ -674,7 +665,7 @@ def _markers(cfg: StoreConfig, project: str, update: dict[str, str] | None = Non
         import redis
         from feast.infra.online_stores.redis import RedisOnlineStore
 
-        if str(getattr(get_store(cfg).config.online_store, "redis_type", "redis")).split(".")[-1] != "redis":
+        if str(getattr(store.config.online_store, "redis_type", "redis")).split(".")[-1] != "redis":
             return None
         nodes, kwargs = RedisOnlineStore._parse_connection_string(os.environ.get(cfg.redis_env, ""))
         if not nodes:
@@ -682,13 +673,13 @@ def _markers(cfg: StoreConfig, project: str, update: dict[str, str] | None = Non
         with _translate_outage(cfg, "materialize markers"):
             client = redis.Redis(host=nodes[0]["host"], port=int(nodes[0].get("port", 6379)), **kwargs)
             try:
-                key = f"{_MARKER_KEY}:{project}"
+                key = f"{_MARKER_KEY}:{store.project}"
                 if update:
                     client.hset(key, mapping=update)
                 return {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
             finally:
                 client.close()
-    path = _sqlite_path(cfg)
+    path = _sqlite_path(cfg, store)
     if not path.exists() and not update:
         return {}
     with contextlib.closing(sqlite3.connect(path)) as con, con:
@@ -735,12 +726,13 @@ def materialize(cfg: StoreConfig, end: datetime, start: datetime | None = None, 
     skipped: list[str] = []
     empty: list[str] = []
     lost: list[str] = []
-    if cfg.online == "sqlite" and not _sqlite_path(cfg).exists() and any(fv.most_recent_end_time for fv in views):
-        log.warning("materialize: the SQLite online store %s is gone; recreating its tables", _sqlite_path(cfg))
+    db = _sqlite_path(cfg, store) if cfg.online == "sqlite" else None
+    if db is not None and not db.exists() and any(fv.most_recent_end_time for fv in views):
+        log.warning("materialize: the SQLite online store %s is gone; recreating its tables", db)
         store._get_provider().update_infra(store.project, tables_to_delete=[], tables_to_keep=views,
                                            entities_to_delete=[], entities_to_keep=store.list_entities(),
                                            partial=False)
-    markers = _markers(cfg, store.project)
+    markers = _markers(cfg, store)
     for fv in views:
         if not _has_files(cfg, fv):  # dask cannot read an empty folder; nothing to write anyway
             log.warning("materialize: %s has no offline data yet (%s); left out", fv.name, fv.batch_source.path)
@@ -768,9 +760,9 @@ def materialize(cfg: StoreConfig, end: datetime, start: datetime | None = None, 
         for s, names in sorted(by_start.items()):
             store.materialize(start_date=s, end_date=end, feature_views=sorted(names))
             if markers is not None:
-                _markers(cfg, store.project, dict.fromkeys(names, end.isoformat()))
+                _markers(cfg, store, dict.fromkeys(names, end.isoformat()))
         if markers is not None:  # views already up to date keep (or regain) their marker
-            _markers(cfg, store.project, {n: markers.get(n, end.isoformat()) for n in skipped} or None)
+            _markers(cfg, store, {n: markers.get(n, end.isoformat()) for n in skipped} or None)
     seconds = time.perf_counter() - t0
     by_name = {fv.name: fv for fv in views}
     return {

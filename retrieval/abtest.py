@@ -107,6 +107,13 @@ def simulate_outcomes(slates: dict[int, list[Candidate]], arms: dict[int, str], 
     return pd.DataFrame(rows)
 
 
+def _metric_columns(expected: bool) -> dict[str, tuple[str, str | None]]:
+    """Metric -> (numerator column, denominator column or None = one per user) of simulate_outcomes."""
+    e = "exp_" if expected else ""
+    return {"roas": (f"{e}value", "cost"), "conversions_per_user": (f"{e}conversions", None),
+            "ctr": (f"{e}clicks", "impressions"), "advertisers_per_user": ("advertisers", None)}
+
+
 def compare_arms(per_user: pd.DataFrame, resamples: int, seed: int, expected: bool = False) -> dict[str, Comparison]:
     """The four metrics, treatment versus control (ratios of per-user sums).
 
@@ -120,15 +127,8 @@ def compare_arms(per_user: pd.DataFrame, resamples: int, seed: int, expected: bo
     c = per_user[per_user["arm"] == "control"]
     t = per_user[per_user["arm"] == "treatment"]
     one_c, one_t = np.ones(len(c)), np.ones(len(t))
-    e = "exp_" if expected else ""
-    spec = {
-        "roas": (f"{e}value", "cost"),
-        "conversions_per_user": (f"{e}conversions", None),
-        "ctr": (f"{e}clicks", "impressions"),
-        "advertisers_per_user": ("advertisers", None),
-    }
     out = {}
-    for name, (num, den) in spec.items():
+    for name, (num, den) in _metric_columns(expected).items():
         out[name] = compare_groups(c[num].to_numpy(), one_c if den is None else c[den].to_numpy(),
                                    t[num].to_numpy(), one_t if den is None else t[den].to_numpy(),
                                    resamples=resamples, seed=seed)
@@ -140,9 +140,7 @@ def compare_policies(control: pd.DataFrame, treatment: pd.DataFrame, resamples: 
     """Counterfactual, paired: every user simulated under both policies (same rows, same order)."""
     if not control["user_id"].equals(treatment["user_id"]):
         raise ValueError("paired comparison needs the same users in the same order under both policies")
-    e = "exp_" if expected else ""
-    spec = {"roas": (f"{e}value", "cost"), "conversions_per_user": (f"{e}conversions", None),
-            "ctr": (f"{e}clicks", "impressions"), "advertisers_per_user": ("advertisers", None)}
+    spec = _metric_columns(expected)
     one = np.ones(len(control))
     return {name: compare_paired(control[num].to_numpy(), one if den is None else control[den].to_numpy(),
                                  treatment[num].to_numpy(), one if den is None else treatment[den].to_numpy(),

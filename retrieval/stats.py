@@ -31,6 +31,17 @@ class Comparison:
     n_treatment: int  # users in treatment
 
 
+def _interval(res: object, confidence: float) -> tuple[float, float]:
+    """Percentile interval of a ``scipy.stats.bootstrap`` result over the resamples that are not NaN
+    (a resample whose control metric is 0 has no relative change)."""
+    dist = np.asarray(res.bootstrap_distribution, dtype=float)  # type: ignore[attr-defined]
+    alpha = (1 - confidence) / 2
+    if not np.isfinite(dist).any():
+        return float("nan"), float("nan")
+    lo, hi = np.nanquantile(dist, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
 def _ratio(num: np.ndarray, den: np.ndarray) -> float:
     d = den.sum()
     return float(num.sum() / d) if d > 0 else float("nan")
@@ -78,10 +89,7 @@ def compare_groups(num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_
     pooled = np.arange(len(num), dtype=float)
     perm = permutation_test((pooled[:n_c], pooled[n_c:]), stat, permutation_type="independent",
                             vectorized=False, n_resamples=resamples, alternative="two-sided", random_state=seed)
-    # Resamples whose control metric is 0 give NaN; the interval is taken over the others.
-    dist = np.asarray(ci.bootstrap_distribution, dtype=float)
-    alpha = (1 - confidence) / 2
-    lo, hi = (np.nanquantile(dist, [alpha, 1 - alpha]) if np.isfinite(dist).any() else (np.nan, np.nan))
+    lo, hi = _interval(ci, confidence)
     return Comparison(
         control=_ratio(num_c, den_c), treatment=_ratio(num_t, den_t), rel_change=point,
         ci_low=float(lo), ci_high=float(hi), p_value=float(perm.pvalue), n_control=len(num_c),
@@ -112,9 +120,7 @@ def compare_paired(num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_
     idx = np.arange(len(num_c))
     ci = bootstrap((idx,), rel, vectorized=False, n_resamples=resamples, confidence_level=confidence,
                    method="percentile", random_state=seed)
-    dist = np.asarray(ci.bootstrap_distribution, dtype=float)
-    alpha = (1 - confidence) / 2
-    lo, hi = (np.nanquantile(dist, [alpha, 1 - alpha]) if np.isfinite(dist).any() else (np.nan, np.nan))
+    lo, hi = _interval(ci, confidence)
     # Sign-flip permutation: swap control and treatment within each user, statistic = difference of ratios.
     both_num, both_den = np.stack([num_c, num_t]), np.stack([den_c, den_t])
 
