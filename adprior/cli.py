@@ -179,7 +179,9 @@ def _train_common(f):  # options shared by both trainers
 
 @train.command("sft")
 @_train_common
-@click.option("--template", type=click.Choice(["sft_text", "sft_text_20"]), default="sft_text", show_default=True)
+@click.option("--template", type=click.Choice(["sft_text", "sft_text_20", "grpo_text"]), default="sft_text",
+              show_default=True, help="sft_text: 1 advertiser (A.1); sft_text_20: 20 names '|'-joined; grpo_text: "
+              "the inference prompt (A.3) with an XML target, the warm start for GRPO.")
 def train_sft_cmd(examples: Path, out: Path, model: Path | None, max_steps: int, batch_size: int, lr: float | None,
                   lora: bool, budget_tokens: int, max_train_examples: int | None, template: str) -> None:
     """SFT on prompt-completion pairs, loss on the completion only (1- or 20-advertiser prompt)."""
@@ -254,7 +256,10 @@ def eval_cmd(examples: Path, data: Path, models: tuple[Path, ...], template: str
               help="Output folder (default runs/report; with --all the page reports/all/report.md).")
 @click.option("--all", "all_tables", is_flag=True,
               help="One page: every paper table (2-6) beside the committed results under reports/.")
-def report(runs: tuple[Path, ...], out: Path | None, all_tables: bool) -> None:
+@click.option("--intro", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Markdown placed under the title (sizes, data preparation, how to read the tables).")
+@click.option("--title", default=None, help="First heading of the report.")
+def report(runs: tuple[Path, ...], out: Path | None, all_tables: bool, intro: Path | None, title: str | None) -> None:
     """Markdown + PNG report from evaluation runs, each table headed by its command."""
     if all_tables:
         from adprior.report_all import ReportAllConfig, build
@@ -265,7 +270,10 @@ def report(runs: tuple[Path, ...], out: Path | None, all_tables: bool) -> None:
         raise click.UsageError("give --run (repeat) or --all")
     from llm_predictor.report import ReportConfig, build_report
 
-    click.echo(str(build_report(ReportConfig(runs=list(runs), out=out or Path("runs/report")))))
+    cfg = ReportConfig(runs=list(runs), out=out or Path("runs/report"), intro=intro)
+    if title:
+        cfg.title = title
+    click.echo(str(build_report(cfg)))
 
 
 def _engine_options(f):  # options shared by the verbs that generate

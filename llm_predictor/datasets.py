@@ -24,12 +24,24 @@ from typing import Any
 
 from datasets import Dataset
 
-from llm_predictor.prompts import PromptBudget, build_prompt, chat_messages, is_missing, sft_completion
+from llm_predictor.prompts import (
+    PromptBudget,
+    build_prompt,
+    chat_messages,
+    grpo_completion,
+    is_missing,
+    sft_completion,
+)
 from llm_predictor.resolver import normalize_name
 
 log = logging.getLogger(__name__)
 
-SFT_TEMPLATES: tuple[str, ...] = ("sft_text", "sft_text_20", "sft_sid")
+SFT_TEMPLATES: tuple[str, ...] = ("sft_text", "sft_text_20", "sft_sid", "grpo_text", "grpo_sid")
+# SFT on an inference-format prompt (A.3): the target is the XML answer, so GRPO can start from a model that
+# already writes parseable answers (from the base 135M model every completion is unparseable: no reward
+# variance, no gradient).
+XML_SFT_TEMPLATES: tuple[str, ...] = ("grpo_text", "grpo_sid")
+TEACHER_INTERESTS = 5  # interests in the XML SFT target (the user's top categories, newest first)
 GRPO_TEMPLATES: tuple[str, ...] = ("grpo_text", "grpo_sid", "grpo_text_reasoning")
 TEACHER_LIST_SIZE = 20  # names in the sft_text_20 target
 
@@ -120,7 +132,9 @@ def sft_dataset(
         examples_df: the examples table (pandas, columns of ``llm_predictor.examples.EXAMPLE_SCHEMA``).
         preset_pool: preset advertiser names, or a mapping anchor date -> names.
         template: 'sft_text' (target: the label name) or 'sft_text_20' (target: :func:`teacher_list`
-            joined by '|'); 'sft_sid' renders like 'sft_text'.
+            joined by '|'); 'sft_sid' renders like 'sft_text'. 'grpo_text' / 'grpo_sid' (``XML_SFT_TEMPLATES``):
+            the inference prompt with the XML answer as target (:func:`grpo_completion` of the teacher list and
+            the user's first ``TEACHER_INTERESTS`` top categories), the format warm start before GRPO.
         budget: per-user prompt budget (``PromptBudget``; set ``count_tokens`` to count real tokens).
         popular: names filling the sft_text_20 target after the label and the active advertisers; None =
             the row's preset pool (ranked by revenue).
@@ -135,9 +149,14 @@ def sft_dataset(
         pool = pool_for(preset_pool, row.get("anchor_date"))
         prompt = build_prompt(template, row, pool, budget)
         label = str(row["label_advertiser_name"])
-        if template == "sft_text_20":
+        if template == "sft_text_20" or template in XML_SFT_TEMPLATES:
             active = [str(a) for a in _as_list(row.get("active_advertisers"))]
-            target = sft_completion(teacher_list(label, active, pool if popular is None else popular))
+            names = teacher_list(label, active, pool if popular is None else popular)
+            if template == "sft_text_20":
+                target = sft_completion(names)
+            else:
+                interests = [str(c) for c in _as_list(row.get("top_categories"))][:TEACHER_INTERESTS]
+                target = grpo_completion(names, interests)
         else:
             target = sft_completion(label)
         records.append(

@@ -24,6 +24,7 @@ class ReportConfig:
     out: Path = Path("runs/report")  # report.md and one PNG per run go here
     title: str = "adprior: offline evaluation report"  # first heading
     sets: tuple[str, ...] = ("V1", "V0")  # example sets shown
+    intro: Path | None = None  # markdown file placed under the title (sizes, data preparation, reading)
 
 
 def _fmt(x: float | None) -> str:
@@ -67,6 +68,32 @@ def _chart(rows: dict, s: str, ks: list[int], png: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _models_section(evals: list[dict]) -> list[str]:
+    """One row per evaluated model folder that holds a ``train_summary.json`` (written by ``adprior train``)."""
+    rows: list[str] = []
+    seen: set[str] = set()
+    for ev in evals:
+        for model in ev.get("config", {}).get("models", []):
+            path = Path(model) / "train_summary.json"
+            if model in seen or not path.exists():
+                continue
+            seen.add(model)
+            summary = json.loads(path.read_text())
+            m = summary.get("metrics", {})
+            if m.get("stage") == "grpo":
+                curve = f"reward {_fmt(m.get('reward_first'))} -> {_fmt(m.get('reward_last'))}"
+            else:
+                curve = f"loss {_fmt(m.get('train_loss_first'))} -> {_fmt(m.get('train_loss_last'))}"
+            rows.append(f"| `{model}` | {m.get('stage', '?')} | {m.get('template', '?')} | {m.get('steps', '?')} | "
+                        f"{m.get('examples_seen', '?')} | {curve} | {_fmt(m.get('s_per_step'))} | "
+                        f"`{summary.get('command') or '(not recorded)'}` |")
+    if not rows:
+        return []
+    return ["## Trained models", "",
+            "| model | stage | template | steps | examples seen | curve | s/step | command |",
+            "|---|---|---|---|---|---|---|---|", *rows, ""]
+
+
 def build_report(cfg: ReportConfig) -> Path:
     """Write ``<out>/report.md`` and one PNG per run; return the markdown path.
 
@@ -77,11 +104,16 @@ def build_report(cfg: ReportConfig) -> Path:
     lines = [f"# {cfg.title}", "",
              "Each section is one `adprior eval` run; its command reproduces the numbers. Baselines and "
              "models are scored on the same labelled eval rows.", ""]
+    if cfg.intro is not None:
+        lines += [cfg.intro.read_text().strip(), ""]
+    evals = []
     for run in cfg.runs:
         path = Path(run) / "eval.json"
         if not path.exists():
             raise FileNotFoundError(f"no eval.json in {run}")
-        ev = json.loads(path.read_text())
+        evals.append(json.loads(path.read_text()))
+    lines += _models_section(evals)
+    for run, ev in zip(cfg.runs, evals, strict=True):
         lines += _section(Path(run).name, ev, cfg, cfg.out / f"{Path(run).name}.png")
     md = cfg.out / "report.md"
     md.write_text("\n".join(lines))

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -345,7 +347,7 @@ def _history_values(history: list[dict[str, Any]], key: str) -> list[float]:
 
 def _write_summary(out: Path, cfg: Any, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"config": asdict(cfg), "metrics": metrics, "log_history": history}
+    payload = {"command": shlex.join(sys.argv), "config": asdict(cfg), "metrics": metrics, "log_history": history}
     (out / SUMMARY_FILE).write_text(json.dumps(payload, indent=2, default=str))
 
 

@@ -230,6 +230,32 @@ def test_end_to_end_tiny_model(world, tmp_path, tiny_model_dir, template, decode
     assert "llm: tiny-llama" in (tmp_path / "eval.md").read_text()
 
 
+@pytest.mark.usefixtures("_one_thread")
+@pytest.mark.parametrize("constrained", [False, True])
+def test_engine_path_matches_plain_generate(world, tmp_path, tiny_model_dir, constrained):
+    """Greedy list decoding through the serving engine (prefix KV cache) predicts what plain generate does."""
+    import dataclasses
+
+    ex, data = world
+    decode = DecodeConfig(max_new_tokens=40, batch_size=6, constrained=constrained, max_names=5)
+    base = EvalConfig(examples=ex, data=data, models=[str(tiny_model_dir)], template="grpo_text", decode=decode,
+                      max_examples=6, budget_tokens=256, gbdt=None, baselines=False, device="cpu")
+    preds = {}
+    for engine in (True, False):
+        out = tmp_path / f"engine-{engine}"
+        res = evaluate(dataclasses.replace(base, engine=engine, out=out))
+        preds[engine] = pd.read_parquet(out / "predictions_llm_tiny-llama.parquet")
+        assert res["n_rows"]["V1"] == 6
+    cols = ["user_id", "advertiser_ids", "advertiser_names", "status"]
+    if not constrained:  # constrained completions differ in form only: XML (engine) vs 'a|b' (plain)
+        cols.append("completions")
+    as_lists = {k: [[list(v) if hasattr(v, "tolist") else v for v in row] for row in d[cols].to_numpy().tolist()]
+                for k, d in preds.items()}
+    assert as_lists[True] == as_lists[False]
+    if constrained:
+        assert preds[True]["advertiser_ids"].map(len).gt(0).all()
+
+
 def test_ablate_rows():
     from llm_predictor.evaluate import ablate_rows
 

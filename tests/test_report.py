@@ -32,3 +32,27 @@ def test_report_tables_commands_and_charts(tmp_path: Path) -> None:
     assert "V0 R@1" not in text  # empty sets are left out
     png = tmp_path / "report" / "run_a.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_intro_and_trained_models(tmp_path: Path) -> None:
+    sft, base = tmp_path / "sft", tmp_path / "base"
+    sft.mkdir()
+    base.mkdir()  # no train_summary.json: not listed
+    (sft / "train_summary.json").write_text(json.dumps({
+        "command": "adprior train sft --examples E --out sft --max-steps 30",
+        "metrics": {"stage": "sft", "template": "grpo_text", "steps": 30, "examples_seen": 120,
+                    "train_loss_first": 4.5, "train_loss_last": 2.25, "s_per_step": 19.5},
+    }))
+    run = tmp_path / "run"
+    run.mkdir()
+    ev = {"command": "adprior eval", "config": {"models": [str(base), str(sft)]}, "n_rows": {"V1": 4},
+          "ks": [1, 5, 20], "methods": {}, "combinations": []}
+    (run / "eval.json").write_text(json.dumps(ev))
+    intro = tmp_path / "intro.md"
+    intro.write_text("Sizes: 48 eval rows.\n")
+    text = build_report(ReportConfig(runs=[run, run], out=tmp_path / "report", intro=intro)).read_text()
+    assert "Sizes: 48 eval rows." in text
+    row = (f"| `{sft}` | sft | grpo_text | 30 | 120 | loss 4.500 -> 2.250 | 19.500 | "
+           "`adprior train sft --examples E --out sft --max-steps 30` |")
+    assert text.count(row) == 1  # once, although two runs evaluated it
+    assert f"`{base}`" not in text.split("## run")[0]

@@ -29,6 +29,7 @@ import pytest
 from llm_predictor.base_model import ensure_base_model
 from llm_predictor.datasets import grpo_dataset, sft_dataset, teacher_list
 from llm_predictor.examples import EXAMPLE_SCHEMA, PRESET_POOL_SCHEMA
+from llm_predictor.parsing import parse_answer
 from llm_predictor.rewards import paper_reward
 from llm_predictor.train import (
     GRPORunConfig,
@@ -166,6 +167,16 @@ def test_datasets_formats() -> None:
     popular = [f"Popular {k}" for k in range(30)]
     assert len(teacher_list("Nike", ["nike", "Adidas"], popular)) == 20
     assert teacher_list("Nike", ["nike", "Adidas"], popular)[:3] == ["Nike", "Adidas", "Popular 0"]
+
+    # XML SFT (the GRPO warm start): the inference prompt, the XML answer as target, parseable by the reward.
+    xml = sft_dataset(df, {X: POOL}, template="grpo_text")
+    target = xml[2]["completion"][0]["content"]
+    assert "<advertiser_names>" in xml[2]["prompt"][0]["content"] and target.startswith("<answer>")
+    parsed = parse_answer(target)
+    assert parsed.status == "ok" and parsed.advertisers[:3] == ["IKEA", "Adidas", "Sephora"]
+    assert parsed.interests == ["Apparel Shoes", "Beauty Makeup"]  # ">" is markup: sanitised away
+    # label first (R_match 0.1 * 19 + 2 = 3.9), 10 names (P_len 2.0), 2 interests (P_len 1.3)
+    assert paper_reward([target], label_advertiser_name=["IKEA"]) == [pytest.approx(3.9 - 2.0 - 1.3)]
 
     g = grpo_dataset(df, POOL)
     assert set(g.column_names) >= {"prompt", "label_advertiser_name", "user_id"}
