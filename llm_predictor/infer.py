@@ -32,7 +32,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -451,6 +451,24 @@ def merge_outputs(day_dir: Path, n_shards: int) -> tuple[pa.Table, dict[str, int
     return table.select(PREDICTION_SCHEMA.names).cast(PREDICTION_SCHEMA), stats
 
 
+def _partition_problem(path: Path, summary: Mapping[str, Any]) -> str | None:
+    """Why the predictions partition of a finished date cannot be trusted, or None when its footer reads
+    back with the prediction schema's columns and the row count ``_SUCCESS.json`` recorded (the footer only:
+    a truncated or overwritten file fails here; the pages are not decoded)."""
+    try:
+        meta = pq.read_metadata(path)
+    except FileNotFoundError:
+        return f"missing ({path})"
+    except (OSError, pa.ArrowException) as exc:
+        return f"unreadable ({path}: {exc})"
+    missing = set(PREDICTION_SCHEMA.names) - set(meta.schema.to_arrow_schema().names)
+    if missing:
+        return f"missing columns {sorted(missing)} ({path})"
+    if meta.num_rows != summary.get("inferred"):
+        return f"{meta.num_rows} rows where _SUCCESS.json recorded {summary.get('inferred')} ({path})"
+    return None
+
+
 def run_inference(cfg: InferConfig) -> dict[str, Any]:
     """Run (or resume) the inference of one date and write its predictions partition; returns a summary.
 
@@ -460,7 +478,9 @@ def run_inference(cfg: InferConfig) -> dict[str, Any]:
     Returns:
         A JSON-able summary: users served / skipped / inferred, parse status counts, hallucinated names,
         prompt tokens computed versus total, seconds and users per second, and the output path. When the
-        date had already finished and ``cfg.force`` is false, the stored summary with ``noop: True``.
+        date had already finished and ``cfg.force`` is false, the stored summary with ``noop: True`` (unless
+        its predictions partition no longer reads back: then it is rebuilt from the shards, see
+        :func:`_partition_problem`).
     """
     from llm_predictor.engines import model_version
 
@@ -470,8 +490,15 @@ def run_inference(cfg: InferConfig) -> dict[str, Any]:
     success = d / "_SUCCESS.json"
     if success.exists() and not cfg.force:
         summary = json.loads(success.read_text())
-        log.info("%s already inferred (%s); nothing to do (use --force to redo)", cfg.day, success)
-        return {**summary, "noop": True}
+        problem = _partition_problem(Path(cfg.predictions) / f"dt={cfg.day.isoformat()}.parquet", summary)
+        if problem is None:
+            log.info("%s already inferred (%s); nothing to do (use --force to redo)", cfg.day, success)
+            return {**summary, "noop": True}
+        # The date finished, but its output was lost since: rebuild it from the committed shards (a shard
+        # that is gone or corrupt is recomputed) instead of reporting a no-op over missing predictions.
+        log.warning("%s was inferred but its predictions partition is %s; rebuilding it from the shards",
+                    cfg.day, problem)
+        success.unlink()
     if cfg.force and d.exists():
         shutil.rmtree(d)
     t0 = time.perf_counter()

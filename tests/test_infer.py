@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from llm_predictor.engines import EngineConfig
 
 from llm_predictor.compile import CompileConfig, compile_examples, load_examples
+from llm_predictor.engines import EngineConfig
 from llm_predictor.examples import PREDICTION_SCHEMA
 from llm_predictor.infer import InferConfig, event_timestamp, run_inference
 from world.simulate import WorldConfig, simulate
@@ -62,6 +62,16 @@ def test_local_run_writes_predictions_and_rerun_is_noop(world, tmp_path, tiny_mo
     assert s["prompt_token_fraction_computed"] < 1.0  # the shared prefix was reused
     again = run_inference(cfg)
     assert again["noop"] is True
+    # A finished date whose partition was lost or damaged since is rebuilt from the committed shards
+    # (no model call), never reported as a no-op over missing predictions.
+    before = _read(s["output"])
+    out = Path(s["output"])
+    out.unlink()
+    rebuilt = run_inference(cfg)
+    assert rebuilt.get("noop") is None and rebuilt["users_run_now"] == 0 and _read(out) == before
+    out.write_bytes(out.read_bytes()[:-100])  # truncated: the footer is gone
+    assert run_inference(cfg)["users_run_now"] == 0 and _read(out) == before
+    assert run_inference(cfg)["noop"] is True
     # A changed plan over existing outputs is refused unless forced.
     cfg2 = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, max_new_tokens=20))
     (Path(cfg.day_dir()) / "_SUCCESS.json").unlink()
