@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -9,6 +10,7 @@ import platform
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,3 +93,29 @@ def table_lines(columns: list[tuple[str, str]], rows: list[dict], missing: str =
     for r in rows:
         lines.append("| " + " | ".join(missing if r.get(k) is None else str(r[k]) for k, _ in columns) + " |")
     return lines
+
+
+@contextlib.contextmanager
+def redis_env(enabled: bool = True) -> Iterator[str | None]:
+    """A loopback ``redis-server`` (``adprior.store.RedisServer``) with ``ADPRIOR_REDIS`` pointing at it.
+
+    On exit the server is stopped and the variable restored. Yields the server's address, or None (and
+    starts nothing) when not ``enabled``.
+    """
+    if not enabled:
+        yield None
+        return
+    from adprior.store import RedisServer
+
+    old = os.environ.get("ADPRIOR_REDIS")
+    redis = RedisServer()
+    try:
+        os.environ["ADPRIOR_REDIS"] = redis.start()
+        logging.getLogger("bench").info("redis-server on %s", redis.address)
+        yield redis.address
+    finally:
+        redis.stop()
+        if old is None:
+            os.environ.pop("ADPRIOR_REDIS", None)
+        else:
+            os.environ["ADPRIOR_REDIS"] = old

@@ -79,7 +79,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import header, header_lines, table_lines, write_report  # noqa: E402
+from bench.common import header, header_lines, redis_env, table_lines, write_report  # noqa: E402
 
 log = logging.getLogger("bench.ranking")
 
@@ -555,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.candidates < 1 or args.requests < 1:
         ap.error("--candidates and --requests must be positive")
 
-    from adprior.store import RedisServer, init_repo
+    from adprior.store import init_repo
     from ranking.train import model_dir
 
     for lib in args.libraries:
@@ -593,23 +593,12 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="adprior-bench-ranking-"))
     repo = tmp / "feature_repo"
-    redis: RedisServer | None = None
-    old_env = os.environ.get("ADPRIOR_REDIS")
     try:
         init_repo(repo, source=args.repo)
         shutil.copytree(offline, repo / "data" / "offline")
-        if "redis" in args.stores:
-            redis = RedisServer()
-            os.environ["ADPRIOR_REDIS"] = redis.start()
-            log.info("redis-server on %s", redis.address)
-        bench(repo, args, end, warm, requests, report)
+        with redis_env("redis" in args.stores):
+            bench(repo, args, end, warm, requests, report)
     finally:
-        if redis is not None:
-            redis.stop()
-        if old_env is None:
-            os.environ.pop("ADPRIOR_REDIS", None)
-        else:
-            os.environ["ADPRIOR_REDIS"] = old_env
         if args.keep:
             log.info("kept %s", repo)
         else:

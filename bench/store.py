@@ -64,7 +64,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import header, header_lines, table_lines, write_report  # noqa: E402
+from bench.common import header, header_lines, redis_env, table_lines, write_report  # noqa: E402
 
 log = logging.getLogger("bench.store")
 
@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     # A SIGTERM ends the run through the finally blocks (redis-server, feast serve, temp repo).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    from adprior.store import RedisServer, offline_dir, write_partition
+    from adprior.store import offline_dir, write_partition
 
     day = date.fromisoformat(args.date)
     event = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
@@ -535,8 +535,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     tmp = Path(tempfile.mkdtemp(prefix="adprior-bench-store-"))
     repo = tmp / "feature_repo"
-    redis: RedisServer | None = None
-    old_env = os.environ.get("ADPRIOR_REDIS")
     try:
         shutil.copytree(ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
         from adprior.store import StoreConfig
@@ -559,18 +557,9 @@ def main(argv: list[str] | None = None) -> int:
         report["cli_startup_s"] = round(run_cli(["version"]), 2)
         log.info("feast version (CLI start-up): %.1f s", report["cli_startup_s"])
         for online in args.stores:
-            if online == "redis":
-                redis = RedisServer()
-                os.environ["ADPRIOR_REDIS"] = redis.start()
-                log.info("redis-server on %s", redis.address)
-            bench_store(online, repo, args, window, truth, warm, reads, verify, report)
+            with redis_env(online == "redis"):
+                bench_store(online, repo, args, window, truth, warm, reads, verify, report)
     finally:
-        if redis is not None:
-            redis.stop()
-        if old_env is None:
-            os.environ.pop("ADPRIOR_REDIS", None)
-        else:
-            os.environ["ADPRIOR_REDIS"] = old_env
         if args.keep:
             log.info("kept %s", repo)
         else:
