@@ -18,21 +18,27 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 
 
-def recall_at_k(ranked: Sequence[Sequence[int]], labels: Sequence[int | None], k: int) -> float:
-    """Share of labelled rows whose label is among the first k *de-duplicated* predictions."""
-    hits = n = 0
+def hits_at_k(ranked: Sequence[Sequence[int]], labels: Sequence[int | None], k: int) -> list[bool | None]:
+    """Per row: is the label among the first k *de-duplicated* predictions (None for an unlabelled row)."""
+    out: list[bool | None] = []
     for preds, y in zip(ranked, labels, strict=True):
         if y is None or pd.isna(y):
+            out.append(None)
             continue
-        n += 1
         seen: list[int] = []
         for p in preds:
             if p not in seen:
                 seen.append(p)
             if len(seen) == k:
                 break
-        hits += int(int(y) in seen)
-    return hits / n if n else float("nan")
+        out.append(int(y) in seen)
+    return out
+
+
+def recall_at_k(ranked: Sequence[Sequence[int]], labels: Sequence[int | None], k: int) -> float:
+    """Share of labelled rows whose label is among the first k *de-duplicated* predictions."""
+    hits = [h for h in hits_at_k(ranked, labels, k) if h is not None]
+    return sum(hits) / len(hits) if hits else float("nan")
 
 
 def _fill(head: Iterable[int], tail: Sequence[int], k: int) -> list[int]:

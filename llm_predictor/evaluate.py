@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llm_predictor.baselines import Baselines, recall_at_k
+from llm_predictor.baselines import Baselines, hits_at_k, recall_at_k
 from llm_predictor.compile import read_preset_pool
 from llm_predictor.decoding import DecodeConfig
 from llm_predictor.examples import LIST_FIELDS, PROFILE_FIELDS
@@ -859,6 +859,63 @@ def _recalls(ranked: Sequence[Sequence[int]], rows: pd.DataFrame, masks: Mapping
     return out
 
 
+def _recall_cis(ranked: Sequence[Sequence[int]], labels: Sequence[Any], masks: Mapping[str, np.ndarray],
+                ks: Sequence[int], level: float = 0.95) -> dict[str, dict[str, list[float] | None]]:
+    """Wilson score interval of each Recall@K (``scipy.stats.binomtest``): at 48 rows R@20 = 0.35 is
+    [0.23, 0.49], so two methods closer than that are not told apart by their intervals alone."""
+    from scipy.stats import binomtest
+
+    out: dict[str, dict[str, list[float] | None]] = {}
+    for s, m in masks.items():
+        out[s] = {}
+        for k in ks:
+            hits = [h for h, keep in zip(hits_at_k(ranked, labels, k), m, strict=True) if keep and h is not None]
+            if not hits:
+                out[s][f"R@{k}"] = None
+                continue
+            ci = binomtest(int(sum(hits)), len(hits)).proportion_ci(level, method="wilson")
+            out[s][f"R@{k}"] = [round(float(ci.low), 4), round(float(ci.high), 4)]
+    return out
+
+
+PAIRED_KINDS = ("llm", "predictions")  # methods compared with each other and with the best non-LLM method
+NON_LLM_KINDS = ("baseline", "gbdt")
+
+
+def _paired_tests(ranked_by: Mapping[str, Sequence[Sequence[int]]], methods: Mapping[str, Mapping[str, Any]],
+                  labels: Sequence[Any], masks: Mapping[str, np.ndarray], ks: Sequence[int]) -> list[dict[str, Any]]:
+    """Exact McNemar tests on the same rows: every pair of LLM methods (in evaluation order), every LLM
+    against the best non-LLM method (baselines, gbdt) of that set and K (picked on these rows: a choice that
+    favours the baseline), and every ablation against its full-prompt run. ``a_only`` / ``b_only`` count the
+    rows only one of the two hits; ``diff`` = R@K(a) - R@K(b); ``p`` = two-sided binomial test of a_only
+    against b_only (1.0 when they never disagree)."""
+    from scipy.stats import binomtest
+
+    llms = [n for n, m in methods.items() if m.get("kind") in PAIRED_KINDS and n in ranked_by]
+    others = [n for n, m in methods.items() if m.get("kind") in NON_LLM_KINDS and n in ranked_by]
+    ablations = [(n, m["of"]) for n, m in methods.items() if m.get("kind") == "ablation" and m.get("of") in ranked_by]
+    out: list[dict[str, Any]] = []
+    for s, mask in masks.items():
+        if not mask.any():
+            continue
+        for k in ks:
+            hits = {n: np.array([bool(h) for h, keep in zip(hits_at_k(ranked_by[n], labels, k), mask, strict=True)
+                                 if keep]) for n in [*llms, *others, *(a for a, _ in ablations)]}
+            pairs = [(a, b) for i, a in enumerate(llms) for b in llms[i + 1:]]
+            if others:
+                best = max(others, key=lambda n: (hits[n].mean(), -others.index(n)))
+                pairs += [(a, best) for a in llms]
+            pairs += ablations
+            for a, b in pairs:
+                a_only = int((hits[a] & ~hits[b]).sum())
+                b_only = int((~hits[a] & hits[b]).sum())
+                p = binomtest(a_only, a_only + b_only).pvalue if a_only + b_only else 1.0
+                out.append({"set": s, "k": k, "a": a, "b": b, "n": int(mask.sum()), "a_only": a_only,
+                            "b_only": b_only, "diff": round(float(hits[a].mean() - hits[b].mean()), 4),
+                            "p": round(float(p), 4)})
+    return out
+
+
 def _num(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
 
@@ -924,13 +981,18 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
 
     methods: dict[str, dict[str, Any]] = {}
     combos: list[dict[str, Any]] = []
+    ranked_by: dict[str, Sequence[Sequence[int]]] = {}  # every method's ranking, for CIs and paired tests
+
+    def scored(name: str, ranked: Sequence[Sequence[int]]) -> dict[str, dict[str, float | None]]:
+        ranked_by[name] = ranked
+        return _recalls(ranked, rows, masks, ks)
 
     # --- non-LLM baselines -------------------------------------------------------------------------
     if cfg.baselines:
         b = Baselines(k=kmax).fit(train)
         for name in ("popularity", "history", "cooccurrence"):
             ranked = getattr(b, name)(rows)
-            methods[name] = {"kind": "baseline", "recall": _recalls(ranked, rows, masks, ks)}
+            methods[name] = {"kind": "baseline", "recall": scored(name, ranked)}
     if cfg.gbdt is not None and len(train):
         t0 = time.perf_counter()
         rr = GBDTReranker(cfg.gbdt, advertisers, pool_frames).fit_stats(train)
@@ -938,7 +1000,7 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
         ranked, inc = rr.predict(rows, k=kmax)
         methods["gbdt"] = {
             "kind": "gbdt",
-            "recall": _recalls(ranked, rows, masks, ks),
+            "recall": scored("gbdt", ranked),
             "ceiling": {s: _share(inc, m) for s, m in masks.items()},
             "importance": rr.feature_importance(),
             "seconds": round(time.perf_counter() - t0, 2),
@@ -966,7 +1028,7 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
         method = f"llm: {name}"
         methods[method] = {
             "kind": "llm",
-            "recall": _recalls(run.ids, rows, masks, ks),
+            "recall": scored(method, run.ids),
             "format": {s: _format_stats(run, m) for s, m in masks.items()},
             "seconds_per_row": round(run.seconds / max(len(rows), 1), 4),
         }
@@ -977,7 +1039,7 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
                 "kind": "ablation",
                 "ablation": spec,
                 "of": method,
-                "recall": _recalls(ab_run.ids, rows, masks, ks),
+                "recall": scored(f"{method} [{spec}]", ab_run.ids),
                 "format": {s: _format_stats(ab_run, m) for s, m in masks.items()},
             }
         train_preds = None
@@ -994,7 +1056,7 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
         llm_preds[name] = ([_lookup(preds, r) or [] for r in rows.to_dict("records")], preds)
     for name, (ids, _) in llm_preds.items():
         if name not in methods:
-            methods[name] = {"kind": "predictions", "recall": _recalls(ids, rows, masks, ks)}
+            methods[name] = {"kind": "predictions", "recall": scored(name, ids)}
 
     # --- complementarity: gbdt vs gbdt + llm -------------------------------------------------------------
     if cfg.combine and cfg.gbdt is not None and len(train):
@@ -1005,12 +1067,15 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
             for mname, key in ((plain_name, "gbdt"), (combo_name, "gbdt + llm")):
                 methods[mname] = {
                     "kind": "combination",
-                    "recall": _recalls(res[key]["ranked"], rows, masks, ks),
+                    "recall": scored(mname, res[key]["ranked"]),
                     "ceiling": {s: _share(res[key]["in_candidates"], m) for s, m in masks.items()},
                 }
             combos.append({"llm": name, "mode": res["mode"], "n_fit_rows": res["n_fit_rows"],
                            "gbdt": plain_name, "gbdt + llm": combo_name})
 
+    labels = rows["label_advertiser_id"].tolist()
+    for name, ranked in ranked_by.items():
+        methods[name]["recall_ci"] = _recall_cis(ranked, labels, masks, ks)
     result = {
         "command": shlex.join(sys.argv),
         "config": _jsonable(cfg),
@@ -1021,6 +1086,7 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
         "ks": list(ks),
         "methods": _jsonable(methods),
         "combinations": _jsonable(combos),
+        "paired": _paired_tests(ranked_by, methods, labels, masks, ks),
         "seconds": round(time.perf_counter() - t_start, 2),
     }
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2))

@@ -37,15 +37,26 @@ def _section(name: str, ev: dict, cfg: ReportConfig, png: Path) -> list[str]:
     lines = [f"## {name}", "", f"Command: `{ev.get('command', '?')}`", "",
              f"Anchor dates: {', '.join(ev.get('anchor_dates', []))}; labelled eval rows: "
              + ", ".join(f"{s} = {ev['n_rows'][s]}" for s in sets), ""]
-    head = ["method"] + [f"{s} R@{k}" for s in sets for k in ks] + ["valid fmt", "halluc."]
+    first, kmax = (sets[0] if sets else "V1"), max(ks)
+    head = (["method"] + [f"{s} R@{k}" for s in sets for k in ks] + [f"{first} R@{kmax} 95% CI"]
+            + ["valid fmt", "halluc."])
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rows = dict(ev.get("methods", {}))  # baselines, LLMs and 'gbdt' / 'gbdt + llm' combinations
     for method, m in rows.items():
         rec = m.get("recall", {})
         cells = [_fmt(rec.get(s, {}).get(f"R@{k}")) for s in sets for k in ks]
-        fmt = (m.get("format") or {}).get(sets[0] if sets else "V1") or {}  # LLM rows only
+        ci = (m.get("recall_ci") or {}).get(first, {}).get(f"R@{kmax}")
+        cells.append(f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "–")
+        fmt = (m.get("format") or {}).get(first) or {}  # LLM rows only
         cells += [_fmt(fmt.get("valid_format_rate")), _fmt(fmt.get("hallucination_rate"))]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    paired = [r for r in ev.get("paired", []) if r["set"] == first]
+    if paired:
+        lines += ["", f"Paired on the same {first} rows (exact McNemar): a only / b only = rows only one of the two "
+                  "hits; best non-LLM = the best baseline or gbdt at that K on these rows.", "",
+                  "| a | b | K | R@K a − b | a only | b only | p |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['a']} | {r['b']} | {r['k']} | {r['diff']:+.3f} | {r['a_only']} | {r['b_only']} | "
+                  f"{r['p']:.3f} |" for r in paired]
     lines += ["", f"![{name}]({png.name})", ""]
     _chart(rows, sets[0] if sets else "V1", ks, png, name)
     return lines

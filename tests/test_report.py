@@ -19,17 +19,21 @@ def test_report_tables_commands_and_charts(tmp_path: Path) -> None:
         "methods": {
             "history": {"kind": "baseline", "recall": {"V1": {"R@1": 0.1, "R@5": 0.3, "R@20": 0.5}}},
             "model": {"kind": "llm", "recall": {"V1": {"R@1": 0.2, "R@5": 0.4, "R@20": 0.6}},
+                      "recall_ci": {"V1": {"R@20": [0.3127, 0.8318]}},
                       "format": {"V1": {"valid_format_rate": 0.9, "hallucination_rate": 0.05}}},
         },
         "combinations": [],
+        "paired": [{"set": "V1", "k": 20, "a": "model", "b": "history", "n": 10, "a_only": 2, "b_only": 1,
+                    "diff": 0.1, "p": 1.0}],
     }
     (run / "eval.json").write_text(json.dumps(ev))
     md = build_report(ReportConfig(runs=[run], out=tmp_path / "report"))
     text = md.read_text()
     assert "adprior eval --examples E --data D --out run_a" in text
-    assert "| history | 0.100 | 0.300 | 0.500 | – | – |" in text
-    assert "| model | 0.200 | 0.400 | 0.600 | 0.900 | 0.050 |" in text
+    assert "| history | 0.100 | 0.300 | 0.500 | – | – | – |" in text
+    assert "| model | 0.200 | 0.400 | 0.600 | [0.31, 0.83] | 0.900 | 0.050 |" in text
     assert "V0 R@1" not in text  # empty sets are left out
+    assert "| model | history | 20 | +0.100 | 2 | 1 | 1.000 |" in text
     png = tmp_path / "report" / "run_a.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
