@@ -382,6 +382,13 @@ _INJECTION_RE = re.compile(
     r"|\bjailbreak\b",
     re.IGNORECASE,
 )
+# A semantic ID as written by llm_predictor.sid (one token per level: level letter + code, e.g.
+# "<a_12><b_3><c_40><d_0>"). Items of the ``sid_sequences`` field that match it exactly are kept verbatim
+# (they are our own codes, and the tag stripping below would delete them); anything else in that field is
+# sanitised like any other user text.
+SID_ITEM_RE = re.compile(r"(?:<[a-z]_\d{1,6}>){1,26}")
+# Examples-table list columns whose items may be semantic IDs (see SID_ITEM_RE).
+SID_FIELDS: frozenset[str] = frozenset({"sid_sequences"})
 
 
 def is_missing(value: object) -> bool:
@@ -409,10 +416,15 @@ def _truncate(text: str, max_chars: int) -> str:
     return cut.rstrip() + "…"
 
 
-def _sanitize(value: object, max_chars: int) -> tuple[str, bool]:
-    """Sanitised text of one item and whether it was quoted as instruction-like."""
+def _sanitize(value: object, max_chars: int, allow_sid: bool = False) -> tuple[str, bool]:
+    """Sanitised text of one item and whether it was quoted as instruction-like.
+
+    With ``allow_sid``, a string that is exactly a semantic ID (:data:`SID_ITEM_RE`) is returned unchanged.
+    """
     if is_missing(value):
         return "", False
+    if allow_sid and isinstance(value, str) and SID_ITEM_RE.fullmatch(value):
+        return value, False
     # Bound the work on pathological inputs before the per-character pass.
     text = unicodedata.normalize("NFKC", str(value)[: max(max_chars, 1) * 8])
     text = html.unescape(text)  # "&lt;answer&gt;" must not survive as a tag-like entity
@@ -465,7 +477,7 @@ class _CleanList:
     n_quoted: int  # instruction-like items rendered as quoted data
 
 
-def _clean_list(values: Iterable[Any], max_items: int, max_chars: int) -> _CleanList:
+def _clean_list(values: Iterable[Any], max_items: int, max_chars: int, allow_sid: bool = False) -> _CleanList:
     values = list(values)
     out: list[str] = []
     seen: set[str] = set()
@@ -475,7 +487,7 @@ def _clean_list(values: Iterable[Any], max_items: int, max_chars: int) -> _Clean
         if len(out) >= max_items:
             break
         consumed += 1
-        text, was_quoted = _sanitize(value, max_chars)
+        text, was_quoted = _sanitize(value, max_chars, allow_sid)
         key = text.strip('"').casefold()
         if not text or key in seen:
             dropped += 1
@@ -574,7 +586,8 @@ def _user_suffix_with_stats(
     budget = budget or PromptBudget()
     _, suffix_template, fields = _split_template(_template_text(template))
     cleaned = {
-        f: _clean_list(_as_list(example.get(f)), budget.max_items(f), budget.max_item_chars) for f in fields
+        f: _clean_list(_as_list(example.get(f)), budget.max_items(f), budget.max_item_chars, f in SID_FIELDS)
+        for f in fields
     }
     lists = {f: c.items for f, c in cleaned.items()}
     profile = {
