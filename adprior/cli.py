@@ -218,6 +218,16 @@ def train_grpo_cmd(examples: Path, out: Path, model: Path | None, max_steps: int
     console.print_json(json.dumps(train_grpo(cfg), default=str))
 
 
+def _named_paths(values: tuple[str, ...], option: str) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for v in values:
+        name, sep, path = v.partition("=")
+        if not sep or not name or not Path(path).exists():
+            raise click.BadParameter(f"{v!r}: expected NAME=PATH of an existing file", param_hint=option)
+        out[name] = Path(path)
+    return out
+
+
 @main.command("eval")
 @click.option("--examples", type=click.Path(exists=True, path_type=Path), required=True, help="Compile output.")
 @click.option("--data", type=click.Path(exists=True, path_type=Path), required=True, help="Raw-table root.")
@@ -235,10 +245,13 @@ def train_grpo_cmd(examples: Path, out: Path, model: Path | None, max_steps: int
 @click.option("--no-gbdt", is_flag=True, help="Skip the LightGBM reranker and the combination.")
 @click.option("--ablate", "ablations", multiple=True,
               help="Extra LLM run on altered prompts (Table 4): drop:<field> | drop:profile | shuffle | reverse.")
+@click.option("--predictions", "predictions", multiple=True, metavar="NAME=PARQUET",
+              help="Precomputed predictions scored on the same rows and paired with the LLMs (e.g. another eval's "
+              "predictions_llm_<model>.parquet, to compare runs with different templates).")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 def eval_cmd(examples: Path, data: Path, models: tuple[Path, ...], template: str, strategy: str, num_return: int,
              constrained: bool, max_new_tokens: int, max_examples: int, budget_tokens: int, no_gbdt: bool,
-             ablations: tuple[str, ...], out: Path) -> None:
+             ablations: tuple[str, ...], predictions: tuple[str, ...], out: Path) -> None:
     """Recall@1/5/20 of LLM(s) and the non-LLM baselines on the same eval rows (V1, V0)."""
     from llm_predictor.decoding import DecodeConfig
     from llm_predictor.evaluate import EvalConfig, evaluate
@@ -249,7 +262,8 @@ def eval_cmd(examples: Path, data: Path, models: tuple[Path, ...], template: str
                           mode=mode)
     cfg = EvalConfig(examples=examples, data=data, models=[str(m) for m in models], template=template,
                      decode=decode, max_examples=max_examples, budget_tokens=budget_tokens, out=out,
-                     gbdt=None if no_gbdt else EvalConfig().gbdt, ablations=tuple(ablations))
+                     gbdt=None if no_gbdt else EvalConfig().gbdt, ablations=tuple(ablations),
+                     predictions=_named_paths(predictions, "--predictions"))
     evaluate(cfg)
     console.print((out / "eval.md").read_text(), markup=False, highlight=False)
 
