@@ -4,7 +4,7 @@
 # so the script resumes after an interruption. The report (reports/llm/report.md) copies each eval's
 # command and each trained model's command from the files they wrote.
 #
-#   bash reports/llm/run.sh            # everything, in priority order (3 h or more on 2 CPU cores)
+#   bash reports/llm/run.sh            # everything, most important rows first (3 h or more on 2 CPU cores)
 #   ONLY=world bash reports/llm/run.sh # one dataset
 #
 # Sizes (the same for both datasets): ROWS labelled eval rows (a seeded sample of the eval split, the same
@@ -54,7 +54,8 @@ common() { echo --examples "$EX" --data "$DATA" --max-examples "$ROWS" --budget-
 
 # 1. Table 3, 20-advertiser rows: zero-shot vs SFT (inference prompt, XML target) vs SFT + GRPO, constrained
 #    greedy (what `adprior infer` serves), with the non-LLM baselines and the LightGBM reranker on the same rows.
-for ds in "${datasets[@]}"; do
+table3_xml() {
+  local ds=$1
   paths "$ds"
   step "$M/sft20/train_summary.json" $A train sft --examples "$EX" --out "$M/sft20" --template grpo_text \
     --max-steps "$SFT_STEPS" --batch-size 4 --lora --lr 2e-4 --budget-tokens "$BUDGET"
@@ -64,10 +65,11 @@ for ds in "${datasets[@]}"; do
   # shellcheck disable=SC2046
   step "$E/table3_xml/eval.json" $A eval $(common) --model "$BASE" --model "$M/sft20" --model "$M/grpo" \
     --template grpo_text --constrained --max-new-tokens 256 --out "$E/table3_xml"
-done
+}
 
 # 2. Table 2: zero-shot, unconstrained, without and with an explicit reasoning step.
-for ds in "${datasets[@]}"; do
+table2() {
+  local ds=$1
   paths "$ds"
   # shellcheck disable=SC2046
   step "$E/table2/eval.json" $A eval $(common) --model "$BASE" --template grpo_text --max-new-tokens 256 --no-gbdt \
@@ -75,31 +77,34 @@ for ds in "${datasets[@]}"; do
   # shellcheck disable=SC2046
   step "$E/table2_reasoning/eval.json" $A eval $(common) --model "$BASE" --template grpo_text_reasoning \
     --max-new-tokens 384 --no-gbdt --out "$E/table2_reasoning"
-done
+}
 
 # 3. Table 3, 1-advertiser row: SFT on the label name (A.1); 5 constrained beams = 5 candidates (R@1, R@5).
-for ds in "${datasets[@]}"; do
+table3_single() {
+  local ds=$1
   paths "$ds"
   step "$M/sft1/train_summary.json" $A train sft --examples "$EX" --out "$M/sft1" --template sft_text \
     --max-steps "$SFT_STEPS" --batch-size 4 --lora --lr 2e-4 --budget-tokens "$BUDGET"
   # shellcheck disable=SC2046
   step "$E/table3_single/eval.json" $A eval $(common) --model "$BASE" --model "$M/sft1" --template sft_text \
     --constrained --strategy beam --k 5 --max-new-tokens 16 --no-gbdt --out "$E/table3_single"
-done
+}
 
 # 4. Table 4: feature ablation (drop a group, shuffle, reverse) for zero-shot and the fine-tuned 1-advertiser model.
-for ds in "${datasets[@]}"; do
+table4() {
+  local ds=$1
   paths "$ds"
   # shellcheck disable=SC2046
   step "$E/table4/eval.json" $A eval $(common) --model "$BASE" --model "$M/sft1" --template sft_text --constrained \
     --max-new-tokens 16 --no-gbdt --ablate drop:active_advertisers --ablate drop:offsite_urls \
     --ablate drop:onsite_searches --ablate drop:profile --ablate shuffle --out "$E/table4"
-done
+}
 
 # 5. Table 3 last row (issue 7): SID-enabled vs text-only, 1-advertiser prompts, the same rows and settings.
 #    RQ-VAE SIDs -> user SID sequences in the examples -> CPT phase 1 (SID embeddings only) -> phase 2 (all
 #    weights) -> SFT on sft_sid; the text-only SFT model's predictions (step 3) are scored beside it, paired.
-for ds in "${datasets[@]}"; do
+table3_sid() {
+  local ds=$1
   paths "$ds"
   SX=data/sid_examples_$ds
   step "runs/sid/$ds/sid_map.parquet" $A sid build --data "$DATA" --out "runs/sid/$ds"
@@ -115,6 +120,12 @@ for ds in "${datasets[@]}"; do
     --budget-tokens "$BUDGET" --model "$M/sft1_sid" --template sft_sid --constrained --strategy beam --k 5 \
     --max-new-tokens 16 --no-gbdt --predictions "text-only sft1=$E/table3_single/predictions_llm_sft1.parquet" \
     --out "$E/table3_sid"
+}
+
+# Order: the rows the issues' "done when" need first (Table 3 on both datasets, then the SID row), then
+# Tables 2 and 4, so an interrupted run leaves the most important rows measured.
+for stage in table3_xml table3_single table3_sid table2 table4; do
+  for ds in "${datasets[@]}"; do "$stage" "$ds"; done
 done
 
 # Report: whatever runs exist, in table order.
