@@ -9,7 +9,7 @@
 #
 # Sizes (the same for both datasets): ROWS labelled eval rows (a seeded sample of the eval split, the same
 # rows in every eval), user prompt budget BUDGET tokens, SFT = SFT_STEPS LoRA steps of 4 rows, GRPO =
-# GRPO_STEPS steps of 2 prompts x 4 completions starting from the 20-advertiser (XML) SFT model.
+# GRPO_STEPS steps of 2 prompts x 4 completions (forward/backward 2 completions at a time) starting from the 20-advertiser (XML) SFT model.
 set -euo pipefail
 
 main() {  # the whole script is parsed before it runs, so editing this file mid-run is safe
@@ -60,7 +60,8 @@ table3_xml() {
   step "$M/sft20/train_summary.json" $A train sft --examples "$EX" --out "$M/sft20" --template grpo_text \
     --max-steps "$SFT_STEPS" --batch-size 4 --lora --lr 2e-4 --budget-tokens "$BUDGET"
   step "$M/grpo/train_summary.json" $A train grpo --examples "$EX" --model "$M/sft20" --out "$M/grpo" \
-    --max-steps "$GRPO_STEPS" --batch-size 2 --num-generations 4 --max-completion-length 224 --lora --lr 5e-5 \
+    --max-steps "$GRPO_STEPS" --batch-size 2 --num-generations 4 --micro-batch-size 2 --max-completion-length 224 \
+    --lora --lr 5e-5 \
     --budget-tokens "$BUDGET"
   # shellcheck disable=SC2046
   step "$E/table3_xml/eval.json" $A eval $(common) --model "$BASE" --model "$M/sft20" --model "$M/grpo" \
