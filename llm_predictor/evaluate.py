@@ -784,6 +784,18 @@ def run_llm(model: Any, tokenizer: Any, rows: pd.DataFrame, pools: Mapping[str, 
     return run
 
 
+def pool_ceiling(rows: pd.DataFrame, pool_ids: Mapping[str, Sequence[int]]) -> np.ndarray:
+    """Per row: is the label among the advertisers the prompt offers (the user's active advertisers plus the
+    anchor date's preset pool)? A catalogue-constrained LLM can name nothing else, so the share of True rows
+    bounds its Recall@K from above."""
+    out = []
+    for r in rows.to_dict("records"):
+        offered = {int(a) for a in _as_list(r.get("active_advertiser_ids"))}
+        offered.update(int(a) for a in pool_ids.get(str(r["anchor_date"])[:10], []))
+        out.append(int(r["label_advertiser_id"]) in offered)
+    return np.array(out, dtype=bool)
+
+
 def _engine_generate(model: Any, tokenizer: Any, records: list[dict[str, Any]], pools: Mapping[str, list[str]],
                      allowed: list[list[str]] | None, cfg: EvalConfig, dec: Any, budget: Any) -> list[list[str]]:
     """Greedy list / XML generation through :class:`llm_predictor.engines.TransformersEngine` (what
@@ -1010,6 +1022,7 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
     from llm_predictor.resolver import AdvertiserResolver
 
     resolver = AdvertiserResolver.from_table(advertisers)
+    in_pools = pool_ceiling(rows, {d: p["advertiser_id"].astype(int).tolist() for d, p in pool_frames.items()})
     llm_preds: dict[str, tuple[list[list[int]], dict[Any, list[int]] | None]] = {}
     loaded: dict[str, tuple[Any, Any] | str] = dict(models or {})
     for path in cfg.models:
@@ -1030,6 +1043,7 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
             "kind": "llm",
             "recall": scored(method, run.ids),
             "format": {s: _format_stats(run, m) for s, m in masks.items()},
+            "ceiling": {s: _share(in_pools, m) for s, m in masks.items()},  # labels the prompt's pools offer
             "seconds_per_row": round(run.seconds / max(len(rows), 1), 4),
         }
         _write_predictions(out_dir / f"predictions_{_slug(method)}.parquet", rows, run)
@@ -1150,7 +1164,8 @@ def eval_markdown(result: Mapping[str, Any]) -> str:
         "",
         f"Format, hallucination and ceiling columns are on {first}. Hallucination = parsed names that "
         "resolve to no advertiser / all parsed names; candidate ceiling = share of labels inside the "
-        "reranker's candidate set.",
+        "reranker's candidate set (gbdt rows) or among the advertisers the prompt offers, the user's active "
+        "advertisers plus the preset pool (llm rows: the most a catalogue-constrained model can reach).",
         "",
     ]
     if result.get("combinations"):

@@ -22,6 +22,7 @@ from llm_predictor.evaluate import (
     combine_with_llm,
     evaluate,
     load_advertisers,
+    pool_ceiling,
     read_preset_pool,
 )
 from llm_predictor.examples import EXAMPLE_SCHEMA, PRESET_POOL_SCHEMA
@@ -222,6 +223,8 @@ def test_end_to_end_tiny_model(world, tmp_path, tiny_model_dir, template, decode
         for k in (1, 5, 20):
             assert 0.0 <= m["recall"][s][f"R@{k}"] <= 1.0
     if decode.constrained:  # catalogue-constrained: well formed, every name a real advertiser
+        for k in (1, 5, 20):  # ... and it can only hit labels its prompt offers
+            assert m["recall"]["V1"][f"R@{k}"] <= m["ceiling"]["V1"]
         assert m["format"]["V1"]["valid_format_rate"] == 1.0
         assert m["format"]["V1"]["hallucination_rate"] == 0.0
         expected = 3 if template == "sft_text" else 1
@@ -255,6 +258,20 @@ def test_engine_path_matches_plain_generate(world, tmp_path, tiny_model_dir, con
     assert as_lists[True] == as_lists[False]
     if constrained:
         assert preds[True]["advertiser_ids"].map(len).gt(0).all()
+
+
+def test_pool_ceiling(world):
+    _, _, ev, _, pools = _frames(world)
+    pool_ids = {d: p["advertiser_id"].tolist() for d, p in pools.items()}
+    got = pool_ceiling(ev, pool_ids)
+    in_pool = set(pool_ids[X.isoformat()])
+    for r, flag in zip(ev.to_dict("records"), got, strict=True):
+        if r["user_id"] % 4:  # the label is one of the user's active advertisers (see _build)
+            assert flag
+        else:  # a label outside the history: offered only through the preset pool
+            assert flag == (r["label_advertiser_id"] in in_pool)
+    assert 0 < got.mean() < 1
+    assert not pool_ceiling(ev, {}).all()  # without the pool, only active advertisers count
 
 
 def test_ablate_rows():
