@@ -25,6 +25,33 @@ def spark() -> Iterator:
     s.stop()
 
 
+def compiled_world(root: Path, spark, anchors: list[date], **world: object) -> tuple[Path, Path]:
+    """Simulate a small world under ``root/world`` (``world`` = WorldConfig fields) and compile its examples
+    for ``anchors`` under ``root/ex`` with the session's Spark; returns (raw data folder, examples folder)."""
+    from llm_predictor.compile import CompileConfig, compile_examples
+    from world.simulate import WorldConfig, simulate
+
+    data, ex = root / "world", root / "ex"
+    simulate(WorldConfig(out=data, end_date=date(2026, 6, 30), **world))  # type: ignore[arg-type]
+    compile_examples(CompileConfig(data=data, out=ex, anchor_dates=anchors, tokenizer=None), spark=spark)
+    return data, ex
+
+
+def infer_config(world: tuple[Path, Path], tmp: Path, model: Path, **kw: object):
+    """The InferConfig the inference tests share: a tiny model, 4-name answers, the local runner; ``kw``
+    (``day`` among them) are InferConfig fields."""
+    from llm_predictor.engines import EngineConfig
+    from llm_predictor.infer import InferConfig
+
+    data, ex = world
+    engine = EngineConfig(model=str(model), batch_size=4, max_new_tokens=24, max_names=4)
+    base: dict[str, object] = dict(examples=ex, data=data, work=tmp / "work", predictions=tmp / "pred",
+                                   engine=engine, shard_size=16, runner="local", budget_tokens=160,
+                                   cpus_per_worker=1)
+    base.update(kw)
+    return InferConfig(**base)  # type: ignore[arg-type]
+
+
 def ts(text: str) -> datetime:
     """'2026-06-10 23:59:59' -> aware UTC datetime."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC)

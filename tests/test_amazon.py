@@ -7,11 +7,12 @@ import itertools
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from world.amazon import AmazonConfig, import_amazon
+from world.amazon import AmazonConfig, import_amazon, trailing_conversions
 from world.schema import PARTITIONED, SCHEMAS, validate_table
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon-scientific"
@@ -185,9 +186,28 @@ def test_advertiser_daily(imported):
     assert days[0] >= (ANCHOR - dt.timedelta(days=180)).isoformat()
     assert len(daily) == len(days) * summary["advertisers"]
     assert all(d["spend"] == 100.0 and d["bid_type"] == "OCPM" for d in daily)
-    ev = _read(root, "events").to_pylist()
-    expect = sum(1 for e in ev if e["advertiser_id"] is not None and e["dt"] >= days[0])
-    assert sum(d["revenue"] for d in daily) == expect
+    # revenue of (d, a) = a's conversions in (d - 365 days, d]: a popularity proxy (the data has no revenue)
+    ev = [e for e in _read(root, "events").to_pylist() if e["advertiser_id"] is not None]
+    for d in daily:
+        day = dt.date.fromisoformat(d["dt"])
+        lo = (day - dt.timedelta(days=365)).isoformat()
+        expect = sum(1 for e in ev if e["advertiser_id"] == d["advertiser_id"] and lo < e["dt"] <= d["dt"])
+        assert d["revenue"] == expect, d
+    assert any(d["revenue"] > 0 for d in daily if d["dt"] == ANCHOR.isoformat())
+
+
+def test_trailing_conversions_window():
+    ev_days = np.array([10, 10, 12, 15, 15, 15, 20])
+    ev_adv = np.array([0, 1, 0, 1, -1, 1, 0])
+    m = trailing_conversions(ev_days, ev_adv, n_adv=2, first_day=10, last_day=20, window=3)
+    assert m.shape == (11, 2)
+    for i, d in enumerate(range(10, 21)):
+        for a in (0, 1):
+            assert m[i, a] == sum(1 for x, y in zip(ev_days, ev_adv, strict=True) if y == a and d - 3 < x <= d)
+    one = trailing_conversions(ev_days, ev_adv, 2, 10, 20, window=1)  # window 1 = that day's conversions
+    assert one[5].tolist() == [0, 2] and one.sum() == 6
+    with pytest.raises(ValueError, match="revenue_window_days"):
+        trailing_conversions(ev_days, ev_adv, 2, 10, 20, window=0)
 
 
 def test_deterministic(tmp_path):

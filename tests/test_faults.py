@@ -27,10 +27,9 @@ import pytest
 
 from adprior import store as st
 from llm_predictor.compile import CompileConfig, compile_examples
-from llm_predictor.engines import EngineConfig
 from llm_predictor.infer import InferConfig, run_inference
+from tests.conftest import compiled_world, infer_config
 from tests.test_store import END, PROFILE, _check_online, _populated_repo
-from world.simulate import WorldConfig, simulate
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:On demand feature view is an experimental feature"),
@@ -44,21 +43,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, spark):
-    root = tmp_path_factory.mktemp("faults")
-    data = root / "world"
-    simulate(WorldConfig(out=data, users=60, advertisers=40, days=45, end_date=date(2026, 6, 30), seed=5))
-    ex = root / "ex"
-    compile_examples(CompileConfig(data=data, out=ex, anchor_dates=[X], tokenizer=None), spark=spark)
-    return data, ex
+    return compiled_world(tmp_path_factory.mktemp("faults"), spark, [X], users=60, advertisers=40, days=45, seed=5)
 
 
 def _cfg(world, tmp: Path, model: Path, **kw) -> InferConfig:
-    data, ex = world
-    engine = EngineConfig(model=str(model), batch_size=4, max_new_tokens=24, max_names=4)
-    base = dict(examples=ex, day=X, data=data, work=tmp / "work", predictions=tmp / "pred", engine=engine,
-                shard_size=SHARD, runner="local", budget_tokens=160, cpus_per_worker=1, limit_users=N_USERS)
-    base.update(kw)
-    return InferConfig(**base)
+    return infer_config(world, tmp, model, **{"day": X, "shard_size": SHARD, "limit_users": N_USERS, **kw})
 
 
 def _rows(path: Path) -> list[dict]:

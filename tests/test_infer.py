@@ -14,11 +14,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from llm_predictor.compile import CompileConfig, compile_examples, load_examples
-from llm_predictor.engines import EngineConfig
+from llm_predictor.compile import load_examples
 from llm_predictor.examples import PREDICTION_SCHEMA
 from llm_predictor.infer import InferConfig, event_timestamp, run_inference
-from world.simulate import WorldConfig, simulate
+from tests.conftest import compiled_world, infer_config
 
 X = date(2026, 6, 22)
 X2 = X + timedelta(days=1)
@@ -26,21 +25,12 @@ X2 = X + timedelta(days=1)
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, spark):
-    root = tmp_path_factory.mktemp("infer")
-    data = root / "world"
-    simulate(WorldConfig(out=data, users=160, advertisers=120, days=60, end_date=date(2026, 6, 30), seed=11))
-    ex = root / "ex"
-    compile_examples(CompileConfig(data=data, out=ex, anchor_dates=[X, X2], tokenizer=None), spark=spark)
-    return data, ex
+    return compiled_world(tmp_path_factory.mktemp("infer"), spark, [X, X2], users=160, advertisers=120, days=60,
+                          seed=11)
 
 
 def _cfg(world, tmp_path: Path, model: Path, **kw) -> InferConfig:
-    data, ex = world
-    engine = EngineConfig(model=str(model), batch_size=4, max_new_tokens=24, max_names=4)
-    base = dict(examples=ex, day=X, data=data, work=tmp_path / "work", predictions=tmp_path / "pred",
-                engine=engine, shard_size=16, runner="local", budget_tokens=160, cpus_per_worker=1)
-    base.update(kw)
-    return InferConfig(**base)
+    return infer_config(world, tmp_path, model, **{"day": X, **kw})
 
 
 def _read(path: Path):

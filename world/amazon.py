@@ -44,8 +44,37 @@ class AmazonConfig:
     max_gap_days: int = 12  # days between consecutive reviews of a user, drawn uniformly in 1..this
     seed: int = 0  # RNG seed: same seed and inputs -> identical tables
     preset_spend: float = 100.0  # daily spend of every advertiser in advertiser_daily
+    # advertiser_daily.revenue of day d = the advertiser's conversions in (d - this many days, d]. The data
+    # has no revenue; one day's conversions are almost all zero on a dataset this sparse, which made the
+    # preset pool (top revenue on the anchor day) an alphabetical list. A trailing count is a popularity proxy.
+    revenue_window_days: int = 365
     # brands that mean "no advertiser" (compared case-insensitively after unescaping and stripping)
     masked_brands: tuple[str, ...] = ("", "generic", "unknown", "n/a", "none", "na")
+
+
+# --------------------------------------------------------------------------------------------
+# advertiser_daily revenue
+
+
+def ev_adv_ids(ev_keys: list[str | None], adv_id: dict[str, int]) -> np.ndarray:
+    """Advertiser id of each event, -1 where the brand is masked (no advertiser)."""
+    return np.array([-1 if k is None else adv_id[k] for k in ev_keys], dtype=np.int64)
+
+
+def trailing_conversions(ev_days: np.ndarray, ev_adv: np.ndarray, n_adv: int, first_day: int, last_day: int,
+                         window: int) -> np.ndarray:
+    """(days x advertisers) matrix: row d - first_day counts each advertiser's events on days (d - window, d],
+    for d in [first_day, last_day]; events with ev_adv < 0 are ignored."""
+    if window < 1:
+        raise ValueError(f"revenue_window_days must be >= 1, got {window}")
+    lo = first_day - window + 1
+    n = last_day - lo + 1
+    daily = np.zeros((n, n_adv), dtype=np.float64)
+    sel = (ev_adv >= 0) & (ev_days >= lo) & (ev_days <= last_day)
+    np.add.at(daily, (ev_days[sel] - lo, ev_adv[sel]), 1.0)
+    cum = np.vstack([np.zeros((1, n_adv)), np.cumsum(daily, axis=0)])  # cum[i] = sum of daily[:i]
+    rows = np.arange(window - 1, n)  # the rows of first_day .. last_day
+    return cum[rows + 1] - cum[rows + 1 - window]
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,10 +375,8 @@ def import_amazon(config: AmazonConfig) -> dict[str, Any]:
     first_day = max(int(ev_days.min()), anchor_day - DAILY_LOOKBACK_DAYS)
     last_day = anchor_day + LABEL_WINDOW_DAYS
     n_days, n_adv = last_day - first_day + 1, len(keys)
-    revenue = np.zeros((n_days, n_adv), dtype=np.float64)
-    ev_adv = np.array([-1 if k is None else adv_id[k] for k in ev_keys], dtype=np.int64)
-    sel = (ev_adv >= 0) & (ev_days >= first_day) & (ev_days <= last_day)
-    np.add.at(revenue, (ev_days[sel] - first_day, ev_adv[sel]), 1.0)
+    ev_adv = ev_adv_ids(ev_keys, adv_id)
+    revenue = trailing_conversions(ev_days, ev_adv, n_adv, first_day, last_day, config.revenue_window_days)
     daily_days = np.repeat(np.arange(first_day, last_day + 1, dtype=np.int64), n_adv)
     daily = pa.table(
         {
