@@ -39,7 +39,7 @@ def _section(name: str, ev: dict, cfg: ReportConfig, png: Path) -> list[str]:
              + ", ".join(f"{s} = {ev['n_rows'][s]}" for s in sets), ""]
     first, kmax = (sets[0] if sets else "V1"), max(ks)
     head = (["method"] + [f"{s} R@{k}" for s in sets for k in ks] + [f"{first} R@{kmax} 95% CI"]
-            + ["valid fmt", "halluc."])
+            + ["valid fmt", "halluc.", "ceiling"])
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rows = dict(ev.get("methods", {}))  # baselines, LLMs and 'gbdt' / 'gbdt + llm' combinations
     for method, m in rows.items():
@@ -48,8 +48,11 @@ def _section(name: str, ev: dict, cfg: ReportConfig, png: Path) -> list[str]:
         ci = (m.get("recall_ci") or {}).get(first, {}).get(f"R@{kmax}")
         cells.append(f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "–")
         fmt = (m.get("format") or {}).get(first) or {}  # LLM rows only
-        cells += [_fmt(fmt.get("valid_format_rate")), _fmt(fmt.get("hallucination_rate"))]
+        cells += [_fmt(fmt.get("valid_format_rate")), _fmt(fmt.get("hallucination_rate")),
+                  _fmt((m.get("ceiling") or {}).get(first))]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += ["", f"Ceiling ({first}): share of labels the method can reach at all: the reranker's candidate set "
+              "(gbdt rows) or the advertisers the prompt offers, active advertisers + preset pool (llm rows)."]
     paired = [r for r in ev.get("paired", []) if r["set"] == first]
     if paired:
         lines += ["", f"Paired on the same {first} rows (exact McNemar): a only / b only = rows only one of the two "
