@@ -79,6 +79,10 @@ class InferConfig:
     workers: int = 1  # engine actors (each loads the model once and takes shards until none are left)
     cpus_per_worker: float = 2.0  # Ray CPUs per actor (also its torch threads on CPU)
     gpus_per_worker: float = 0.0  # Ray GPUs per actor (1 for a vLLM or CUDA transformers engine)
+    # Ray Data fails a run whose operators show no progress for this long (Ray's default: 1800 s). One shard
+    # is one unit of progress, and a shard of a real model on a busy CPU can take longer than that; None
+    # disables the timeout (shards are committed one by one and a killed run resumes, so nothing hangs unseen).
+    no_progress_timeout_s: float | None = None
     incremental: bool = True  # skip users with no new activity since their last prediction
     limit_users: int | None = None  # infer at most this many selected users (lowest ids first); None = all
     force: bool = False  # redo a finished date, or replace a plan whose fingerprint differs
@@ -413,6 +417,7 @@ def _run_ray(cfg: InferConfig, pending: list[int]) -> Iterator[dict[str, Any]]:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver shows one bar over users
+    ctx.execution_no_progress_timeout_s = -1 if cfg.no_progress_timeout_s is None else cfg.no_progress_timeout_s
     ds = ray.data.from_items([{"shard": s} for s in pending], override_num_blocks=len(pending))
     out = ds.map_batches(
         ShardWorker,
