@@ -127,8 +127,12 @@ def build_report(cfg: ReportConfig) -> Path:
             raise FileNotFoundError(f"no eval.json in {run}")
         evals.append(json.loads(path.read_text()))
     lines += _models_section(evals)
+    names = [Path(run).name for run in cfg.runs]
     for run, ev in zip(cfg.runs, evals, strict=True):
-        lines += _section(Path(run).name, ev, cfg, cfg.out / f"{Path(run).name}.png")
+        name = Path(run).name
+        if names.count(name) > 1:  # runs/eval/llm_world/table3 and runs/eval/llm_amazon/table3: keep both
+            name = f"{Path(run).parent.name}_{name}"
+        lines += _section(name, ev, cfg, cfg.out / f"{name}.png")
     md = cfg.out / "report.md"
     md.write_text("\n".join(lines))
     return md

@@ -60,3 +60,19 @@ def test_report_intro_and_trained_models(tmp_path: Path) -> None:
            "`adprior train sft --examples E --out sft --max-steps 30` |")
     assert text.count(row) == 1  # once, although two runs evaluated it
     assert f"`{base}`" not in text.split("## run")[0]
+
+
+def test_runs_with_the_same_name_keep_their_own_sections_and_charts(tmp_path: Path) -> None:
+    runs = []
+    for ds, r20 in (("llm_world", 0.5), ("llm_amazon", 0.25)):
+        run = tmp_path / ds / "table3"
+        run.mkdir(parents=True)
+        ev = {"command": f"adprior eval --out {ds}", "n_rows": {"V1": 4}, "ks": [1, 5, 20], "combinations": [],
+              "methods": {"history": {"kind": "baseline", "recall": {"V1": {"R@1": 0.0, "R@5": 0.0, "R@20": r20}}}}}
+        (run / "eval.json").write_text(json.dumps(ev))
+        runs.append(run)
+    out = tmp_path / "report"
+    text = build_report(ReportConfig(runs=runs, out=out)).read_text()
+    assert "## llm_world_table3" in text and "## llm_amazon_table3" in text
+    assert (out / "llm_world_table3.png").exists() and (out / "llm_amazon_table3.png").exists()
+    assert text.index("adprior eval --out llm_world") < text.index("## llm_amazon_table3")
