@@ -117,3 +117,22 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(world, tmp_path, tiny_m
     assert _read(out) == _read(Path(ref["output"]))
     users = pq.read_table(out).column("user_id").to_pylist()
     assert len(users) == len(set(users)) == ref["inferred"]
+
+
+def test_ray_no_progress_timeout_reaches_ray_and_is_off_by_default(world, tmp_path, tiny_model_dir):
+    """A set ``no_progress_timeout_s`` is Ray Data's stall guard: far below one shard's time, the run fails with
+    Ray's no-progress error (so the setting reaches Ray); the default (None) turns the guard off and the same
+    plan resumes and finishes with the uninterrupted run's predictions."""
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ref = run_inference(_cfg(world, tmp_path / "ref", tiny_model_dir, shard_size=8))
+    cfg = _cfg(world, tmp_path / "ray", tiny_model_dir, shard_size=8, runner="ray", no_progress_timeout_s=0.001)
+    try:
+        with pytest.raises(Exception, match="no progress"):
+            run_inference(cfg)
+        assert ray.data.DataContext.get_current().execution_no_progress_timeout_s == 0.001
+        done = run_inference(dataclasses.replace(cfg, no_progress_timeout_s=None))
+        assert ray.data.DataContext.get_current().execution_no_progress_timeout_s == -1
+    finally:
+        ray.shutdown()
+    assert _read(Path(done["output"])) == _read(Path(ref["output"]))
