@@ -411,6 +411,9 @@ def _run_ray(cfg: InferConfig, pending: list[int]) -> Iterator[dict[str, Any]]:
     if not ray.is_initialized():
         if cfg.ray_address is None:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private single-machine Ray on loopback
+            # Ray runs its workers at niceness 15; in a private Ray they do all of this job's work, so they run
+            # at the driver's priority (otherwise any other process on the machine starves the nightly).
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         else:
             ray.init(address=cfg.ray_address, log_to_driver=False, logging_level=logging.WARNING)

@@ -119,10 +119,10 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(world, tmp_path, tiny_m
     assert len(users) == len(set(users)) == ref["inferred"]
 
 
-def test_ray_no_progress_timeout_reaches_ray_and_is_off_by_default(world, tmp_path, tiny_model_dir):
+def test_ray_no_progress_timeout_and_worker_priority(world, tmp_path, tiny_model_dir):
     """A set ``no_progress_timeout_s`` is Ray Data's stall guard: far below one shard's time, the run fails with
     Ray's no-progress error (so the setting reaches Ray); the default (None) turns the guard off and the same
-    plan resumes and finishes with the uninterrupted run's predictions."""
+    plan resumes and finishes with the uninterrupted run's predictions. The private Ray's workers are not niced."""
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ref = run_inference(_cfg(world, tmp_path / "ref", tiny_model_dir, shard_size=8))
@@ -133,6 +133,8 @@ def test_ray_no_progress_timeout_reaches_ray_and_is_off_by_default(world, tmp_pa
         assert ray.data.DataContext.get_current().execution_no_progress_timeout_s == 0.001
         done = run_inference(dataclasses.replace(cfg, no_progress_timeout_s=None))
         assert ray.data.DataContext.get_current().execution_no_progress_timeout_s == -1
+        # The private Ray's workers run at the driver's priority, not Ray's default niceness 15.
+        assert ray.get(ray.remote(lambda: os.nice(0)).remote()) == os.nice(0)
     finally:
         ray.shutdown()
     assert _read(Path(done["output"])) == _read(Path(ref["output"]))
