@@ -82,23 +82,37 @@ def _chart(rows: dict, s: str, ks: list[int], png: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _lineage(model: str) -> list[str]:
+    """``model`` and the trained folders it started from (``config.model`` of each ``train_summary.json``),
+    oldest first; the chain stops at a folder without a summary (a base model)."""
+    chain: list[str] = []
+    cur: str | None = model
+    while cur and cur not in chain and (Path(cur) / "train_summary.json").exists():
+        chain.append(cur)
+        cur = json.loads((Path(cur) / "train_summary.json").read_text()).get("config", {}).get("model")
+    return chain[::-1]
+
+
 def _models_section(evals: list[dict]) -> list[str]:
-    """One row per evaluated model folder that holds a ``train_summary.json`` (written by ``adprior train``)."""
+    """One row per trained model folder (one holding a ``train_summary.json``, written by ``adprior train`` and
+    ``adprior sid cpt``) that an eval scored or that such a model was trained from, parents first."""
     rows: list[str] = []
     seen: set[str] = set()
     for ev in evals:
-        for model in ev.get("config", {}).get("models", []):
-            path = Path(model) / "train_summary.json"
-            if model in seen or not path.exists():
+        for model in [a for m in ev.get("config", {}).get("models", []) for a in _lineage(m)]:
+            if model in seen:
                 continue
             seen.add(model)
-            summary = json.loads(path.read_text())
+            summary = json.loads((Path(model) / "train_summary.json").read_text())
             m = summary.get("metrics", {})
+            label, written = f"`{model}`", m.get("model_dir")
+            if written and Path(written).resolve() != Path(model).resolve():  # a copy: where the command wrote it
+                label += f" (written as `{written}`, then copied)"
             if m.get("stage") == "grpo":
                 curve = f"reward {_fmt(m.get('reward_first'))} -> {_fmt(m.get('reward_last'))}"
             else:
                 curve = f"loss {_fmt(m.get('train_loss_first'))} -> {_fmt(m.get('train_loss_last'))}"
-            rows.append(f"| `{model}` | {m.get('stage', '?')} | {m.get('template', '?')} | {m.get('steps', '?')} | "
+            rows.append(f"| {label} | {m.get('stage', '?')} | {m.get('template', '?')} | {m.get('steps', '?')} | "
                         f"{m.get('examples_seen', '?')} | {curve} | {_fmt(m.get('s_per_step'))} | "
                         f"`{summary.get('command') or '(not recorded)'}` |")
     if not rows:

@@ -76,3 +76,28 @@ def test_runs_with_the_same_name_keep_their_own_sections_and_charts(tmp_path: Pa
     assert "## llm_world_table3" in text and "## llm_amazon_table3" in text
     assert (out / "llm_world_table3.png").exists() and (out / "llm_amazon_table3.png").exists()
     assert text.index("adprior eval --out llm_world") < text.index("## llm_amazon_table3")
+
+
+def test_trained_models_list_the_lineage_and_copies(tmp_path: Path) -> None:
+    """A scored model's parents (``config.model`` of each train summary) are listed before it, and a folder whose
+    summary says it was written elsewhere is shown as a copy."""
+    cpt1, cpt2, sft, copy = (tmp_path / n for n in ("cpt1", "cpt2", "sft", "copy"))
+    for folder, parent, stage in ((cpt1, None, "cpt1"), (cpt2, cpt1, "cpt2"), (sft, cpt2, "sft"),
+                                  (copy, None, "sft")):
+        folder.mkdir()
+        written = tmp_path / "elsewhere" if folder == copy else folder
+        (folder / "train_summary.json").write_text(json.dumps({
+            "command": f"adprior {stage} --out {written}",
+            "config": {"model": str(parent) if parent else None},
+            "metrics": {"stage": stage, "model_dir": str(written)},
+        }))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "eval.json").write_text(json.dumps({"command": "adprior eval", "config": {"models": [str(sft), str(copy)]},
+                                               "n_rows": {"V1": 4}, "ks": [1], "methods": {}, "combinations": []}))
+    text = build_report(ReportConfig(runs=[run], out=tmp_path / "report")).read_text()
+    models = text.split("## Trained models")[1].split("\n## ")[0]
+    order = [models.index(f"`adprior {s} --out {f}`") for s, f in (("cpt1", cpt1), ("cpt2", cpt2), ("sft", sft))]
+    assert order == sorted(order)
+    assert f"| `{copy}` (written as `{tmp_path / 'elsewhere'}`, then copied) | sft |" in models
+    assert f"(written as `{sft}`" not in models
