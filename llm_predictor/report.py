@@ -82,14 +82,15 @@ def _chart(rows: dict, s: str, ks: list[int], png: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _lineage(model: str) -> list[str]:
-    """``model`` and the trained folders it started from (``config.model`` of each ``train_summary.json``),
-    oldest first; the chain stops at a folder without a summary (a base model)."""
-    chain: list[str] = []
+def _lineage(model: str) -> list[tuple[str, dict]]:
+    """``model`` and the trained folders it started from (``config.model`` of each ``train_summary.json``), each
+    with its summary, oldest first; the chain stops at a folder without a summary (a base model)."""
+    chain: list[tuple[str, dict]] = []
     cur: str | None = model
-    while cur and cur not in chain and (Path(cur) / "train_summary.json").exists():
-        chain.append(cur)
-        cur = json.loads((Path(cur) / "train_summary.json").read_text()).get("config", {}).get("model")
+    while cur and cur not in (c for c, _ in chain) and (Path(cur) / "train_summary.json").exists():
+        summary = json.loads((Path(cur) / "train_summary.json").read_text())
+        chain.append((cur, summary))
+        cur = summary.get("config", {}).get("model")
     return chain[::-1]
 
 
@@ -99,11 +100,10 @@ def _models_section(evals: list[dict]) -> list[str]:
     rows: list[str] = []
     seen: set[str] = set()
     for ev in evals:
-        for model in [a for m in ev.get("config", {}).get("models", []) for a in _lineage(m)]:
+        for model, summary in [a for m in ev.get("config", {}).get("models", []) for a in _lineage(m)]:
             if model in seen:
                 continue
             seen.add(model)
-            summary = json.loads((Path(model) / "train_summary.json").read_text())
             m = summary.get("metrics", {})
             label, written = f"`{model}`", m.get("model_dir")
             if written and Path(written).resolve() != Path(model).resolve():  # a copy: where the command wrote it

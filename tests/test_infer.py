@@ -124,7 +124,6 @@ def test_ray_no_progress_timeout_and_worker_priority(world, tmp_path, tiny_model
     Ray's no-progress error (so the setting reaches Ray); the default (None) turns the guard off and the same
     plan resumes and finishes with the uninterrupted run's predictions. The private Ray's workers are not niced."""
     ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ref = run_inference(_cfg(world, tmp_path / "ref", tiny_model_dir, shard_size=8))
     cfg = _cfg(world, tmp_path / "ray", tiny_model_dir, shard_size=8, runner="ray", no_progress_timeout_s=0.001)
     try:
