@@ -354,7 +354,7 @@ def _print_infer(s: dict) -> None:
     t.add_column("measure")
     t.add_column("value", justify="right")
     for k in ("serving", "skipped_no_new_activity", "selected", "inferred", "shards", "shards_resumed",
-              "users_run_now", "status", "hallucination_rate", "mean_advertisers", "prompt_token_fraction_computed",
+              "users_run_now", "status", "with_interests", "hallucination_rate", "mean_advertisers", "prompt_token_fraction_computed",
               "infer_seconds", "users_per_second"):
         if k in s:
             v = s[k]

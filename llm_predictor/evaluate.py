@@ -735,14 +735,15 @@ def _merge_status(statuses: Sequence[str]) -> str:
 
 
 def run_llm(model: Any, tokenizer: Any, rows: pd.DataFrame, pools: Mapping[str, list[str]], resolver: Any,
-            cfg: EvalConfig) -> LLMRun:
-    """Prompt, generate, parse and resolve one model's predictions for ``rows``."""
-    from llm_predictor.decoding import generate, wrap_as_answer
+            cfg: EvalConfig, interests: Sequence[str] = ()) -> LLMRun:
+    """Prompt, generate, parse and resolve one model's predictions for ``rows`` (``interests``: the
+    interest vocabulary of the constrained answer grammar)."""
+    from llm_predictor.decoding import generate
     from llm_predictor.parsing import parse_answer, parse_list, parse_single
     from llm_predictor.prompts import PromptBudget, build_prompt, hf_token_counter, sanitize_text
 
     fmt = _format_for(cfg)
-    dec = dataclasses.replace(cfg.decode, mode="single" if fmt == "single" else "list")
+    dec = dataclasses.replace(cfg.decode, mode=fmt if fmt in ("single", "list") else "answer")
     budget = PromptBudget(max_user_tokens=cfg.budget_tokens, count_tokens=hf_token_counter(tokenizer))
     records = rows.to_dict("records")
     allowed = []
@@ -755,11 +756,11 @@ def run_llm(model: Any, tokenizer: Any, rows: pd.DataFrame, pools: Mapping[str, 
     t0 = time.perf_counter()
     if use_engine:  # the serving path: prefix KV cache, constrained output already wrapped as XML
         outs = _engine_generate(model, tokenizer, records, pools, allowed if dec.constrained else None, cfg, dec,
-                                budget)
+                                budget, interests)
     else:
         prompts = [build_prompt(cfg.template, r, pools.get(str(r["anchor_date"])[:10], []), budget)
                    for r in records]
-        outs = generate(model, tokenizer, prompts, dec, allowed if dec.constrained else None)
+        outs = generate(model, tokenizer, prompts, dec, allowed if dec.constrained else None, interests)
     seconds = time.perf_counter() - t0
     run = LLMRun([], [], [], [], [], [], seconds)
     for cands in outs:
@@ -769,8 +770,6 @@ def run_llm(model: Any, tokenizer: Any, rows: pd.DataFrame, pools: Mapping[str, 
                 parsed.append(parse_single(c))
             elif fmt == "list":
                 parsed.append(parse_list(c))
-            elif dec.constrained and not use_engine:
-                parsed.append(parse_answer(wrap_as_answer(c.split(dec.separator)) if c else ""))
             else:
                 parsed.append(parse_answer(c))
         names = list(dict.fromkeys(n for p in parsed for n in p.advertisers))
@@ -797,7 +796,8 @@ def pool_ceiling(rows: pd.DataFrame, pool_ids: Mapping[str, Sequence[int]]) -> n
 
 
 def _engine_generate(model: Any, tokenizer: Any, records: list[dict[str, Any]], pools: Mapping[str, list[str]],
-                     allowed: list[list[str]] | None, cfg: EvalConfig, dec: Any, budget: Any) -> list[list[str]]:
+                     allowed: list[list[str]] | None, cfg: EvalConfig, dec: Any, budget: Any,
+                     interests: Sequence[str] = ()) -> list[list[str]]:
     """Greedy list / XML generation through :class:`llm_predictor.engines.TransformersEngine` (what
     ``adprior infer`` serves with): the shared prompt prefix of each anchor date is computed once and its KV
     cache reused, the same tokens as the plain path at a fraction of the prompt compute. Constrained output
@@ -807,7 +807,7 @@ def _engine_generate(model: Any, tokenizer: Any, records: list[dict[str, Any]], 
 
     engine = TransformersEngine(
         EngineConfig(kind="transformers", batch_size=dec.batch_size, max_new_tokens=dec.max_new_tokens,
-                     constrained=dec.constrained, max_names=dec.max_names, min_names=dec.min_names,
+                     constrained=dec.constrained, max_names=dec.max_names, max_interests=dec.max_interests,
                      seed=dec.seed),
         model=model, tokenizer=tokenizer)
     by_date: dict[str, list[int]] = {}
@@ -817,7 +817,7 @@ def _engine_generate(model: Any, tokenizer: Any, records: list[dict[str, Any]], 
     for day, idx in by_date.items():
         prefix = shared_prefix(cfg.template, pools.get(day, []), budget.max_item_chars)
         gens = engine.generate(prefix, [user_suffix(cfg.template, records[i], budget) for i in idx],
-                               [allowed[i] for i in idx] if allowed is not None else None)
+                               [allowed[i] for i in idx] if allowed is not None else None, interests)
         for i, g in zip(idx, gens, strict=True):
             outs[i] = [g.text]
     log.info("eval engine: %d prompt tokens, %d computed (prefix cache), %d generated",
@@ -986,6 +986,9 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
     rows = _sample_rows(ev_all, cfg.max_examples, cfg.seed)
     masks = _set_masks(rows, cfg.sets)
     advertisers = load_advertisers(cfg.data, df, pool_frames)
+    from llm_predictor.grammar import interest_vocabulary
+
+    interests = interest_vocabulary(advertisers["category"]) if "category" in advertisers.columns else []
     ks = tuple(cfg.ks)
     kmax = max(ks)
     log.info("evaluating on %d labelled %s rows (%s); %d train rows", len(rows), cfg.split,
@@ -1037,7 +1040,7 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
             model, tok = load_model(spec, cfg.device)
         else:
             model, tok = spec
-        run = run_llm(model, tok, rows, pool_names, resolver, cfg)
+        run = run_llm(model, tok, rows, pool_names, resolver, cfg, interests)
         method = f"llm: {name}"
         methods[method] = {
             "kind": "llm",
@@ -1048,7 +1051,8 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
         }
         _write_predictions(out_dir / f"predictions_{_slug(method)}.parquet", rows, run)
         for spec in cfg.ablations:  # Table 4: the same model and rows, one prompt alteration each
-            ab_run = run_llm(model, tok, ablate_rows(rows, spec, cfg.seed), pool_names, resolver, cfg)
+            ab_run = run_llm(model, tok, ablate_rows(rows, spec, cfg.seed), pool_names, resolver, cfg,
+                             interests)
             methods[f"{method} [{spec}]"] = {
                 "kind": "ablation",
                 "ablation": spec,
@@ -1059,7 +1063,7 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
         train_preds = None
         if cfg.llm_train_examples > 0 and cfg.combine and cfg.gbdt is not None:
             lab_train = _sample_rows(train[train["label_advertiser_id"].notna()], cfg.llm_train_examples, cfg.seed)
-            tr_run = run_llm(model, tok, lab_train, pool_names, resolver, cfg)
+            tr_run = run_llm(model, tok, lab_train, pool_names, resolver, cfg, interests)
             train_preds = {row_key(r): ids for r, ids in zip(lab_train.to_dict("records"), tr_run.ids, strict=True)}
         llm_preds[method] = (run.ids, train_preds)
         del model

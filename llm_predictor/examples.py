@@ -81,7 +81,8 @@ PREDICTION_SCHEMA = pa.schema(
         ("interests", pa.list_(pa.string())),  # <= 5 interests as written by the model
         ("model_version", pa.string()),  # '<model folder name>@<short hash of its config + weights>'
         ("engine", pa.string()),  # 'transformers' | 'vllm'
-        ("status", pa.string()),  # parser status: 'ok' | 'partial' | 'unparseable'
+        # 'ok' | 'partial' | 'unparseable' (parser) | 'truncated' | 'invalid' | 'empty_pool' | 'short_pool' (decoder)
+        ("status", pa.string()),
         ("n_unresolved", pa.int64()),  # written names that resolve to no advertiser (hallucinations)
         ("raw_output", pa.string()),  # the completion text, kept for audit and re-parsing
     ]

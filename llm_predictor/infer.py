@@ -174,7 +174,8 @@ def select_users(examples: Any, previous: dict[int, tuple[datetime, str]], model
 # --------------------------------------------------------------------------------------------------
 
 
-def _fingerprint(cfg: InferConfig, model_version: str, prefix: str, user_ids: Sequence[int]) -> str:
+def _fingerprint(cfg: InferConfig, model_version: str, prefix: str, user_ids: Sequence[int],
+                 interests: Sequence[str] = ()) -> str:
     engine = dataclasses.asdict(cfg.engine)
     engine.pop("model", None)  # the model is identified by model_version (content hash)
     payload = {
@@ -186,6 +187,7 @@ def _fingerprint(cfg: InferConfig, model_version: str, prefix: str, user_ids: Se
         "engine": engine,
         "prefix_sha": hashlib.sha256(prefix.encode()).hexdigest(),
         "users_sha": hashlib.sha256(",".join(map(str, user_ids)).encode()).hexdigest(),
+        "interests_sha": hashlib.sha256("\n".join(interests).encode()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -227,8 +229,9 @@ def plan(cfg: InferConfig, model_version: str) -> dict[str, Any]:
     tok = AutoTokenizer.from_pretrained(str(_model_path(cfg)))
     budget = PromptBudget(max_user_tokens=cfg.budget_tokens, count_tokens=hf_token_counter(tok))
     prefix = shared_prefix(cfg.template, pool, budget.max_item_chars)
+    interests = interest_vocabulary_of(cfg.data)
     user_ids = [int(u) for u in rows["user_id"]]
-    fp = _fingerprint(cfg, model_version, prefix, user_ids)
+    fp = _fingerprint(cfg, model_version, prefix, user_ids, interests)
     records = rows.to_dict("records")
 
     def write_input(i: int) -> None:
@@ -268,6 +271,7 @@ def plan(cfg: InferConfig, model_version: str) -> dict[str, Any]:
                                       disable=None), start=1):
         write_input(n_shards - 1)
     _atomic_write_text(prefix, d / "prefix.txt")
+    _atomic_write_text(json.dumps(interests, indent=0), d / "interests.json")
     manifest = {
         "fingerprint": fp,
         "day": cfg.day.isoformat(),
@@ -306,6 +310,8 @@ class ShardWorker:
                 f"engine model {self.engine.model_version} is not the planned {self.manifest['model_version']}"
             )
         self.prefix = (self.day_dir / "prefix.txt").read_text()
+        vocab = self.day_dir / "interests.json"
+        self.interests = json.loads(vocab.read_text()) if vocab.exists() else []
         self.resolver = AdvertiserResolver.from_table(_advertisers_table(data, self.day_dir))
 
     def process(self, shard: int) -> dict[str, Any]:
@@ -319,7 +325,7 @@ class ShardWorker:
         inp = pq.read_table(self.day_dir / "inputs" / f"shard-{shard:05d}.parquet", schema=SHARD_INPUT_SCHEMA)
         user_ids = inp.column("user_id").to_pylist()
         gens = self.engine.generate(self.prefix, inp.column("suffix").to_pylist(),
-                                    inp.column("allowed_names").to_pylist())
+                                    inp.column("allowed_names").to_pylist(), self.interests)
         day = date.fromisoformat(self.manifest["day"])
         ev_ts = event_timestamp(day)
         created = datetime.fromisoformat(self.manifest["created"])
@@ -338,7 +344,8 @@ class ShardWorker:
             cols["interests"].append(parsed.interests)
             cols["model_version"].append(self.engine.model_version)
             cols["engine"].append(self.manifest["config"]["engine"]["kind"])
-            cols["status"].append(parsed.status)
+            # the decoder's verdict wins over the parser's ('truncated', 'empty_pool', 'short_pool', ...)
+            cols["status"].append(parsed.status if g.status == "ok" else g.status)
             cols["n_unresolved"].append(sum(r.advertiser_id is None for r in resolutions))
             cols["raw_output"].append(g.text)
             for c in STAT_COLUMNS:
@@ -354,6 +361,18 @@ class ShardWorker:
         rows = [self.process(int(s)) for s in batch["shard"]]
         return {k: [r[k] for r in rows] for k in rows[0]} if rows else {"shard": [], "users": [],
                                                                         "seconds": [], "skipped": []}
+
+
+def interest_vocabulary_of(data: Path | str | None) -> list[str]:
+    """The interest vocabulary of the answer grammar: the category paths of the raw advertisers table
+    (empty without a data root: the answers then hold no interests)."""
+    from llm_predictor.grammar import interest_vocabulary
+
+    if not data or not (Path(data) / "advertisers").exists():
+        log.warning("no advertisers table under %r: answers will carry no interests", data)
+        return []
+    table = pq.read_table(Path(data) / "advertisers", columns=["category"])
+    return interest_vocabulary(table.column("category").to_pylist())
 
 
 def _advertisers_table(data: str | None, day_dir: Path) -> Any:
@@ -544,7 +563,8 @@ def run_inference(cfg: InferConfig) -> dict[str, Any]:
         "shards": n_shards,
         "shards_resumed": done,
         "users_run_now": users_run,
-        "status": {s: status.count(s) for s in ("ok", "partial", "unparseable")},
+        "status": {s: status.count(s) for s in sorted({"ok", "partial", "unparseable", *status})},
+        "with_interests": sum(1 for x in table.column("interests").to_pylist() if x),
         "names": n_names,
         "unresolved_names": n_unres,
         "hallucination_rate": n_unres / n_names if n_names else 0.0,

