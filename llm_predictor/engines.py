@@ -581,6 +581,8 @@ class VLLMEngine:
             "max_model_len": cfg.max_model_len,
             "enforce_eager": cfg.enforce_eager,
             "logits_processors": [vllm_logits_processor_class()],
+            # the library the transformers engine uses too ('auto' also breaks vLLM's beam search)
+            "structured_outputs_config": {"backend": "xgrammar"},
         }
         if on_gpu:
             kw["gpu_memory_utilization"] = cfg.gpu_memory_utilization

@@ -44,7 +44,7 @@ def infer_config(world: tuple[Path, Path], tmp: Path, model: Path, **kw: object)
     from llm_predictor.infer import InferConfig
 
     data, ex = world
-    engine = EngineConfig(model=str(model), batch_size=4, max_new_tokens=24, max_names=4)
+    engine = EngineConfig(model=str(model), batch_size=4, max_new_tokens=120, max_names=4)
     base: dict[str, object] = dict(examples=ex, data=data, work=tmp / "work", predictions=tmp / "pred",
                                    engine=engine, shard_size=16, runner="local", budget_tokens=160,
                                    cpus_per_worker=1)

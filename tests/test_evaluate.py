@@ -202,7 +202,7 @@ def _one_thread():
     "template,decode",
     [
         ("grpo_text", DecodeConfig(max_new_tokens=12, batch_size=6)),
-        ("grpo_text", DecodeConfig(max_new_tokens=40, batch_size=6, constrained=True, max_names=5)),
+        ("grpo_text", DecodeConfig(max_new_tokens=120, batch_size=6, constrained=True, max_names=5)),
         ("sft_text", DecodeConfig(strategy="beam", num_beams=3, max_new_tokens=12, batch_size=6,
                                   constrained=True)),
     ],
@@ -241,7 +241,8 @@ def test_engine_path_matches_plain_generate(world, tmp_path, tiny_model_dir, con
     import dataclasses
 
     ex, data = world
-    decode = DecodeConfig(max_new_tokens=40, batch_size=6, constrained=constrained, max_names=5)
+    decode = DecodeConfig(max_new_tokens=120 if constrained else 40, batch_size=6, constrained=constrained,
+                          max_names=5)
     base = EvalConfig(examples=ex, data=data, models=[str(tiny_model_dir)], template="grpo_text", decode=decode,
                       max_examples=6, budget_tokens=256, gbdt=None, baselines=False, device="cpu")
     preds = {}
@@ -250,9 +251,7 @@ def test_engine_path_matches_plain_generate(world, tmp_path, tiny_model_dir, con
         res = evaluate(dataclasses.replace(base, engine=engine, out=out))
         preds[engine] = pd.read_parquet(out / "predictions_llm_tiny-llama.parquet")
         assert res["n_rows"]["V1"] == 6
-    cols = ["user_id", "advertiser_ids", "advertiser_names", "status"]
-    if not constrained:  # constrained completions differ in form only: XML (engine) vs 'a|b' (plain)
-        cols.append("completions")
+    cols = ["user_id", "advertiser_ids", "advertiser_names", "status", "completions"]
     as_lists = {k: [[list(v) if hasattr(v, "tolist") else v for v in row] for row in d[cols].to_numpy().tolist()]
                 for k, d in preds.items()}
     assert as_lists[True] == as_lists[False]
@@ -303,7 +302,7 @@ def test_ablate_rows():
 def test_ablation_runs_are_reported(world, tmp_path, tiny_model_dir):
     ex, data = world
     cfg = EvalConfig(examples=ex, data=data, out=tmp_path, models=[str(tiny_model_dir)], template="grpo_text",
-                     decode=DecodeConfig(max_new_tokens=30, batch_size=6, constrained=True, max_names=4),
+                     decode=DecodeConfig(max_new_tokens=120, batch_size=6, constrained=True, max_names=4),
                      max_examples=6, budget_tokens=256, gbdt=None, baselines=False, device="cpu",
                      ablations=("drop:active_advertisers", "shuffle"))
     res = evaluate(cfg)

@@ -63,7 +63,7 @@ def test_local_run_writes_predictions_and_rerun_is_noop(world, tmp_path, tiny_mo
     assert run_inference(cfg)["users_run_now"] == 0 and _read(out) == before
     assert run_inference(cfg)["noop"] is True
     # A changed plan over existing outputs is refused unless forced.
-    cfg2 = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, max_new_tokens=20))
+    cfg2 = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, max_new_tokens=100))
     (Path(cfg.day_dir()) / "_SUCCESS.json").unlink()
     with pytest.raises(RuntimeError, match="different plan"):
         run_inference(cfg2)
@@ -93,7 +93,7 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(world, tmp_path, tiny_m
     work = tmp_path / "work"
     cmd = [sys.executable, "-m", "adprior.cli", "infer", "--examples", str(ex), "--data", str(data),
            "--date", X.isoformat(), "--work", str(work), "--repo", str(tmp_path / "repo"),
-           "--model", str(tiny_model_dir), "--batch-size", "4", "--max-new-tokens", "24",
+           "--model", str(tiny_model_dir), "--batch-size", "4", "--max-new-tokens", "120",
            "--budget-tokens", "160", "--shard-size", "8", "--runner", "ray", "--cpus-per-worker", "1",
            "--max-names", "4"]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}

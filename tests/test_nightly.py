@@ -24,13 +24,15 @@ def test_two_nights_end_to_end(tmp_path, spark, tiny_model_dir):
     simulate(WorldConfig(out=data, users=120, advertisers=100, days=60, end_date=date(2026, 6, 30), seed=5))
     cfg = NightlyConfig(
         day=X, workdir=tmp_path / "work", data=data, store=StoreConfig(repo=repo),
-        engine=EngineConfig(model=str(tiny_model_dir), batch_size=8, max_new_tokens=16, max_names=3),
+        engine=EngineConfig(model=str(tiny_model_dir), batch_size=8, max_new_tokens=100, max_names=3),
         budget_tokens=128, shard_size=32, runner="local", cpus_per_worker=1,
     )
     first = run_nightly(cfg)
     assert first["infer"]["inferred"] == first["compile"]["V1"]["users"] > 50
     assert first["features"]["user_behavior"] == first["compile"]["V1"]["users"]
     assert first["materialize"]["views"]["llm_advertiser_predictions"]["rows"] == first["infer"]["inferred"]
+    # the answer grammar: every answer well formed, with >= 1 interest of the category vocabulary
+    assert first["infer"]["status"]["ok"] == first["infer"]["with_interests"] == first["infer"]["inferred"]
 
     pred = pq.read_table(first["infer"]["output"]).to_pandas().set_index("user_id")
     some = [int(u) for u in pred.index[:5]]
