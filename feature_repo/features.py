@@ -137,8 +137,10 @@ advertiser_stats = FeatureView(
     description=(
         "LLM features of a (user, candidate advertiser) pair: 1-based rank of the candidate in the "
         "predicted list (0 = absent or no prediction), in top 5 / top 20, whether the user has a "
-        "prediction row, and whether an interest shares a word (>= 3 letters, case-insensitive, "
-        "stop words excluded) with any level of the candidate's category path."
+        "prediction row, and whether an interest matches the candidate's category: a taxonomy interest "
+        "('Apparel / Athletic', what the answer grammar writes) when it equals the category path or an "
+        "ancestor of it; a free-text interest (older or unconstrained predictions) when it shares a word "
+        "(>= 3 letters, case-insensitive, stop words excluded) with any level of the path."
     ),
 )
 def llm_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
@@ -164,6 +166,17 @@ def llm_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
     def words(text: object) -> set:
         return set() if is_null(text) else set(re.findall(r"[^\W\d_]{3,}", str(text).lower())) - stop
 
+    def path(text: object) -> tuple:
+        # 'Apparel > Athletic' (advertisers) and 'Apparel / Athletic' (interests) -> ('apparel', 'athletic')
+        return () if is_null(text) else tuple(" ".join(p.lower().split()) for p in re.split(r"[>/]", str(text))
+                                              if p.strip())
+
+    def matches(interest: object, cat_path: tuple, cat_words: set) -> bool:
+        if not is_null(interest) and re.search(r"[>/]", str(interest)):  # a taxonomy term
+            ip = path(interest)
+            return bool(ip) and cat_path[: len(ip)] == ip
+        return bool(words(interest) & cat_words)
+
     def col(name: str) -> pd.Series:
         return inputs[name] if name in inputs.columns else pd.Series([None] * len(inputs), dtype=object)
 
@@ -185,7 +198,8 @@ def llm_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
         cat_words = set()
         for level in ("" if is_null(category.iloc[i]) else str(category.iloc[i])).split(">"):
             cat_words |= words(level)
-        if cat_words and any(words(t) & cat_words for t in as_list(interests.iloc[i])):
+        cat_path = path(category.iloc[i])
+        if cat_path and any(matches(t, cat_path, cat_words) for t in as_list(interests.iloc[i])):
             match[i] = 1
     return pd.DataFrame(
         {

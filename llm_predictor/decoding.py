@@ -12,10 +12,9 @@ xgrammar): ``mode='single'`` one name of the row's allowed pool then EOS, ``'lis
 ``max_names`` distinct names joined by '|' then EOS, ``'answer'`` the whole inference XML (1-5 interests
 of the vocabulary, exactly ``max_names`` distinct names). Beam search keeps working: grammar states are
 kept per generated prefix. A beam that took a masked token (possible when fewer continuations than beams
-exist) is dropped from the result, and the grammar admits every tokenization of a name, so two beams can
-spell one name with different tokens and merge: a row can return fewer than K candidates (a trained model
-puts little mass on non-canonical tokenizations; a random one does not). In 'single' mode a candidate cut
-by ``max_new_tokens`` is dropped too.
+exist) is dropped from the result, so a row can return fewer than K candidates. In 'single' mode names
+are written in their canonical tokenization only (so K beams are K distinct names, not one name spelled
+with different tokens), and a candidate cut by ``max_new_tokens`` is dropped.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 SEPARATOR = "|"
@@ -221,6 +222,9 @@ class DistinctItems:
         items = self.item_sets[k]
         if tok in self.stop_ids:  # only 'list' mode ends a list with EOS
             return partial in items and partial not in written
+        piece = self.token_bytes[tok]
+        if b"|" not in piece and b"]" not in piece:  # the common case: the token stays inside one item
+            return self._has_unwritten(k, partial + piece, written)
         seg, seen = partial, set(written)
         for piece in re.split(rb"([|\]])", self.token_bytes[tok]):
             if piece in (b"|", b"]"):
@@ -234,34 +238,53 @@ class DistinctItems:
                 seg += piece
         return self._has_unwritten(k, seg, seen)
 
-    def banned(self, generated: Sequence[int], allowed: Iterable[int]) -> list[int]:
-        """The tokens of ``allowed`` that would repeat an item (or can only lead to repeats)."""
+    def position(self, generated: Sequence[int]) -> tuple[int, bytes, set[bytes]] | None:
+        """(list index, partial item, items written) when ``generated`` ends inside a list, else None."""
         text = b"".join(self.token_bytes[t] for t in generated if t not in self.stop_ids)
         where = self._section(text)
         if where is None:
-            return []
+            return None
         k, body = where
         parts = body.split(b"|")
-        written, partial = set(parts[:-1]), parts[-1]
-        return [t for t in allowed if not self._ok(k, partial, written, int(t))]
+        return k, parts[-1], set(parts[:-1])
+
+    def banned(self, generated: Sequence[int], allowed: Iterable[int] | Any,
+               where: tuple[int, bytes, set[bytes]] | None = None) -> list[int]:
+        """The tokens of ``allowed`` (ids, or a callable giving them) that would repeat an item (or can
+        only lead to repeats). ``allowed`` is only evaluated inside a list."""
+        where = where or self.position(generated)
+        if where is None:
+            return []
+        k, partial, written = where
+        ids = allowed() if callable(allowed) else allowed
+        if not written:  # nothing written in this list yet: only a token spanning '|' can repeat an item
+            tb = self.token_bytes
+            return [t for t in ids if b"|" in tb[int(t)] and not self._ok(k, partial, written, int(t))]
+        return [t for t in ids if not self._ok(k, partial, written, int(t))]
 
 
 # --------------------------------------------------------------------------------------------------
 # xgrammar plumbing shared by both engines
 # --------------------------------------------------------------------------------------------------
 
-_COMPILERS: dict[tuple[int, int, tuple[int, ...]], tuple[Any, Any]] = {}
+_COMPILERS: dict[tuple[int, int, tuple[int, ...]], tuple[Any, Any, list[bytes]]] = {}
 
 
 def compiler_for(tokenizer: Any, vocab_size: int, stop_ids: Sequence[int]) -> tuple[Any, Any]:
     """(xgrammar GrammarCompiler, TokenizerInfo) for a tokenizer, cached (grammar compiles are cached too)."""
+    compiler, info, _ = _compiled(tokenizer, vocab_size, stop_ids)
+    return compiler, info
+
+
+def _compiled(tokenizer: Any, vocab_size: int, stop_ids: Sequence[int]) -> tuple[Any, Any, list[bytes]]:
     import xgrammar as xgr
 
     key = (id(tokenizer), int(vocab_size), tuple(int(s) for s in stop_ids))
     if key not in _COMPILERS:
         info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=int(vocab_size),
                                                   stop_token_ids=list(key[2]))
-        _COMPILERS[key] = (xgr.GrammarCompiler(info, max_threads=1, cache_enabled=True), info)
+        compiler = xgr.GrammarCompiler(info, max_threads=1, cache_enabled=True)
+        _COMPILERS[key] = (compiler, info, token_bytes(info, vocab_size))
     return _COMPILERS[key]
 
 
@@ -273,10 +296,10 @@ def token_bytes(info: Any, vocab_size: int) -> list[bytes]:
     return out + [b""] * max(0, int(vocab_size) - len(out))
 
 
-def _bitmask_ids(row: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Token ids whose bit is set in one packed int32 bitmask row."""
-    idx = torch.arange(vocab_size)
-    return idx[((row[idx >> 5] >> (idx & 31)) & 1).bool()]
+def _bitmask_ids(row: torch.Tensor, vocab_size: int) -> list[int]:
+    """Token ids whose bit is set in one packed int32 bitmask row (little-endian bit order, as xgrammar)."""
+    bits = np.unpackbits(row.numpy().view(np.uint8), bitorder="little")[:vocab_size]
+    return np.flatnonzero(bits).tolist()
 
 
 class GrammarLogitsProcessor:
@@ -294,11 +317,14 @@ class GrammarLogitsProcessor:
         import xgrammar as xgr
 
         self.xgr = xgr
-        self.compiler, info = compiler_for(tokenizer, vocab_size, [eos])
-        self.token_bytes = token_bytes(info, vocab_size)
+        self.compiler, _, self.token_bytes = _compiled(tokenizer, vocab_size, [eos])
         self.grammars = [None if s is None else self.compiler.compile_grammar(answer_ebnf(s)) for s in specs]
         self.filters = [None if s is None or s.mode == "single" else DistinctItems(s, self.token_bytes, [eos])
                         for s in specs]
+        # 'single' mode (K beams -> K names): only each name's canonical tokenization, so that two beams
+        # cannot spell one name with different tokens and K beams give K distinct names
+        self.canonical = [_canonical_paths(tokenizer, s.names, eos) if s is not None and s.mode == "single"
+                          else None for s in specs]
         self.rows_per_prompt = rows_per_prompt
         self.prompt_len = prompt_len
         self.eos, self.pad = eos, pad
@@ -354,17 +380,28 @@ class GrammarLogitsProcessor:
         for i in free:
             bitmask[i] = -1  # every bit set
         scores = scores.float()
-        self.xgr.apply_token_bitmask_inplace(scores, bitmask.to(scores.device))
+        allowed_mask = np.unpackbits(bitmask.numpy().view(np.uint8), axis=-1, bitorder="little")
+        allowed_mask = torch.from_numpy(allowed_mask[:, : scores.shape[-1]].astype(bool)).to(scores.device)
+        scores = scores.masked_fill(~allowed_mask, float("-inf"))  # xgrammar's CPU kernel is ~10x slower
         for i in stop_only:
             keep = scores[i, [self.eos, self.pad]].clone()
             scores[i] = float("-inf")
             scores[i, [self.eos, self.pad]] = torch.where(torch.isfinite(keep), keep, torch.zeros_like(keep))
         for i, (p, seq) in enumerate(zip(prompts, gen, strict=True)):
+            paths = self.canonical[p]
+            if paths is not None and i not in stop_only:
+                keep = list(paths.get(seq, ()))
+                row = torch.full_like(scores[i], float("-inf"))
+                row[keep] = scores[i, keep]
+                scores[i] = row if keep else scores[i]
             f = self.filters[p]
             if f is None or i in stop_only:
                 continue
-            allowed = _bitmask_ids(bitmask[i], self.vocab_size).tolist()
-            banned = f.banned(seq, allowed)
+            where = f.position(seq)
+            if where is None:
+                continue  # outside a list: nothing can repeat
+            allowed = _bitmask_ids(bitmask[i], self.vocab_size)
+            banned = f.banned(seq, allowed, where)
             if banned and len(banned) < len(allowed):
                 scores[i, banned] = float("-inf")
         return scores
@@ -386,6 +423,17 @@ class GrammarLogitsProcessor:
         if m.is_completed() or m.is_terminated():
             return "ok"
         return "truncated"
+
+
+def _canonical_paths(tokenizer: Any, names: Sequence[str], eos: int) -> dict[tuple[int, ...], set[int]]:
+    """Prefix of a name's canonical token ids -> the tokens that continue it (EOS after a whole name)."""
+    paths: dict[tuple[int, ...], set[int]] = {}
+    for name in names:
+        ids = tuple(tokenizer(name, add_special_tokens=False)["input_ids"])
+        for j in range(len(ids)):
+            paths.setdefault(ids[:j], set()).add(ids[j])
+        paths.setdefault(ids, set()).add(eos)
+    return paths
 
 
 def vllm_spec_args(spec: AnswerSpec) -> dict[str, Any]:
@@ -423,8 +471,7 @@ def _define_vllm_class() -> type:
             tok = AutoTokenizer.from_pretrained(cfg.tokenizer)
             self.vocab_size = int(cfg.get_vocab_size())
             self.eos = int(tok.eos_token_id)
-            _, info = compiler_for(tok, self.vocab_size, [self.eos])
-            self.token_bytes = token_bytes(info, self.vocab_size)
+            self.token_bytes = _compiled(tok, self.vocab_size, [self.eos])[2]
 
         def is_argmax_invariant(self) -> bool:
             return False
@@ -436,8 +483,11 @@ def _define_vllm_class() -> type:
             f = DistinctItems(_spec_from_args(args), self.token_bytes, [self.eos])
 
             def apply(output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
+                where = f.position(output_ids)
+                if where is None:
+                    return logits  # outside a list
                 allowed = torch.nonzero(torch.isfinite(logits)).flatten().tolist()
-                banned = f.banned(output_ids, allowed)
+                banned = f.banned(output_ids, allowed, where)
                 if banned and len(banned) < len(allowed):
                     logits[banned] = float("-inf")
                 return logits

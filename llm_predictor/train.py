@@ -271,7 +271,7 @@ def _common_args(cfg: SFTRunConfig | GRPORunConfig) -> dict[str, Any]:
         "save_strategy": "no",  # the final model is saved (merged) by us
         "eval_strategy": "no",
         "report_to": "none",
-        "activation_checkpointing": cfg.gradient_checkpointing,  # transformers 5.23 name of gradient_checkpointing
+        "gradient_checkpointing": cfg.gradient_checkpointing,
         "disable_tqdm": cfg.disable_tqdm,
         **_device_kwargs(cfg.bf16),
     }

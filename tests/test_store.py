@@ -369,3 +369,26 @@ def test_online_store_that_lost_its_data_is_written_again(tmp_path, redis_srv, m
     redo = st.materialize(scfg, end=END)
     assert redo["rewritten_lost"] == sorted(first["views"])
     _check_online(scfg)
+
+
+def test_interest_match_reads_taxonomy_interests_as_paths():
+    """Grammar interests are category paths: they match the candidate's category or its descendants only;
+    free-text interests keep the word-overlap reading."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(st.PROJECT_REPO))
+    try:
+        features = importlib.import_module("features")
+    finally:
+        sys.path.remove(str(st.PROJECT_REPO))
+    udf = features.llm_candidate_features.feature_transformation.udf
+    inputs = pd.DataFrame({
+        "advertiser_ids": [[1]] * 5,
+        "candidate_advertiser_id": [1] * 5,
+        "interests": [["Apparel / Athletic"], ["Apparel / Athletic"], ["Apparel"], ["Home / Decor"],
+                      ["athletic wear"]],
+        "category": ["Apparel > Athletic", "Apparel > Casual", "Apparel > Casual", "Apparel > Athletic",
+                     "Apparel > Athletic"],
+    })
+    assert udf(inputs)["llm_interest_match"].tolist() == [1, 0, 1, 0, 1]
