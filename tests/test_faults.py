@@ -65,7 +65,7 @@ def reference(world, tiny_model_dir, tmp_path_factory):
 
 def _cli(world, tmp: Path, model: Path) -> list[str]:
     data, ex = world
-    return ["infer", "--examples", str(ex), "--data", str(data), "--date", X.isoformat(),
+    return ["infer", "--engine", "transformers", "--examples", str(ex), "--data", str(data), "--date", X.isoformat(),
             "--work", str(tmp / "work"), "--repo", str(tmp / "repo"), "--model", str(model), "--batch-size", "4",
             "--max-new-tokens", "120", "--budget-tokens", "160", "--shard-size", str(SHARD), "--runner", "local",
             "--cpus-per-worker", "1", "--max-names", "4", "--limit-users", str(N_USERS)]

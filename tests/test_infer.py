@@ -91,7 +91,8 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(world, tmp_path, tiny_m
     data, ex = world
     ref = run_inference(_cfg(world, tmp_path / "ref", tiny_model_dir, shard_size=8))
     work = tmp_path / "work"
-    cmd = [sys.executable, "-m", "adprior.cli", "infer", "--examples", str(ex), "--data", str(data),
+    cmd = [sys.executable, "-m", "adprior.cli", "infer", "--engine", "transformers", "--examples", str(ex),
+           "--data", str(data),
            "--date", X.isoformat(), "--work", str(work), "--repo", str(tmp_path / "repo"),
            "--model", str(tiny_model_dir), "--batch-size", "4", "--max-new-tokens", "120",
            "--budget-tokens", "160", "--shard-size", "8", "--runner", "ray", "--cpus-per-worker", "1",
