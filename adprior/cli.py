@@ -176,6 +176,10 @@ def _train_common(f):  # options shared by both trainers
     f = click.option("--max-train-examples", type=int, default=None)(f)
     f = click.option("--gradient-checkpointing", is_flag=True,
                      help="Recompute activations in backward: less memory, slower steps.")(f)
+    f = click.option("--save-steps", type=int, default=0, show_default=True,
+                     help="> 0: a resumable checkpoint under --out every N steps (the last 2 kept).")(f)
+    f = click.option("--resume", is_flag=True,
+                     help="Continue from the newest checkpoint under --out (same settings).")(f)
     return f
 
 
@@ -188,14 +192,14 @@ def _train_common(f):  # options shared by both trainers
               "(examples from `adprior sid attach`, model from `adprior sid cpt`).")
 def train_sft_cmd(examples: Path, out: Path, model: Path | None, max_steps: int, batch_size: int, lr: float | None,
                   lora: bool, budget_tokens: int, max_train_examples: int | None, gradient_checkpointing: bool,
-                  template: str) -> None:
+                  save_steps: int, resume: bool, template: str) -> None:
     """SFT on prompt-completion pairs, loss on the completion only (1- or 20-advertiser prompt)."""
     from llm_predictor.train import SFTRunConfig, train_sft
 
     cfg = SFTRunConfig(examples=examples, output_dir=out, model=model, max_steps=max_steps,
                        per_device_train_batch_size=batch_size, lora=lora, budget_tokens=budget_tokens,
                        max_train_examples=max_train_examples, template=template,
-                       gradient_checkpointing=gradient_checkpointing)
+                       gradient_checkpointing=gradient_checkpointing, save_steps=save_steps, resume=resume)
     if lr is not None:
         cfg.learning_rate = lr
     console.print_json(json.dumps(train_sft(cfg), default=str))
@@ -212,8 +216,8 @@ def train_sft_cmd(examples: Path, out: Path, model: Path | None, max_steps: int,
               help="grpo_sid: the inference prompt with SID Sequences (examples from `adprior sid attach`).")
 def train_grpo_cmd(examples: Path, out: Path, model: Path | None, max_steps: int, batch_size: int,
                    lr: float | None, lora: bool, budget_tokens: int, max_train_examples: int | None,
-                   gradient_checkpointing: bool, num_generations: int, max_completion_length: int,
-                   micro_batch_size: int | None, template: str) -> None:
+                   gradient_checkpointing: bool, save_steps: int, resume: bool, num_generations: int,
+                   max_completion_length: int, micro_batch_size: int | None, template: str) -> None:
     """GRPO with the reward of paper eq. 1-5 (20 advertisers + up to 5 interests, XML)."""
     from llm_predictor.train import GRPORunConfig, train_grpo
 
@@ -221,7 +225,7 @@ def train_grpo_cmd(examples: Path, out: Path, model: Path | None, max_steps: int
                         lora=lora, budget_tokens=budget_tokens, max_train_examples=max_train_examples,
                         num_generations=num_generations, max_completion_length=max_completion_length,
                         template=template, micro_batch_size=micro_batch_size,
-                        gradient_checkpointing=gradient_checkpointing)
+                        gradient_checkpointing=gradient_checkpointing, save_steps=save_steps, resume=resume)
     if lr is not None:
         cfg.learning_rate = lr
     console.print_json(json.dumps(train_grpo(cfg), default=str))

@@ -87,6 +87,8 @@ class SFTRunConfig:
     cpu_score_labelled_only: bool = True  # on CPU, score only positions with labels (see score_labelled_only)
     save: bool = True  # save the trained (merged) model and tokenizer into output_dir
     disable_tqdm: bool | None = None  # None = the Trainer's default progress bar
+    save_steps: int = 0  # > 0: a resumable checkpoint (weights, optimizer, scheduler, RNG) every N steps
+    resume: bool = False  # continue from the newest output_dir/checkpoint-N (same config); none: start fresh
 
 
 @dataclass
@@ -131,6 +133,8 @@ class GRPORunConfig:
     cpu_score_labelled_only: bool = True  # on CPU, score only completion positions (see score_labelled_only)
     save: bool = True  # save the trained (merged) model and tokenizer into output_dir
     disable_tqdm: bool | None = None  # None = the Trainer's default progress bar
+    save_steps: int = 0  # > 0: a resumable checkpoint (weights, optimizer, scheduler, RNG) every N steps
+    resume: bool = False  # continue from the newest output_dir/checkpoint-N (same config); none: start fresh
 
 
 # --------------------------------------------------------------------------------------------------
@@ -268,7 +272,9 @@ def _common_args(cfg: SFTRunConfig | GRPORunConfig) -> dict[str, Any]:
         "data_seed": cfg.seed,
         "logging_steps": cfg.logging_steps,
         "logging_strategy": "steps",
-        "save_strategy": "no",  # the final model is saved (merged) by us
+        # the final model is saved (merged) by us; checkpoints only to resume a run that spans sittings
+        "save_strategy": "steps" if cfg.save_steps > 0 else "no",
+        **({"save_steps": cfg.save_steps, "save_total_limit": 2} if cfg.save_steps > 0 else {}),
         "eval_strategy": "no",
         "report_to": "none",
         "gradient_checkpointing": cfg.gradient_checkpointing,
@@ -426,6 +432,20 @@ def build_sft_trainer(cfg: SFTRunConfig, dataset: Any, tokenizer: Any, callbacks
     )
 
 
+def resume_checkpoint(cfg: SFTRunConfig | GRPORunConfig) -> str | None:
+    """The checkpoint ``cfg.resume`` continues from: the newest ``output_dir/checkpoint-N`` (None: start fresh)."""
+    if not cfg.resume:
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(cfg.output_dir)) if Path(cfg.output_dir).is_dir() else None
+    if last is None:
+        log.warning("--resume: no checkpoint under %s; starting from step 0", cfg.output_dir)
+    else:
+        log.info("resuming from %s", last)
+    return last
+
+
 def _run_metrics(stage: str, cfg: SFTRunConfig | GRPORunConfig, model_path: str, compact: bool, dataset: Any,
                  data_stats: dict) -> dict[str, Any]:
     """What every training run reports first: stage, model, template, device, data."""
@@ -473,7 +493,7 @@ def train_sft(cfg: SFTRunConfig, examples_df: Any = None, preset_pool: Any = Non
     trainer = build_sft_trainer(cfg, dataset, tokenizer, callbacks=[timer])
     t0 = time.perf_counter()
     with score_labelled_only(cfg.cpu_score_labelled_only) as compact:
-        result = trainer.train()
+        result = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg))
     seconds = time.perf_counter() - t0
     history = trainer.state.log_history
     losses = _history_values(history, "loss")
@@ -640,7 +660,7 @@ def train_grpo(
     trainer = build_grpo_trainer(cfg, dataset, tokenizer, reward_funcs, callbacks=[timer])
     t0 = time.perf_counter()
     with score_labelled_only(cfg.cpu_score_labelled_only) as compact:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume_checkpoint(cfg))
     seconds = time.perf_counter() - t0
     history = trainer.state.log_history
     rewards = _history_values(history, "reward")

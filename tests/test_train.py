@@ -301,3 +301,50 @@ def test_grpo_steps(examples_dir: Path, tiny_model: Path, tmp_path: Path) -> Non
     assert m["s_per_step"] > 0 and m["completions"] == 8
     assert (out / "train_summary.json").exists()
     assert _reload(out).config.num_hidden_layers == 2
+
+
+def test_sft_resume_equals_uninterrupted(examples_dir: Path, tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
+    """A run stopped after its step-2 checkpoint and resumed with ``resume`` ends where an uninterrupted run
+    does: the same losses at every step and the same final weights (optimizer, scheduler and RNG restored)."""
+    import torch
+    from transformers import TrainerCallback
+
+    import llm_predictor.train as train_mod
+
+    kw = {"max_steps": 4, "save_steps": 2, "lora": True, "lora_r": 4, "lora_alpha": 8}
+    train_sft(sft_cfg(examples_dir, tiny_model, tmp_path / "whole", **kw))
+
+    class StopAt2(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            control.should_training_stop = state.global_step >= 2
+            return control
+
+    out = tmp_path / "split"
+    build = train_mod.build_sft_trainer
+    with monkeypatch.context() as m:  # the first sitting ends after step 2 (its checkpoint is written)
+        m.setattr(train_mod, "build_sft_trainer",
+                  lambda cfg, ds, tok, callbacks=None: build(cfg, ds, tok, [*(callbacks or []), StopAt2()]))
+        first = train_sft(sft_cfg(examples_dir, tiny_model, out, **kw))
+    assert first["steps"] == 2 and (out / "checkpoint-2").is_dir()
+
+    seen: list[int] = []
+
+    class Count(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append(state.global_step)
+
+    with monkeypatch.context() as m:  # the second sitting computes steps 3 and 4 only
+        m.setattr(train_mod, "build_sft_trainer",
+                  lambda cfg, ds, tok, callbacks=None: build(cfg, ds, tok, [*(callbacks or []), Count()]))
+        resumed = train_sft(sft_cfg(examples_dir, tiny_model, out, resume=True, **kw))
+    assert resumed["steps"] == 4 and seen == [3, 4]
+
+    def losses(folder: Path) -> dict[int, float]:
+        summary = json.loads((folder / "train_summary.json").read_text())
+        return {r["step"]: r["loss"] for r in summary["log_history"] if "loss" in r}
+
+    a, b = losses(tmp_path / "whole"), losses(out)
+    assert set(a) == set(b) == {1, 2, 3, 4}
+    assert all(math.isclose(a[s], b[s], rel_tol=1e-4) for s in a), (a, b)
+    w1, w2 = _reload(tmp_path / "whole").state_dict(), _reload(out).state_dict()
+    assert all(torch.allclose(w1[k], w2[k], atol=1e-5) for k in w1)
