@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import resource
 import subprocess
 import sys
@@ -262,9 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = AutoConfig.from_pretrained(args.model)
     params = _parameters(args.model)
     limit = matmul_gflops(args.threads)
-    header_info = header(_versions())
     report: dict = {
-        "header": header_info,
+        "header": header(_versions()),
         "params": {
             "examples": str(args.examples), "data": str(args.data), "date": args.date, "users": args.users,
             "model": args.model, "model_version": model_version(args.model), "device": args.device,
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": [],
     }
     texts: dict[str, list[str]] = {}
-    forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
+    forwarded = list(argv if argv is not None else sys.argv[1:])
     for name in args.variants:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "row.json"
@@ -326,7 +326,7 @@ def _parameters(model: str) -> int:
     for f in sorted(Path(model).glob("*.safetensors")):
         with safe_open(str(f), "pt") as h:
             for k in h.keys():  # noqa: SIM118 (safe_open handles are not mappings)
-                total += int(__import__("math").prod(h.get_slice(k).get_shape()))
+                total += math.prod(h.get_slice(k).get_shape())
     return total
 
 

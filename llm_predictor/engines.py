@@ -55,8 +55,8 @@ from llm_predictor.grammar import (
     answer_ebnf,
     answer_spec,
     vllm_spec_args,
-    wrap_as_answer,
 )
+from llm_predictor.prompts import wrap_as_answer
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,7 @@ def _new_stats() -> dict[str, Any]:
         "padding_tokens": 0,  # pad positions computed in batches (transformers)
         "generated_tokens": 0,  # generated tokens (EOS included)
         "seconds": 0.0,  # wall time inside generate (prefix computations included)
+        "status": {},  # rows per Generation.status
     }
 
 
@@ -210,8 +211,7 @@ def _count(stats: dict[str, Any], gens: Sequence[Generation], t0: float) -> None
     stats["computed_prompt_tokens"] += sum(g.computed_prompt_tokens for g in gens)
     stats["generated_tokens"] += sum(g.generated_tokens for g in gens)
     for g in gens:
-        stats.setdefault("status", {}).setdefault(g.status, 0)
-        stats["status"][g.status] += 1
+        stats["status"][g.status] = stats["status"].get(g.status, 0) + 1
     stats["seconds"] += time.perf_counter() - t0
 
 

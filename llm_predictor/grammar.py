@@ -45,19 +45,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from llm_predictor.prompts import ANSWER_HEAD, ANSWER_MID, ANSWER_TAIL
+
 SEPARATOR = "|"
 MODES = ("answer", "list", "single")
 _BAD_ITEM_CHARS = frozenset("|[]\n\r")
-_ANSWER_HEAD = "<answer>\n<interests>\n["
-_ANSWER_MID = "]\n</interests>\n<advertiser_names>\n["
-_ANSWER_TAIL = "]\n</advertiser_names>\n</answer>"
 _NAMES_OPEN = b"<advertiser_names>\n["
 _INTERESTS_OPEN = b"<interests>\n["
-
-
-def wrap_as_answer(names: Sequence[str], interests: Sequence[str] = ()) -> str:
-    """The inference answer (paper A.3) around given lists: exactly the text the 'answer' grammar writes."""
-    return _ANSWER_HEAD + SEPARATOR.join(interests) + _ANSWER_MID + SEPARATOR.join(names) + _ANSWER_TAIL
 
 
 def interest_label(category: str) -> str:
@@ -171,7 +165,7 @@ def answer_ebnf(spec: AnswerSpec) -> str:
             lines.append("interest ::= " + " | ".join(_literal(i) for i in spec.interests))
         interests = _list_rule("interest", spec.min_interests, spec.max_interests)
         names = _list_rule("name", spec.min_names, spec.max_names)
-        root = f"{_literal(_ANSWER_HEAD)} {interests} {_literal(_ANSWER_MID)} {names} {_literal(_ANSWER_TAIL)}"
+        root = f"{_literal(ANSWER_HEAD)} {interests} {_literal(ANSWER_MID)} {names} {_literal(ANSWER_TAIL)}"
     return "\n".join([f"root ::= {root}", *lines]) + "\n"
 
 
@@ -248,15 +242,15 @@ class DistinctItems:
         parts = body.split(b"|")
         return k, parts[-1], set(parts[:-1])
 
-    def banned(self, generated: Sequence[int], allowed: Iterable[int] | Any,
+    def banned(self, generated: Sequence[int], allowed: Iterable[int],
                where: tuple[int, bytes, set[bytes]] | None = None) -> list[int]:
-        """The tokens of ``allowed`` (ids, or a callable giving them) that would repeat an item (or can
-        only lead to repeats). ``allowed`` is only evaluated inside a list."""
+        """The tokens of ``allowed`` that would repeat an item (or can only lead to repeats); ``where`` is
+        :meth:`position` of ``generated`` when the caller has it already."""
         where = where or self.position(generated)
         if where is None:
             return []
         k, partial, written = where
-        ids = allowed() if callable(allowed) else allowed
+        ids = list(allowed)
         if not written:  # nothing written in this list yet: only a token spanning '|' can repeat an item
             tb = self.token_bytes
             return [t for t in ids if b"|" in tb[int(t)] and not self._ok(k, partial, written, int(t))]
@@ -296,10 +290,9 @@ def token_bytes(info: Any, vocab_size: int) -> list[bytes]:
     return out + [b""] * max(0, int(vocab_size) - len(out))
 
 
-def _bitmask_ids(row: torch.Tensor, vocab_size: int) -> list[int]:
-    """Token ids whose bit is set in one packed int32 bitmask row (little-endian bit order, as xgrammar)."""
-    bits = np.unpackbits(row.numpy().view(np.uint8), bitorder="little")[:vocab_size]
-    return np.flatnonzero(bits).tolist()
+def _unpack(bitmask: torch.Tensor, vocab_size: int) -> np.ndarray:
+    """xgrammar's packed int32 bitmask (little-endian bit order) as a bool array ``[rows, vocab_size]``."""
+    return np.unpackbits(bitmask.numpy().view(np.uint8), axis=-1, bitorder="little")[:, :vocab_size].astype(bool)
 
 
 class GrammarLogitsProcessor:
@@ -380,9 +373,9 @@ class GrammarLogitsProcessor:
         for i in free:
             bitmask[i] = -1  # every bit set
         scores = scores.float()
-        allowed_mask = np.unpackbits(bitmask.numpy().view(np.uint8), axis=-1, bitorder="little")
-        allowed_mask = torch.from_numpy(allowed_mask[:, : scores.shape[-1]].astype(bool)).to(scores.device)
-        scores = scores.masked_fill(~allowed_mask, float("-inf"))  # xgrammar's CPU kernel is ~10x slower
+        allowed_np = _unpack(bitmask, scores.shape[-1])
+        # a masked_fill over the unpacked bits: xgrammar's CPU apply_token_bitmask kernel was ~10x slower here
+        scores = scores.masked_fill(~torch.from_numpy(allowed_np).to(scores.device), float("-inf"))
         for i in stop_only:
             keep = scores[i, [self.eos, self.pad]].clone()
             scores[i] = float("-inf")
@@ -400,7 +393,7 @@ class GrammarLogitsProcessor:
             where = f.position(seq)
             if where is None:
                 continue  # outside a list: nothing can repeat
-            allowed = _bitmask_ids(bitmask[i], self.vocab_size)
+            allowed = np.flatnonzero(allowed_np[i]).tolist()
             banned = f.banned(seq, allowed, where)
             if banned and len(banned) < len(allowed):
                 scores[i, banned] = float("-inf")

@@ -694,11 +694,17 @@ def sft_completion(advertiser_name: str | Sequence[str]) -> str:
     return "|".join(_clean_names(advertiser_name))
 
 
+# The inference answer of A.3 around its two '|'-lists; llm_predictor.grammar builds its grammar from these.
+ANSWER_HEAD = "<answer>\n<interests>\n["
+ANSWER_MID = "]\n</interests>\n<advertiser_names>\n["
+ANSWER_TAIL = "]\n</advertiser_names>\n</answer>"
+
+
+def wrap_as_answer(names: Sequence[str], interests: Sequence[str] = ()) -> str:
+    """The inference answer (paper A.3) around given lists, as written (no cleaning)."""
+    return ANSWER_HEAD + "|".join(interests) + ANSWER_MID + "|".join(names) + ANSWER_TAIL
+
+
 def grpo_completion(advertiser_names: Sequence[str], interests: Sequence[str]) -> str:
-    """GRPO/inference target in the output format of A.3, both lists in brackets."""
-    return (
-        "<answer>\n"
-        f"<interests>\n[{'|'.join(_clean_names(interests))}]\n</interests>\n"
-        f"<advertiser_names>\n[{'|'.join(_clean_names(advertiser_names))}]\n</advertiser_names>\n"
-        "</answer>"
-    )
+    """GRPO/inference target in the output format of A.3, both lists in brackets (items sanitised)."""
+    return wrap_as_answer(_clean_names(advertiser_names), _clean_names(interests))

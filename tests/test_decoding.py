@@ -10,8 +10,8 @@ import random
 import pytest
 
 from llm_predictor.decoding import DecodeConfig, generate
-from llm_predictor.grammar import wrap_as_answer
 from llm_predictor.parsing import parse_answer
+from llm_predictor.prompts import wrap_as_answer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

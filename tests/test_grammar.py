@@ -21,9 +21,9 @@ from llm_predictor.grammar import (
     interest_label,
     interest_vocabulary,
     token_bytes,
-    wrap_as_answer,
 )
 from llm_predictor.parsing import parse_answer
+from llm_predictor.prompts import wrap_as_answer
 
 VOCAB = ["Apparel / Athletic", "Beauty / Makeup", "Home / Kitchen"]
 
