@@ -82,8 +82,8 @@ def import_amazon(inter: Path, items: Path, out: Path, anchor_date: date, seed: 
 
 def _compile(data: Path, out: Path, dates: list[date], master: str, countries: str, tokenizer: str | None,
              conversion_lookback_days: int = 180) -> dict:
-    from llm_predictor.compile import CompileConfig, compile_examples
-    from llm_predictor.spark import SparkConfig
+    from llm_predictor.data.compile import CompileConfig, compile_examples
+    from adprior.io import SparkConfig
 
     cfg = CompileConfig(
         data=data, out=out, anchor_dates=dates, spark=SparkConfig(master=master),
@@ -147,7 +147,7 @@ def world_check(data: Path, examples: Path, out: Path | None) -> None:
     import shlex
     import sys
 
-    from world.calibrate import calibration_report
+    from llm_predictor.eval.calibrate import calibration_report
 
     r = {"command": " ".join(shlex.quote(a) for a in ["adprior", *sys.argv[1:]]),
          **calibration_report(data, examples)}
@@ -194,7 +194,7 @@ def train_sft_cmd(examples: Path, out: Path, model: Path | None, max_steps: int,
                   lora: bool, budget_tokens: int, max_train_examples: int | None, gradient_checkpointing: bool,
                   save_steps: int, resume: bool, template: str) -> None:
     """SFT on prompt-completion pairs, loss on the completion only (1- or 20-advertiser prompt)."""
-    from llm_predictor.train import SFTRunConfig, train_sft
+    from llm_predictor.train.trainers import SFTRunConfig, train_sft
 
     cfg = SFTRunConfig(examples=examples, output_dir=out, model=model, max_steps=max_steps,
                        per_device_train_batch_size=batch_size, lora=lora, budget_tokens=budget_tokens,
@@ -219,7 +219,7 @@ def train_grpo_cmd(examples: Path, out: Path, model: Path | None, max_steps: int
                    gradient_checkpointing: bool, save_steps: int, resume: bool, num_generations: int,
                    max_completion_length: int, micro_batch_size: int | None, template: str) -> None:
     """GRPO with the reward of paper eq. 1-5 (20 advertisers + up to 5 interests, XML)."""
-    from llm_predictor.train import GRPORunConfig, train_grpo
+    from llm_predictor.train.trainers import GRPORunConfig, train_grpo
 
     cfg = GRPORunConfig(examples=examples, output_dir=out, model=model, max_steps=max_steps, batch_size=batch_size,
                         lora=lora, budget_tokens=budget_tokens, max_train_examples=max_train_examples,
@@ -266,8 +266,8 @@ def eval_cmd(examples: Path, data: Path, models: tuple[Path, ...], template: str
              constrained: bool, max_new_tokens: int, max_examples: int, budget_tokens: int, no_gbdt: bool,
              ablations: tuple[str, ...], predictions: tuple[str, ...], out: Path) -> None:
     """Recall@1/5/20 of LLM(s) and the non-LLM baselines on the same eval rows (V1, V0)."""
-    from llm_predictor.decoding import DecodeConfig
-    from llm_predictor.evaluate import EvalConfig, evaluate
+    from llm_predictor.infer.decoding import DecodeConfig
+    from llm_predictor.eval.evaluate import EvalConfig, evaluate
 
     mode = "single" if template in ("sft_text", "sft_sid") else "list"
     decode = DecodeConfig(strategy=strategy, num_beams=max(num_return, 1) if strategy == "beam" else 1,
@@ -300,7 +300,7 @@ def report(runs: tuple[Path, ...], out: Path | None, all_tables: bool, intro: Pa
         return
     if not runs:
         raise click.UsageError("give --run (repeat) or --all")
-    from llm_predictor.report import ReportConfig, build_report
+    from llm_predictor.eval.report import ReportConfig, build_report
 
     cfg = ReportConfig(runs=list(runs), out=out or Path("runs/report"), intro=intro)
     if title:
@@ -339,7 +339,7 @@ def _engine_options(f):  # options shared by the verbs that generate
 
 def _engine_config(model: Path | None, engine: str, batch_size: int, max_new_tokens: int, unconstrained: bool,
                    no_prefix_cache: bool, num_beams: int, max_names: int = 20):
-    from llm_predictor.engines import EngineConfig
+    from llm_predictor.infer.engines import EngineConfig
 
     return EngineConfig(kind=engine, model=str(model) if model else None, batch_size=batch_size,
                         max_new_tokens=max_new_tokens, constrained=not unconstrained,
@@ -384,7 +384,7 @@ def infer(examples: Path, data: Path, day: date, work: Path, repo: Path, online:
           force: bool) -> None:
     """Batch inference of one date into the offline store's llm_predictions table (resumable)."""
     from adprior.store import StoreConfig, offline_dir
-    from llm_predictor.infer import InferConfig, run_inference
+    from llm_predictor.infer.shards import InferConfig, run_inference
 
     cfg = InferConfig(
         examples=examples, day=day, data=data, work=work,
@@ -707,7 +707,7 @@ def sid_attach(examples: Path, data: Path, sids: Path, out: Path, max_items: int
 def sid_cpt(phase: int, model: Path | None, sids: Path, examples: Path | None, out: Path, max_steps: int,
             batch_size: int, lr: float | None, general_fraction: float) -> None:
     """Continued pre-training with SID tokens (then `adprior train sft --model OUT` on SID-aware prompts)."""
-    from llm_predictor.cpt import CPTConfig, train_cpt
+    from llm_predictor.train.cpt import CPTConfig, train_cpt
 
     cfg = CPTConfig(phase=phase, model=model, sids=sids, examples=examples, output_dir=out, max_steps=max_steps,
                     per_device_train_batch_size=batch_size, learning_rate=lr, general_fraction=general_fraction)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from adprior.store import StoreConfig
-from llm_predictor.engines import EngineConfig
+from llm_predictor.infer.engines import EngineConfig
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class NightlyConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)  # model and generation engine
     budget_tokens: int = 256  # token budget of each user's part of the prompt (CPU default; 1024 on GPU)
     shard_size: int = 32  # users per inference shard (unit of commit and resume)
-    runner: str = "ray"  # 'ray' | 'local' (see llm_predictor.infer.InferConfig)
+    runner: str = "ray"  # 'ray' | 'local' (see llm_predictor.infer.shards.InferConfig)
     ray_address: str | None = None  # None: local Ray; else a cluster address
     workers: int = 1  # engine actors
     cpus_per_worker: float = 2.0  # Ray CPUs (and torch threads) per actor
@@ -74,9 +74,9 @@ def run_nightly(cfg: NightlyConfig) -> dict[str, Any]:
         dict is written to ``<workdir>/nightly-<day>.json``.
     """
     from adprior import store
-    from llm_predictor.compile import CompileConfig, compile_examples, load_examples
-    from llm_predictor.infer import InferConfig, event_timestamp, run_inference
-    from llm_predictor.spark import SparkConfig
+    from llm_predictor.data.compile import CompileConfig, compile_examples, load_examples
+    from llm_predictor.infer.shards import InferConfig, event_timestamp, run_inference
+    from adprior.io import SparkConfig
 
     stages: dict[str, float] = {}
     cfg.workdir.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from llm_predictor.examples import BEHAVIOR_FIELDS, EXAMPLE_SCHEMA, LIST_FIELDS, PREDICTION_SCHEMA
+from adprior.contracts import BEHAVIOR_FIELDS, EXAMPLE_SCHEMA, LIST_FIELDS, PREDICTION_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ _TS = pa.timestamp("us", tz="UTC")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Offline feature tables written by this module (llm_predictions is written by batch inference with
-# llm_predictor.examples.PREDICTION_SCHEMA). Every table has event_timestamp (when the row becomes
+# adprior.contracts.PREDICTION_SCHEMA). Every table has event_timestamp (when the row becomes
 # known) and created_timestamp (when it was written; breaks ties between rows of one event time).
 FEATURE_TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "user_profile": pa.schema(

@@ -1,4 +1,4 @@
-"""Benchmark of Spark example compilation (llm_predictor/compile.py) at two (or more) world sizes.
+"""Benchmark of Spark example compilation (llm_predictor/data/compile.py) at two (or more) world sizes.
 
 For each size a world is simulated first (not timed; all worlds before Spark starts, so that the
 simulator's worker processes never fork a process that holds a JVM gateway). Then ONE Spark session
@@ -159,11 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--md", default="bench/results/compile.md")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("py4j", "world.simulate", "llm_predictor.compile"):
+    for noisy in ("py4j", "world.simulate", "llm_predictor.data.compile"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from llm_predictor.compile import CompileConfig, compile_examples
-    from llm_predictor.spark import SparkConfig, get_spark
+    from llm_predictor.data.compile import CompileConfig, compile_examples
+    from adprior.io import SparkConfig, get_spark
     from world.simulate import WorldConfig, simulate
 
     anchors = [date.fromisoformat(d) for d in args.dates]

@@ -1,8 +1,8 @@
-"""Benchmark of batch inference (llm_predictor/engines.py): transformers vs vLLM vs naive generate.
+"""Benchmark of batch inference (llm_predictor/infer/engines.py): transformers vs vLLM vs naive generate.
 
 The same N users of one anchor date of a compiled examples folder are generated for with the real
 SmolLM2-135M-Instruct (unless ``--model``), the same prompts and the same answer grammar
-(llm_predictor/grammar.py: 1-5 interests of the category vocabulary, exactly ``--max-names`` distinct
+(llm_predictor/infer/grammar.py: 1-5 interests of the category vocabulary, exactly ``--max-names`` distinct
 names of the user's pool; greedy), by four variants, **each in its own process** so that its peak RSS
 is its own:
 
@@ -101,8 +101,8 @@ def _peak_rss_mib() -> float:
 def build_inputs(examples: Path, day: date, n: int, seed: int, tokenizer: Any,
                  budget_tokens: int) -> tuple[str, list[str], list[list[str]], list[int]]:
     """(shared prefix, user suffixes, allowed names per user, user ids) for ``n`` sampled users of ``day``."""
-    from llm_predictor.compile import load_examples, load_preset_pool
-    from llm_predictor.prompts import (
+    from llm_predictor.data.compile import load_examples, load_preset_pool
+    from llm_predictor.data.prompts import (
         INFERENCE_TEMPLATE,
         PromptBudget,
         hf_token_counter,
@@ -132,9 +132,9 @@ def run_variant(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], li
     """In this process: load the variant's engine, warm it up, time one generate; (result row, answers)."""
     from transformers import AutoTokenizer
 
-    from llm_predictor.engines import EngineConfig, make_engine
-    from llm_predictor.infer import interest_vocabulary_of
-    from llm_predictor.parsing import parse_answer
+    from llm_predictor.infer.engines import EngineConfig, make_engine
+    from llm_predictor.infer.shards import interest_vocabulary_of
+    from llm_predictor.data.parsing import parse_answer
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     prefix, suffixes, allowed, _ = build_inputs(args.examples, date.fromisoformat(args.date), args.users,
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import AutoConfig
 
-    from llm_predictor.engines import model_version
+    from llm_predictor.infer.engines import model_version
 
     cfg = AutoConfig.from_pretrained(args.model)
     params = _parameters(args.model)

@@ -7,12 +7,12 @@ Issue "Production hardening", item 2. For each size N of ``--users`` the stages 
 
 1. ``simulate``: ``world.simulate.simulate(WorldConfig(users=N, seed, workers=--workers,
    impression_rate=0.6))``, the world the nightly job simulates (raw tables under ``world/``).
-2. ``compile``: ``llm_predictor.compile.compile_examples(CompileConfig(anchor_dates=[x], countries=US,
+2. ``compile``: ``llm_predictor.data.compile.compile_examples(CompileConfig(anchor_dates=[x], countries=US,
    spark=SparkConfig(master=--master), tokenizer=None))`` for one anchor date x = world end - 8 days
    (the nightly default); the SparkSession is created in the stage process and stopped at its end.
 3. ``features``: ``load_examples(examples, x)`` + ``adprior.store.write_daily_features`` into a fresh
    Feast repo (``adprior.store.init_repo``; offline store = parquet folders).
-4. ``infer``: ``llm_predictor.infer.run_inference(InferConfig(limit_users=--infer-users, ...))`` with
+4. ``infer``: ``llm_predictor.infer.shards.run_inference(InferConfig(limit_users=--infer-users, ...))`` with
    the real base model (EngineConfig defaults: transformers, constrained greedy, max_new_tokens 256),
    user budget 256 tokens, shard size 32, runner ``--runner``: a *sampled* inference of a fixed number
    of users, so its growth shows what the selection and planning around the model cost.
@@ -122,8 +122,8 @@ def stage_simulate(spec: dict) -> dict:
 
 
 def stage_compile(spec: dict) -> dict:
-    from llm_predictor.compile import CompileConfig, compile_examples
-    from llm_predictor.spark import SparkConfig, get_spark
+    from llm_predictor.data.compile import CompileConfig, compile_examples
+    from adprior.io import SparkConfig, get_spark
 
     p, day = _paths(spec), date.fromisoformat(spec["day"])
     scfg = SparkConfig(master=spec["master"])
@@ -154,7 +154,7 @@ def stage_compile(spec: dict) -> dict:
 
 def stage_features(spec: dict) -> dict:
     from adprior import store
-    from llm_predictor.compile import load_examples
+    from llm_predictor.data.compile import load_examples
 
     p, day = _paths(spec), date.fromisoformat(spec["day"])
     cfg = _store_cfg(spec)
@@ -169,8 +169,8 @@ def stage_features(spec: dict) -> dict:
 
 def stage_infer(spec: dict) -> dict:
     from adprior import store
-    from llm_predictor.engines import EngineConfig
-    from llm_predictor.infer import InferConfig, run_inference
+    from llm_predictor.infer.engines import EngineConfig
+    from llm_predictor.infer.shards import InferConfig, run_inference
 
     p, day = _paths(spec), date.fromisoformat(spec["day"])
     cfg = _store_cfg(spec)
@@ -188,7 +188,7 @@ def stage_infer(spec: dict) -> dict:
 
 def stage_materialize(spec: dict) -> dict:
     from adprior import store
-    from llm_predictor.infer import event_timestamp
+    from llm_predictor.infer.shards import event_timestamp
 
     day = date.fromisoformat(spec["day"])
     cfg = _store_cfg(spec)

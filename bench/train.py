@@ -1,4 +1,4 @@
-"""Benchmark of SFT and GRPO training steps (llm_predictor/train.py) with the real SmolLM2-135M-Instruct.
+"""Benchmark of SFT and GRPO training steps (llm_predictor/train/trainers.py) with the real SmolLM2-135M-Instruct.
 
 Variants (each a fresh ``train_sft`` / ``train_grpo`` call on the same rows):
 
@@ -128,7 +128,7 @@ def _timed(step_seconds: list[float], warmup: int) -> list[float]:
 
 
 def run_variant(name: str, args: argparse.Namespace, df: Any, pools: dict[str, list[str]], work: Path) -> dict:
-    from llm_predictor.train import GRPORunConfig, SFTRunConfig, train_grpo, train_sft
+    from llm_predictor.train.trainers import GRPORunConfig, SFTRunConfig, train_grpo, train_sft
 
     steps = args.warmup + args.steps
     common = {"model": args.model, "output_dir": work / name, "max_steps": steps, "budget_tokens": args.budget_tokens,
@@ -193,7 +193,7 @@ COLUMNS = [
 def markdown(report: dict) -> str:
     h, p = report["header"], report["params"]
     lines = [
-        "# Training step benchmark (llm_predictor/train.py)",
+        "# Training step benchmark (llm_predictor/train/trainers.py)",
         "",
         *header_lines(h),
         f"- torch threads: {h['machine']['torch_threads']}; GPU: {h['machine']['cuda'] or 'none'}",
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--md", default="bench/results/train.md")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("llm_predictor.datasets", "httpx"):
+    for noisy in ("llm_predictor.train.datasets", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     if args.quick:
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         args.max_completion_length, args.budget_tokens = 16, 64
         args.rows = min(args.rows, 8)
 
-    from llm_predictor.train import load_run_examples, resolve_model
+    from llm_predictor.train.trainers import load_run_examples, resolve_model
 
     args.model = resolve_model(args.model)
     if args.examples:

@@ -65,7 +65,7 @@ user_behavior_source = _source(
 )
 llm_predictions_source = _source(
     "llm_predictions",
-    "Batch-inference predictions (llm_predictor.examples.PREDICTION_SCHEMA); "
+    "Batch-inference predictions (adprior.contracts.PREDICTION_SCHEMA); "
     "event_timestamp = inference date + 1 day 00:00 UTC.",
 )
 advertiser_stats_source = _source(

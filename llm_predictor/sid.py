@@ -13,7 +13,7 @@
   is unique; items without a collision get 0 there too, so every SID has ``levels + 1`` tokens.
 * SID strings: one token per level and code, level letter + code, e.g. ``<a_12><b_3><c_40><d_0>``
   (:func:`sid_string`, :func:`sid_tokens`). The prompt builder keeps such strings verbatim in the
-  ``SID Sequences [...]`` field (``llm_predictor.prompts.SID_ITEM_RE``).
+  ``SID Sequences [...]`` field (``llm_predictor.data.prompts.SID_ITEM_RE``).
 
 :func:`build_sids` writes ``sid_map.parquet``, ``sid_summary.json`` and ``rqvae.pt`` under its output folder;
 :func:`attach_sid_sequences` copies compiled examples adding the ``sid_sequences`` column that the
@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from llm_predictor.prompts import SID_ITEM_RE
+from llm_predictor.data.prompts import SID_ITEM_RE
 from world.schema import CONVERSION_EVENTS, RawLayout
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 
 from adprior.store import StoreConfig
-from llm_predictor.spark import SparkConfig
+from adprior.io import SparkConfig
 
 TASKS = ("ctcvr", "vtcvr")
 LIBRARIES = ("xgboost", "lightgbm")

@@ -70,8 +70,8 @@ def label_impressions(cfg: RankingConfig, first_prediction: datetime | None = No
         A frame with :data:`LABEL_COLUMNS`; ``event_timestamp`` is the impression time (UTC) and
         ``impression_id`` a stable 64-bit hash of (user, item, time).
     """
-    from llm_predictor.compile import _read
-    from llm_predictor.spark import get_spark
+    from llm_predictor.data.compile import _read
+    from adprior.io import get_spark
 
     spark = get_spark(cfg.spark)
     events = _read(spark, RawLayout(cfg.data), "events")

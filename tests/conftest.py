@@ -18,7 +18,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator:
-    from llm_predictor.spark import SparkConfig, get_spark
+    from adprior.io import SparkConfig, get_spark
 
     s = get_spark(SparkConfig(master="local[2]", shuffle_partitions=4, driver_memory="2g"))
     yield s
@@ -28,7 +28,7 @@ def spark() -> Iterator:
 def compiled_world(root: Path, spark, anchors: list[date], **world: object) -> tuple[Path, Path]:
     """Simulate a small world under ``root/world`` (``world`` = WorldConfig fields) and compile its examples
     for ``anchors`` under ``root/ex`` with the session's Spark; returns (raw data folder, examples folder)."""
-    from llm_predictor.compile import CompileConfig, compile_examples
+    from llm_predictor.data.compile import CompileConfig, compile_examples
     from world.simulate import WorldConfig, simulate
 
     data, ex = root / "world", root / "ex"
@@ -40,8 +40,8 @@ def compiled_world(root: Path, spark, anchors: list[date], **world: object) -> t
 def infer_config(world: tuple[Path, Path], tmp: Path, model: Path, **kw: object):
     """The InferConfig the inference tests share: a tiny model, 4-name answers, the local runner; ``kw``
     (``day`` among them) are InferConfig fields."""
-    from llm_predictor.engines import EngineConfig
-    from llm_predictor.infer import InferConfig
+    from llm_predictor.infer.engines import EngineConfig
+    from llm_predictor.infer.shards import InferConfig
 
     data, ex = world
     engine = EngineConfig(model=str(model), batch_size=4, max_new_tokens=120, max_names=4)
@@ -222,8 +222,8 @@ def _predictions(examples: pd.DataFrame, pool: pd.DataFrame, day: date) -> pd.Da
 def ranking_world(tmp_path_factory, spark) -> dict:
     """A small world with behaviour, stats and predictions of two anchors in a fresh Feast repo."""
     from adprior import store as st
-    from llm_predictor.compile import CompileConfig, compile_examples, load_examples, read_preset_pool
-    from llm_predictor.spark import SparkConfig
+    from llm_predictor.data.compile import CompileConfig, compile_examples, load_examples, read_preset_pool
+    from adprior.io import SparkConfig
     from ranking.config import RankingConfig
     from world.simulate import WorldConfig, simulate
 

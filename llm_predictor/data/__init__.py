@@ -1,0 +1,1 @@
+"""Stage 1, data: compile raw events into examples, render prompts, parse and resolve answers."""

@@ -1,0 +1,710 @@
+"""Prompt templates of paper Appendix A and the per-user prompt builder (design.md "Prompts").
+
+Every template is split at ``#Input`` into
+
+* a *shared prefix* (role, requirements, preset pool, output format) that depends only on the template
+  and the anchor date's preset pool, so it is byte-identical for every user of that date and an
+  inference server can cache its KV blocks once, and
+* a *user suffix* (active advertisers, profile, behaviour) rendered from one row of the examples table
+  (``adprior.contracts``), sanitised and cut to a token budget.
+
+User-supplied text (queries, URLs, titles, brand and category names) is data, never instructions:
+:func:`sanitize_text` removes markup, control characters and the template's delimiter characters and
+quotes instruction-like phrases, so no field value can add a header, an XML tag or a bracket to the
+prompt.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+import string
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+# --------------------------------------------------------------------------------------------------
+# Templates (paper Appendix A, verbatim; lines wrapped as in the paper)
+# --------------------------------------------------------------------------------------------------
+
+# A.1. The paper's listing is split in two code blocks after "##Mandatory Requirements" (a page break);
+# the text is joined here without the blank line, exactly as in the otherwise identical A.2.
+SFT_TEXT = """#Role
+You are an ad-matching assistant for a commerce/discovery platform.
+Your task is to predict 1 advertiser most likely to convert
+and identify user interests based on their profile and
+behavior.
+
+##Mandatory Requirements
+**Advertiser Mining Requirements**
+1) Predict 1 advertiser likely to convert using user behavior and
+profile. Relate to user interests but don't limit to them.
+2) Select exactly 1 advertiser from either the Active Advertisers
+with Past Conversions or the Preset Advertiser List.
+3) Ensure diverse interests; cover dominant ones; avoid duplicates
+within brand groups.
+4) Examine URLs for advertiser and item information.
+5) Prioritize the most recent data when evaluating signals (weight
+recency strongly and de-emphasize stale activity).
+
+**Quantity Requirements**
+- Provide 1 advertiser.
+
+#Preset Pool
+- Preset Advertiser List: {preset_advertiser_pool}
+
+#Input
+- Active Advertisers with Past Conversions:
+{active_advertisers_with_past_conversions}
+- Profile:
+Gender: {gender}, Age: {age}, User Type: {userstate}
+- Behavior:
+Attributed Conversions [{attributed_conversions}]
+Matched Conversions [{matched_conversions}]
+Onsite Searches [{onsite_searches}]
+Offsite Searches [{offsite_searches}]
+Offsite URLs [{offsite_urls}]
+Top Categories [{top_categories}]
+Top Brands [{top_brands}]"""
+
+# A.2
+SFT_SID = """#Role
+You are an ad-matching assistant for a commerce/discovery platform.
+Your task is to predict 1 advertiser most likely to convert
+and identify user interests based on their profile and
+behavior.
+
+##Mandatory Requirements
+**Advertiser Mining Requirements**
+1) Predict 1 advertiser likely to convert using user behavior and
+profile. Relate to user interests but don't limit to them.
+2) Select exactly 1 advertiser from either the Active Advertisers
+with Past Conversions or the Preset Advertiser List.
+3) Ensure diverse interests; cover dominant ones; avoid duplicates
+within brand groups.
+4) Examine URLs for advertiser and item information.
+5) Prioritize the most recent data when evaluating signals (weight
+recency strongly and de-emphasize stale activity).
+6) Use the most recent Semantic ID (SID) sequences as the primary
+intent signal.
+
+**Quantity Requirements**
+- Provide 1 advertiser.
+
+#Preset Pool
+- Preset Advertiser List: {preset_advertiser_pool}
+
+#Input
+- Active Advertisers with Past Conversions:
+{active_advertisers_with_past_conversions}
+- Profile:
+Gender: {gender}, Age: {age}, User Type: {userstate}
+- Behavior:
+Attributed Conversions [{attributed_conversions}]
+Matched Conversions [{matched_conversions}]
+Onsite Searches [{onsite_searches}]
+Offsite Searches [{offsite_searches}]
+Offsite URLs [{offsite_urls}]
+Top Categories [{top_categories}]
+Top Brands [{top_brands}]
+SID Sequences [{sid_sequences}]"""
+
+# A.3 (the inference template)
+GRPO_TEXT = """#Role
+You are an ad-matching assistant for a commerce/discovery platform.
+Your task is to predict top advertisers most likely to
+convert and identify user interests based on their profile
+and behavior.
+
+#Mandatory Requirements
+**Advertiser Mining Requirements**
+1) Predict advertisers likely to convert using user behavior and
+profile. Relate to user interests but don't limit to them.
+2) Select up to 4 advertisers from the Active Advertisers with
+Past Conversions; choose others from the Preset Advertiser
+List.
+3) Ensure diverse interests; cover dominant ones; avoid duplicates
+within brand groups.
+4) Examine URLs for advertiser and item information.
+
+**Interest Mining Requirements**
+1) Group behaviors into user interests; evaluate by recency,
+frequency, and diversity (R/F/D).
+2) Prioritize consistent multi-session patterns; reduce emphasis
+on short-term spikes.
+3) Create a ranked list of user interests from all behavioral
+signals.
+4) Use URLs to find top interests, removing noise from top
+categories.
+
+**Quantity Requirements**
+- Provide up to 5 unique user interests and exactly 20 advertisers.
+
+#Preset Pool
+- Preset Advertiser List: {preset_advertiser_pool}
+
+#Output Format
+- Return ONLY the following XML.
+
+<answer>
+<interests>
+[interest 1|interest 2|interest 3|interest 4|interest 5]
+</interests>
+<advertiser_names>
+Advertiser 1|Advertiser 2|Advertiser 3|Advertiser 4|Advertiser 5|
+Advertiser 6|Advertiser 7|Advertiser 8|Advertiser 9|
+Advertiser 10|Advertiser 11|Advertiser 12|Advertiser 13|
+Advertiser 14|Advertiser 15|Advertiser 16|Advertiser 17|
+Advertiser 18|Advertiser 19|Advertiser 20
+</advertiser_names>
+</answer>
+
+#Input
+- Active Advertisers with Past Conversions:
+{active_advertisers_with_past_conversions}
+- Profile:
+Gender: {gender}, Age: {age}, User Type: {userstate}
+- Behavior:
+Attributed Conversions [{attributed_conversions}]
+Matched Conversions [{matched_conversions}]
+Onsite Searches [{onsite_searches}]
+Offsite Searches [{offsite_searches}]
+Offsite URLs [{offsite_urls}]
+Top Categories [{top_categories}]
+Top Brands [{top_brands}]"""
+
+# A.4
+GRPO_SID = """#Role
+You are an ad-matching assistant for a commerce/discovery platform.
+Your task is to predict top advertisers most likely to
+convert and identify user interests based on their profile
+and behavior.
+
+#Mandatory Requirements
+**Advertiser Mining Requirements**
+1) Predict advertisers likely to convert using user behavior and
+profile. Relate to user interests but don't limit to them.
+2) Select up to 4 advertisers from the Active Advertisers with
+Past Conversions; choose others from the Preset Advertiser
+List.
+3) Ensure diverse interests; cover dominant ones; avoid duplicates
+within brand groups.
+4) Examine URLs for advertiser and item information.
+5) Consider the most recent Semantic ID (SID) sequences as a high-
+priority signal when selecting advertisers.
+
+**Interest Mining Requirements**
+1) Group behaviors into user interests; evaluate by recency,
+frequency, and diversity (R/F/D).
+2) Prioritize consistent multi-session patterns; reduce emphasis
+on short-term spikes.
+3) Create a ranked list of user interests from all behavioral
+signals.
+4) Use URLs to find top interests, removing noise from top
+categories.
+5) Use the most recent Semantic ID (SID) sequences as the primary
+intent signal.
+
+**Quantity Requirements**
+- Provide up to 5 unique user interests and exactly 20 advertisers.
+
+#Preset Pool
+- Preset Advertiser List: {preset_advertiser_pool}
+
+#Output Format
+- Return ONLY the following XML.
+
+<answer>
+<interests>
+[interest 1|interest 2|interest 3|interest 4|interest 5]
+</interests>
+<advertiser_names>
+Advertiser 1|Advertiser 2|Advertiser 3|Advertiser 4|Advertiser 5|
+Advertiser 6|Advertiser 7|Advertiser 8|Advertiser 9|
+Advertiser 10|Advertiser 11|Advertiser 12|Advertiser 13|
+Advertiser 14|Advertiser 15|Advertiser 16|Advertiser 17|
+Advertiser 18|Advertiser 19|Advertiser 20
+</advertiser_names>
+</answer>
+
+#Input
+- Active Advertisers with Past Conversions:
+{active_advertisers_with_past_conversions}
+- Profile:
+Gender: {gender}, Age: {age}, User Type: {userstate}
+- Behavior:
+Attributed Conversions [{attributed_conversions}]
+Matched Conversions [{matched_conversions}]
+Onsite Searches [{onsite_searches}]
+Offsite Searches [{offsite_searches}]
+Offsite URLs [{offsite_urls}]
+Top Categories [{top_categories}]
+Top Brands [{top_brands}]
+SID Sequences [{sid_sequences}]"""
+
+
+def _replace_once(text: str, old: str, new: str) -> str:
+    """Replace exactly one occurrence of ``old`` (fails loudly if the paper text drifts)."""
+    if text.count(old) != 1:
+        raise ValueError(f"template fragment not found exactly once: {old!r}")
+    return text.replace(old, new)
+
+
+def _derive(text: str, replacements: Sequence[tuple[str, str]]) -> str:
+    for old, new in replacements:
+        text = _replace_once(text, old, new)
+    return text
+
+
+# A.1 asking for 20 advertisers, with an explicit output line (before #Input, so it stays shared).
+SFT_TEXT_20 = _derive(
+    SFT_TEXT,
+    [
+        (
+            "Your task is to predict 1 advertiser most likely to convert",
+            "Your task is to predict 20 advertisers most likely to convert",
+        ),
+        (
+            "1) Predict 1 advertiser likely to convert using user behavior and",
+            "1) Predict 20 advertisers likely to convert using user behavior and",
+        ),
+        (
+            "2) Select exactly 1 advertiser from either the Active Advertisers",
+            "2) Select exactly 20 advertisers from either the Active Advertisers",
+        ),
+        ("- Provide 1 advertiser.", "- Provide 20 advertisers."),
+        (
+            "\n#Input\n",
+            "\n#Output Format\n"
+            "- Return ONLY the 20 advertiser names on one line, separated by '|'.\n"
+            "\n#Input\n",
+        ),
+    ],
+)
+
+# A.3 asking the model to reason inside <think>...</think> before the <answer> (zero-shot reasoning row).
+GRPO_TEXT_REASONING = _derive(
+    GRPO_TEXT,
+    [
+        (
+            "- Return ONLY the following XML.",
+            "- First think step by step inside <think>...</think>, then return ONLY the following XML.",
+        )
+    ],
+)
+
+TEMPLATES: dict[str, str] = {
+    "sft_text": SFT_TEXT,
+    "sft_sid": SFT_SID,
+    "grpo_text": GRPO_TEXT,
+    "grpo_sid": GRPO_SID,
+    "sft_text_20": SFT_TEXT_20,
+    "grpo_text_reasoning": GRPO_TEXT_REASONING,
+}
+INFERENCE_TEMPLATE = "grpo_text"  # design.md: inference uses the GRPO format
+
+INPUT_HEADER = "#Input"
+# Template placeholder -> examples-table column (adprior.contracts).
+LIST_PLACEHOLDERS: dict[str, str] = {
+    "active_advertisers_with_past_conversions": "active_advertisers",
+    "attributed_conversions": "attributed_conversions",
+    "matched_conversions": "matched_conversions",
+    "onsite_searches": "onsite_searches",
+    "offsite_searches": "offsite_searches",
+    "offsite_urls": "offsite_urls",
+    "top_categories": "top_categories",
+    "top_brands": "top_brands",
+    "sid_sequences": "sid_sequences",
+}
+PROFILE_PLACEHOLDERS: dict[str, str] = {"gender": "gender", "age": "age", "userstate": "user_state"}
+UNKNOWN = "unknown"
+NO_ACTIVE_ADVERTISERS = "None"
+LIST_SEP = " | "  # behaviour lists, inside the paper's brackets
+NAME_SEP = ", "  # active advertisers and preset pool
+
+
+# --------------------------------------------------------------------------------------------------
+# Budget
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PromptBudget:
+    """Limits for the per-user suffix of a prompt."""
+
+    max_user_tokens: int = 1024  # token budget of the per-user suffix ("#Input" to the end)
+    max_item_chars: int = 120  # longest single item after sanitising (cut on a word boundary + "…")
+    max_active_advertisers: int = 30  # newest active advertisers kept before the token budget
+    max_attributed_conversions: int = 20  # newest attributed conversions kept
+    max_matched_conversions: int = 20  # newest matched conversions kept
+    max_onsite_searches: int = 20  # newest on-site search queries kept
+    max_offsite_searches: int = 20  # newest off-site search queries kept
+    max_offsite_urls: int = 15  # newest off-site URLs kept
+    max_top_categories: int = 10  # top categories kept
+    max_top_brands: int = 10  # top brands kept
+    max_sid_sequences: int = 20  # newest semantic-ID sequences kept (SID templates only)
+    count_tokens: Callable[[str], int] | None = None  # tokenizer length; None -> ceil(len(text) / 4)
+
+    def max_items(self, field: str) -> int:
+        """Per-field item cap (before the token budget) of an examples-table list column."""
+        return int(getattr(self, f"max_{field}"))
+
+    def tokens(self, text: str) -> int:
+        """Token count of ``text`` with the configured counter (or the character estimate)."""
+        if self.count_tokens is None:
+            return math.ceil(len(text) / 4)
+        return int(self.count_tokens(text))
+
+
+def hf_token_counter(tokenizer: Any) -> Callable[[str], int]:
+    """A token counter for :class:`PromptBudget` from a Hugging Face tokenizer."""
+    return lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Sanitising
+# --------------------------------------------------------------------------------------------------
+
+_DROP_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn"})
+_TAG_RE = re.compile(r"</?[A-Za-z!?][^<>]{0,200}>")  # HTML/XML-like tags; other '<', '>' go later
+_DELIMS = str.maketrans({c: " " for c in "|[]#*`<>{}"})
+_WS_RE = re.compile(r"\s+")
+_INJECTION_RE = re.compile(
+    r"\b(?:ignore|disregard|forget|override|bypass)\b.{0,40}?"
+    r"\b(?:instructions?|above|previous|prior|earlier|rules|prompt|system|everything)\b"
+    r"|\b(?:system|assistant|developer)\s*:"
+    r"|\byou\s+are\s+now\b"
+    r"|\bnew\s+instructions?\b"
+    r"|\bpretend\s+(?:to\s+be|you)\b"
+    r"|\bjailbreak\b",
+    re.IGNORECASE,
+)
+# A semantic ID as written by llm_predictor.sid (one token per level: level letter + code, e.g.
+# "<a_12><b_3><c_40><d_0>"). Items of the ``sid_sequences`` field that match it exactly are kept verbatim
+# (they are our own codes, and the tag stripping below would delete them); anything else in that field is
+# sanitised like any other user text.
+SID_ITEM_RE = re.compile(r"(?:<[a-z]_\d{1,6}>){1,26}")
+# Examples-table list columns whose items may be semantic IDs (see SID_ITEM_RE).
+SID_FIELDS: frozenset[str] = frozenset({"sid_sequences"})
+
+
+def is_missing(value: object) -> bool:
+    """None, NaN, pandas NA/NaT: a field the row does not have."""
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    try:
+        return bool(value != value)  # pandas NA / NaT / numpy nan
+    except (TypeError, ValueError):
+        return False
+
+
+def _truncate(text: str, max_chars: int) -> str:
+    """Cut ``text`` to at most ``max_chars`` characters on a word boundary, ending with "…"."""
+    if len(text) <= max_chars:
+        return text
+    if max_chars <= 1:
+        return text[:max_chars]
+    cut = text[: max_chars - 1]
+    space = cut.rfind(" ")
+    if space >= max_chars // 2:
+        cut = cut[:space]
+    return cut.rstrip() + "…"
+
+
+def _sanitize(value: object, max_chars: int, allow_sid: bool = False) -> tuple[str, bool]:
+    """Sanitised text of one item and whether it was quoted as instruction-like.
+
+    With ``allow_sid``, a string that is exactly a semantic ID (:data:`SID_ITEM_RE`) is returned unchanged.
+    """
+    if is_missing(value):
+        return "", False
+    if allow_sid and isinstance(value, str) and SID_ITEM_RE.fullmatch(value):
+        return value, False
+    # Bound the work on pathological inputs before the per-character pass.
+    text = unicodedata.normalize("NFKC", str(value)[: max(max_chars, 1) * 8])
+    text = html.unescape(text)  # "&lt;answer&gt;" must not survive as a tag-like entity
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(
+        " " if ch.isspace() else ch
+        for ch in text
+        if ch.isspace() or unicodedata.category(ch) not in _DROP_CATEGORIES
+    )
+    text = _TAG_RE.sub(" ", text)
+    text = text.translate(_DELIMS)
+    text = _WS_RE.sub(" ", text).strip()
+    if not text:
+        return "", False
+    if _INJECTION_RE.search(text):
+        # Instruction-like text is kept only as a quoted string literal.
+        text = _truncate(text.replace('"', "'"), max(max_chars - 2, 1))
+        return f'"{text}"', True
+    return _truncate(text, max_chars), False
+
+
+def sanitize_text(value: object, max_chars: int = 120) -> str:
+    """Sanitise one user-supplied item so that it is plain data inside the prompt.
+
+    NFKC-normalises, unescapes HTML entities, removes control/format/private/unassigned characters,
+    strips ``<...>`` tags and any remaining ``<``/``>``, replaces the template's delimiter characters
+    (``| [ ] # * ` { }``) by spaces, collapses whitespace, cuts to ``max_chars`` on a word boundary and
+    wraps instruction-like phrases ("ignore the above", "system:", "you are now") in double quotes.
+    Returns "" for missing values or text that is empty after sanitising.
+    """
+    return _sanitize(value, max_chars)[0]
+
+
+def _as_list(value: object) -> list[Any]:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if isinstance(value, str | bytes):
+        return [value]
+    try:
+        return list(value)  # type: ignore[call-overload]
+    except TypeError:
+        return [value]
+
+
+@dataclass
+class _CleanList:
+    items: list[str]  # sanitised, de-duplicated, newest first, at most the field's cap
+    dropped_sanitize: int  # empty after sanitising or duplicate
+    dropped_cap: int  # beyond the field's item cap (never sanitised)
+    n_quoted: int  # instruction-like items rendered as quoted data
+
+
+def _clean_list(values: Iterable[Any], max_items: int, max_chars: int, allow_sid: bool = False) -> _CleanList:
+    values = list(values)
+    out: list[str] = []
+    seen: set[str] = set()
+    dropped = quoted = 0
+    consumed = 0
+    for value in values:
+        if len(out) >= max_items:
+            break
+        consumed += 1
+        text, was_quoted = _sanitize(value, max_chars, allow_sid)
+        key = text.strip('"').casefold()
+        if not text or key in seen:
+            dropped += 1
+            continue
+        seen.add(key)
+        out.append(text)
+        quoted += was_quoted
+    return _CleanList(out, dropped, len(values) - consumed, quoted)
+
+
+# --------------------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------------------
+
+
+def _template_text(template: str) -> str:
+    """Template text from a name in :data:`TEMPLATES` (or a raw template containing ``#Input``)."""
+    if template in TEMPLATES:
+        return TEMPLATES[template]
+    if f"\n{INPUT_HEADER}\n" in template:
+        return template
+    raise KeyError(f"unknown prompt template {template!r}; known: {sorted(TEMPLATES)}")
+
+
+@lru_cache(maxsize=64)
+def _split_template(text: str) -> tuple[str, str, tuple[str, ...]]:
+    """(prefix template, suffix template, list fields of the suffix in order)."""
+    idx = text.index(f"\n{INPUT_HEADER}\n") + 1
+    prefix, suffix = text[:idx], text[idx:]
+    names = [name for _, name, _, _ in string.Formatter().parse(suffix) if name]
+    unknown = [n for n in names if n not in LIST_PLACEHOLDERS and n not in PROFILE_PLACEHOLDERS]
+    if unknown:
+        raise KeyError(f"template has unknown per-user placeholders: {unknown}")
+    fields = tuple(LIST_PLACEHOLDERS[n] for n in names if n in LIST_PLACEHOLDERS)
+    return prefix, suffix, fields
+
+
+@lru_cache(maxsize=256)
+def _shared_prefix_cached(text: str, pool: tuple[str, ...], max_item_chars: int) -> str:
+    prefix, _, _ = _split_template(text)
+    clean = _clean_list(pool, len(pool), max_item_chars).items
+    return prefix.replace("{preset_advertiser_pool}", NAME_SEP.join(clean))
+
+
+def shared_prefix(template: str, preset_pool: Sequence[str], max_item_chars: int = 120) -> str:
+    """The part of the prompt shared by all users of a date: everything before ``#Input``.
+
+    Depends only on the template and the preset pool, so it is byte-identical across users; it ends
+    with the blank line right before ``#Input``.
+    """
+    return _shared_prefix_cached(_template_text(template), tuple(str(p) for p in preset_pool), max_item_chars)
+
+
+def _profile_value(value: object, max_chars: int) -> str:
+    if is_missing(value):
+        return UNKNOWN
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return sanitize_text(value, max_chars) or UNKNOWN
+
+
+def _render_suffix(suffix_template: str, lists: Mapping[str, list[str]], profile: Mapping[str, str]) -> str:
+    values: dict[str, str] = dict(profile)
+    for placeholder, field in LIST_PLACEHOLDERS.items():
+        items = lists.get(field, [])
+        if field == "active_advertisers":
+            values[placeholder] = NAME_SEP.join(items) if items else NO_ACTIVE_ADVERTISERS
+        else:
+            values[placeholder] = LIST_SEP.join(items)
+    return suffix_template.format_map(values)
+
+
+def _removal_order(lists: Mapping[str, list[str]], fields: Sequence[str]) -> list[str]:
+    """Fields to drop the last (oldest) item from, one item per step, longest list first.
+
+    "Longest" is the item count; ties go to the list with more characters, then to the later field
+    of the template (so the active advertisers, the strongest feature, are cut last).
+    """
+    counts = {f: len(lists[f]) for f in fields}
+    chars = {f: [0] for f in fields}
+    for f in fields:
+        for item in lists[f]:
+            chars[f].append(chars[f][-1] + len(item) + len(LIST_SEP))
+    rank = {f: i for i, f in enumerate(fields)}
+    order: list[str] = []
+    for _ in range(sum(counts.values())):
+        f = max(fields, key=lambda g: (counts[g], chars[g][counts[g]], rank[g]))
+        order.append(f)
+        counts[f] -= 1
+    return order
+
+
+def _user_suffix_with_stats(
+    template: str, example: Mapping[str, Any], budget: PromptBudget | None
+) -> tuple[str, dict[str, Any]]:
+    budget = budget or PromptBudget()
+    _, suffix_template, fields = _split_template(_template_text(template))
+    cleaned = {
+        f: _clean_list(_as_list(example.get(f)), budget.max_items(f), budget.max_item_chars, f in SID_FIELDS)
+        for f in fields
+    }
+    lists = {f: c.items for f, c in cleaned.items()}
+    profile = {
+        placeholder: _profile_value(example.get(col), budget.max_item_chars)
+        for placeholder, col in PROFILE_PLACEHOLDERS.items()
+    }
+
+    def render(n_removed: int) -> str:
+        counts = {f: len(lists[f]) for f in fields}
+        for f in order[:n_removed]:
+            counts[f] -= 1
+        return _render_suffix(suffix_template, {f: lists[f][: counts[f]] for f in fields}, profile)
+
+    def fits(n_removed: int) -> bool:
+        return budget.tokens(render(n_removed)) <= budget.max_user_tokens
+
+    order: list[str] = []
+    n_removed = 0
+    if not fits(0):
+        order = _removal_order(lists, fields)
+        # Smallest number of round-robin removals that fits: O(log n) tokenizer calls.
+        lo, hi = 1, len(order)
+        if not fits(hi):
+            lo = hi
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if fits(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        n_removed = lo
+    suffix = render(n_removed)
+    n_tokens = budget.tokens(suffix)
+    dropped_budget = {f: 0 for f in fields}
+    for f in order[:n_removed]:
+        dropped_budget[f] += 1
+    kept = {f: len(lists[f]) - dropped_budget[f] for f in fields}
+    stats: dict[str, Any] = {
+        "kept": kept,
+        "dropped_budget": dropped_budget,
+        "dropped_cap": {f: cleaned[f].dropped_cap for f in fields},
+        "dropped_sanitize": {f: cleaned[f].dropped_sanitize for f in fields},
+        "dropped": {
+            f: dropped_budget[f] + cleaned[f].dropped_cap + cleaned[f].dropped_sanitize for f in fields
+        },
+        "n_quoted": sum(c.n_quoted for c in cleaned.values()),
+        "suffix_tokens": n_tokens,
+        "max_user_tokens": budget.max_user_tokens,
+        "fits": n_tokens <= budget.max_user_tokens,
+    }
+    return suffix, stats
+
+
+def user_suffix(template: str, example: Mapping[str, Any], budget: PromptBudget | None = None) -> str:
+    """The per-user part of the prompt, from ``#Input`` to the end, cut to ``budget.max_user_tokens``.
+
+    ``example`` is one row of the examples table as a mapping; missing keys render as empty lists or
+    "unknown". Over budget, items are dropped from the end (oldest) of the longest lists first,
+    round-robin; field headers are never dropped.
+    """
+    return _user_suffix_with_stats(template, example, budget)[0]
+
+
+def build_prompt_with_stats(
+    template: str,
+    example: Mapping[str, Any],
+    preset_pool: Sequence[str],
+    budget: PromptBudget | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """:func:`build_prompt` plus per-field kept/dropped item counts and the suffix token count."""
+    budget = budget or PromptBudget()
+    suffix, stats = _user_suffix_with_stats(template, example, budget)
+    return shared_prefix(template, preset_pool, budget.max_item_chars) + suffix, stats
+
+
+def build_prompt(
+    template: str,
+    example: Mapping[str, Any],
+    preset_pool: Sequence[str],
+    budget: PromptBudget | None = None,
+) -> str:
+    """The full prompt: :func:`shared_prefix` + :func:`user_suffix`."""
+    return build_prompt_with_stats(template, example, preset_pool, budget)[0]
+
+
+def chat_messages(prompt: str) -> list[dict[str, str]]:
+    """The prompt as a single user message (the model's tokenizer applies its chat template later)."""
+    return [{"role": "user", "content": prompt}]
+
+
+# --------------------------------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------------------------------
+
+
+def _clean_names(names: Iterable[Any], max_chars: int = 120) -> list[str]:
+    return _clean_list(list(names), 1 << 30, max_chars).items
+
+
+def sft_completion(advertiser_name: str | Sequence[str]) -> str:
+    """SFT target: the advertiser name (sanitised like the pool); a sequence is joined by '|' (sft_text_20)."""
+    if isinstance(advertiser_name, str):
+        return sanitize_text(advertiser_name)
+    return "|".join(_clean_names(advertiser_name))
+
+
+# The inference answer of A.3 around its two '|'-lists; llm_predictor.infer.grammar builds its grammar from these.
+ANSWER_HEAD = "<answer>\n<interests>\n["
+ANSWER_MID = "]\n</interests>\n<advertiser_names>\n["
+ANSWER_TAIL = "]\n</advertiser_names>\n</answer>"
+
+
+def wrap_as_answer(names: Sequence[str], interests: Sequence[str] = ()) -> str:
+    """The inference answer (paper A.3) around given lists, as written (no cleaning)."""
+    return ANSWER_HEAD + "|".join(interests) + ANSWER_MID + "|".join(names) + ANSWER_TAIL
+
+
+def grpo_completion(advertiser_names: Sequence[str], interests: Sequence[str]) -> str:
+    """GRPO/inference target in the output format of A.3, both lists in brackets (items sanitised)."""
+    return wrap_as_answer(_clean_names(advertiser_names), _clean_names(interests))

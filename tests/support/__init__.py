@@ -1,0 +1,1 @@
+"""Test support shared by the test packages: paths, raw-data writers, a Redis server, store fixtures."""
