@@ -57,7 +57,11 @@ def _simulate_if_needed(cfg: NightlyConfig) -> tuple[Path, date]:
     wc = WorldConfig(out=data, users=cfg.users, seed=cfg.seed, workers=2, impression_rate=cfg.impression_rate)
     marker = data.parent / (data.name + "_truth") / "world.json"
     old = json.loads(marker.read_text())["config"] if marker.exists() else {}
-    if (old.get("users"), old.get("seed"), old.get("impression_rate")) != (wc.users, wc.seed, wc.impression_rate):
+    if (old.get("users"), old.get("seed"), old.get("impression_rate")) != (
+        wc.users,
+        wc.seed,
+        wc.impression_rate,
+    ):
         log.info("simulating a world of %d users under %s", cfg.users, data)
         run_sim(wc)
     return data, cfg.day or wc.end_date - timedelta(days=8)
@@ -74,9 +78,9 @@ def run_nightly(cfg: NightlyConfig) -> dict[str, Any]:
         dict is written to ``<workdir>/nightly-<day>.json``.
     """
     from adprior import store
+    from adprior.io import SparkConfig
     from llm_predictor.data.compile import CompileConfig, compile_examples, load_examples
     from llm_predictor.infer.shards import InferConfig, event_timestamp, run_inference
-    from adprior.io import SparkConfig
 
     stages: dict[str, float] = {}
     cfg.workdir.mkdir(parents=True, exist_ok=True)
@@ -92,9 +96,16 @@ def run_nightly(cfg: NightlyConfig) -> dict[str, Any]:
 
     t = time.perf_counter()
     ex_dir = cfg.workdir / "examples"
-    comp = compile_examples(CompileConfig(data=data, out=ex_dir, anchor_dates=[day],
-                                          countries=tuple(c.strip() for c in cfg.countries.split(",") if c.strip()),
-                                          spark=SparkConfig(master=cfg.master), tokenizer=None))
+    comp = compile_examples(
+        CompileConfig(
+            data=data,
+            out=ex_dir,
+            anchor_dates=[day],
+            countries=tuple(c.strip() for c in cfg.countries.split(",") if c.strip()),
+            spark=SparkConfig(master=cfg.master),
+            tokenizer=None,
+        )
+    )
     stages["compile"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -104,11 +115,22 @@ def run_nightly(cfg: NightlyConfig) -> dict[str, Any]:
 
     t = time.perf_counter()
     icfg = InferConfig(
-        examples=ex_dir, day=day, predictions=store.offline_dir(cfg.store, "llm_predictions"),
-        work=cfg.workdir / "infer", data=data, engine=cfg.engine, budget_tokens=cfg.budget_tokens,
-        shard_size=cfg.shard_size, runner=cfg.runner, ray_address=cfg.ray_address, workers=cfg.workers,
-        cpus_per_worker=cfg.cpus_per_worker, gpus_per_worker=cfg.gpus_per_worker, incremental=cfg.incremental,
-        limit_users=cfg.limit_users, force=cfg.force,
+        examples=ex_dir,
+        day=day,
+        predictions=store.offline_dir(cfg.store, "llm_predictions"),
+        work=cfg.workdir / "infer",
+        data=data,
+        engine=cfg.engine,
+        budget_tokens=cfg.budget_tokens,
+        shard_size=cfg.shard_size,
+        runner=cfg.runner,
+        ray_address=cfg.ray_address,
+        workers=cfg.workers,
+        cpus_per_worker=cfg.cpus_per_worker,
+        gpus_per_worker=cfg.gpus_per_worker,
+        incremental=cfg.incremental,
+        limit_users=cfg.limit_users,
+        force=cfg.force,
     )
     inf = run_inference(icfg)
     stages["infer"] = time.perf_counter() - t

@@ -73,8 +73,10 @@ FEATURE_TABLE_SCHEMAS: dict[str, pa.Schema] = {
             *(EXAMPLE_SCHEMA.field(c) for c in ("n_attributed", "n_matched")),
             ("n_active_advertisers", pa.int64()),  # len(active_advertiser_ids)
             # the examples' behaviour lists and last event time, with the examples' types
-            *(EXAMPLE_SCHEMA.field(c) for c in ("active_advertiser_ids", "active_advertisers", *BEHAVIOR_FIELDS,
-                                                "last_event_ts")),
+            *(
+                EXAMPLE_SCHEMA.field(c)
+                for c in ("active_advertiser_ids", "active_advertisers", *BEHAVIOR_FIELDS, "last_event_ts")
+            ),
         ]
     ),
     "advertiser_stats": pa.schema(
@@ -137,9 +139,13 @@ def yaml_path(cfg: StoreConfig) -> Path:
     """The feature_store yaml of ``(cfg.offline, cfg.online)`` inside ``cfg.repo``."""
     offline = cfg.offline
     if offline not in {o for o, _ in _YAMLS}:
-        raise ValueError(f"unknown offline store {offline!r}; expected one of {sorted({o for o, _ in _YAMLS})}")
+        raise ValueError(
+            f"unknown offline store {offline!r}; expected one of {sorted({o for o, _ in _YAMLS})}"
+        )
     if cfg.online not in {o for _, o in _YAMLS}:
-        raise ValueError(f"unknown online store {cfg.online!r}; expected one of {sorted({o for _, o in _YAMLS})}")
+        raise ValueError(
+            f"unknown online store {cfg.online!r}; expected one of {sorted({o for _, o in _YAMLS})}"
+        )
     return Path(cfg.repo) / _YAMLS[(offline, cfg.online)]
 
 
@@ -154,7 +160,9 @@ def _address(cfg: StoreConfig) -> str:
     if cfg.online == "redis":
         value = os.environ.get(cfg.redis_env)
         return f"${cfg.redis_env}=" + (_redacted(value) if value else "<unset>")
-    return str(Path(cfg.repo) / "data" / ("online_store_spark.db" if cfg.offline == "spark" else "online_store.db"))
+    return str(
+        Path(cfg.repo) / "data" / ("online_store_spark.db" if cfg.offline == "spark" else "online_store.db")
+    )
 
 
 def get_store(cfg: StoreConfig) -> Any:
@@ -291,7 +299,9 @@ def _repo_imports(repo: Path) -> Iterator[None]:
     Modules of the same names imported before (another copy of the repo, or an unrelated package)
     are set aside and restored afterwards, so two repos can be applied in one process.
     """
-    names = {p.stem for p in repo.glob("*.py")} | {p.name for p in repo.iterdir() if (p / "__init__.py").exists()}
+    names = {p.stem for p in repo.glob("*.py")} | {
+        p.name for p in repo.iterdir() if (p / "__init__.py").exists()
+    }
 
     def ours(mod: str) -> bool:
         return mod.split(".")[0] in names
@@ -339,11 +349,16 @@ def apply(cfg: StoreConfig) -> None:
     if not contents.projects:
         contents.projects.append(Project(name=store.project, description=""))
     elif [p.name for p in contents.projects] != [store.project]:
-        raise ValueError(f"repo defines projects {[p.name for p in contents.projects]}, yaml says {store.project!r}")
+        raise ValueError(
+            f"repo defines projects {[p.name for p in contents.projects]}, yaml says {store.project!r}"
+        )
     # Spark validates a source by reading it, and cannot read a folder without parquet files (the
     # file store does not read at apply time): skip the check until every table has data.
-    empty = [ds.name for ds in contents.data_sources if cfg.offline == "spark" and getattr(ds, "path", None)
-             and not any(Path(ds.path).glob("*.parquet"))]
+    empty = [
+        ds.name
+        for ds in contents.data_sources
+        if cfg.offline == "spark" and getattr(ds, "path", None) and not any(Path(ds.path).glob("*.parquet"))
+    ]
     if empty:
         log.warning("apply: no offline data yet for %s; Spark source validation skipped", sorted(empty))
     with _translate_outage(cfg, "feast apply"):
@@ -420,7 +435,9 @@ def conform_table(table: str, df: pd.DataFrame | pa.Table) -> pa.Table:
             if field.name == "created_timestamp":
                 arrays.append(pa.array([datetime.now(UTC)] * n, type=field.type))
                 continue
-            raise ValueError(f"table {table!r}, column {field.name!r}: missing (expected columns {schema.names})")
+            raise ValueError(
+                f"table {table!r}, column {field.name!r}: missing (expected columns {schema.names})"
+            )
         values = df.column(field.name) if isinstance(df, pa.Table) else df[field.name]
         arrays.append(_column(table, field.name, values, field.type))
     out = pa.Table.from_arrays(arrays, schema=schema)
@@ -545,7 +562,9 @@ def user_behavior_frame(examples: pd.DataFrame, day: date, now: datetime | None 
     out = pd.DataFrame(
         {
             "user_id": ex["user_id"].astype("int64"),
-            "event_timestamp": pd.Series([_midnight(day + timedelta(days=1))] * n, dtype="datetime64[us, UTC]"),
+            "event_timestamp": pd.Series(
+                [_midnight(day + timedelta(days=1))] * n, dtype="datetime64[us, UTC]"
+            ),
             "created_timestamp": pd.Series([now or datetime.now(UTC)] * n, dtype="datetime64[us, UTC]"),
             "anchor_date": [day] * n,
             "n_attributed": ex["n_attributed"].astype("Int64"),
@@ -586,7 +605,9 @@ def advertiser_stats_frame(
     )
 
 
-def write_daily_features(cfg: StoreConfig, data_root: Path, examples: pd.DataFrame, day: date) -> dict[str, int]:
+def write_daily_features(
+    cfg: StoreConfig, data_root: Path, examples: pd.DataFrame, day: date
+) -> dict[str, int]:
     """Write the day's offline feature partitions; returns rows written per table.
 
     - ``user_profile``: every user of the raw ``users`` table, partition ``all`` (rewritten).
@@ -685,11 +706,15 @@ def _markers(cfg: StoreConfig, store: Any, update: dict[str, str] | None = None)
     with contextlib.closing(sqlite3.connect(path)) as con, con:
         con.execute("CREATE TABLE IF NOT EXISTS adprior_materialized (view TEXT PRIMARY KEY, end_ts TEXT)")
         if update:
-            con.executemany("INSERT OR REPLACE INTO adprior_materialized VALUES (?, ?)", sorted(update.items()))
+            con.executemany(
+                "INSERT OR REPLACE INTO adprior_materialized VALUES (?, ?)", sorted(update.items())
+            )
         return dict(con.execute("SELECT view, end_ts FROM adprior_materialized").fetchall())
 
 
-def materialize(cfg: StoreConfig, end: datetime, start: datetime | None = None, check: bool = True) -> dict[str, Any]:
+def materialize(
+    cfg: StoreConfig, end: datetime, start: datetime | None = None, check: bool = True
+) -> dict[str, Any]:
     """Push offline rows with event_timestamp up to ``end`` (inclusive) to the online store.
 
     Without ``start`` this is incremental per feature view: from the view's last materialized end
@@ -729,19 +754,29 @@ def materialize(cfg: StoreConfig, end: datetime, start: datetime | None = None, 
     db = _sqlite_path(cfg, store) if cfg.online == "sqlite" else None
     if db is not None and not db.exists() and any(fv.most_recent_end_time for fv in views):
         log.warning("materialize: the SQLite online store %s is gone; recreating its tables", db)
-        store._get_provider().update_infra(store.project, tables_to_delete=[], tables_to_keep=views,
-                                           entities_to_delete=[], entities_to_keep=store.list_entities(),
-                                           partial=False)
+        store._get_provider().update_infra(
+            store.project,
+            tables_to_delete=[],
+            tables_to_keep=views,
+            entities_to_delete=[],
+            entities_to_keep=store.list_entities(),
+            partial=False,
+        )
     markers = _markers(cfg, store)
     for fv in views:
         if not _has_files(cfg, fv):  # dask cannot read an empty folder; nothing to write anyway
-            log.warning("materialize: %s has no offline data yet (%s); left out", fv.name, fv.batch_source.path)
+            log.warning(
+                "materialize: %s has no offline data yet (%s); left out", fv.name, fv.batch_source.path
+            )
             empty.append(fv.name)
         elif start is not None:
             windows[fv.name] = _utc(start)
         elif fv.most_recent_end_time is not None and markers is not None and fv.name not in markers:
-            log.warning("materialize: the online store has no marker for %s (its data was lost or predates "
-                        "markers); writing it again from its first-run window", fv.name)
+            log.warning(
+                "materialize: the online store has no marker for %s (its data was lost or predates "
+                "markers); writing it again from its first-run window",
+                fv.name,
+            )
             lost.append(fv.name)
             windows[fv.name] = end - fv.ttl if fv.ttl and fv.ttl.total_seconds() > 0 else EPOCH
         elif fv.most_recent_end_time is not None:
@@ -819,7 +854,9 @@ def lookup(
     rows = [{"user_id": int(u)} for u in user_ids]
     check_online(cfg, "online lookup")
     with _translate_outage(cfg, "online lookup"):
-        resp = store.get_online_features(features=feats, entity_rows=rows, full_feature_names=full_feature_names)
+        resp = store.get_online_features(
+            features=feats, entity_rows=rows, full_feature_names=full_feature_names
+        )
         data = resp.to_dict()
     return [{k: _plain(v[i]) for k, v in data.items()} for i in range(len(rows))]
 
@@ -901,12 +938,16 @@ def historical_features(
         sub = out[[*keys, key_ts]].drop_duplicates()
         # Only entities the source has rows for: an entity without any row makes the dask store's
         # sort on the (then null) timestamps fail when the source has several files.
-        sub = sub.merge(_source_keys(cfg, fv), on=keys, how="inner").rename(columns={key_ts: "event_timestamp"})
+        sub = sub.merge(_source_keys(cfg, fv), on=keys, how="inner").rename(
+            columns={key_ts: "event_timestamp"}
+        )
         refs = [f"{view}:{f}" for f in sorted(feats)]
         cols = [f"{view}__{f}" for f in sorted(feats)]
         if len(sub):
             with dask.config.set({"dataframe.shuffle.method": "tasks"}):  # default 'disk': ~10x slower
-                res = store.get_historical_features(entity_df=sub, features=refs, full_feature_names=True).to_df()
+                res = store.get_historical_features(
+                    entity_df=sub, features=refs, full_feature_names=True
+                ).to_df()
             res = res.rename(columns={"event_timestamp": key_ts})
             res[key_ts] = pd.to_datetime(res[key_ts], utc=True)
             for c in cols:  # the Spark store returns timestamp features naive (session time zone UTC)
@@ -972,7 +1013,9 @@ class RedisServer:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+        client = redis.Redis(
+            host="127.0.0.1", port=self.port, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+        )
         try:
             return bool(client.ping())
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
@@ -995,8 +1038,19 @@ class RedisServer:
                 f"{self.binary!r} not found on PATH: install Redis (e.g. `apt-get install -y redis-server`)"
             )
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        cmd = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--daemonize", "no"]
+        cmd = [
+            exe,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -91,8 +91,13 @@ def count_events(data: Path, anchors: list[date], cfg) -> tuple[int, int]:
 
     ds = pads.dataset(RawLayout(data).table("events"), format="parquet", partitioning="hive")
     total = ds.count_rows()
-    longest = max(cfg.serving_lookback_days, cfg.search_lookback_days, cfg.url_lookback_days,
-                  cfg.conversion_lookback_days, cfg.category_lookback_days)
+    longest = max(
+        cfg.serving_lookback_days,
+        cfg.search_lookback_days,
+        cfg.url_lookback_days,
+        cfg.conversion_lookback_days,
+        cfg.category_lookback_days,
+    )
     read = 0
     for x in anchors:  # the same window as compile_day: dt in [x - longest - 1, x + label_days + 1]
         lo = (x - timedelta(days=longest + 1)).isoformat()
@@ -110,10 +115,18 @@ def du(path: Path) -> int:
 # ---------------------------------------------------------------------------------------------
 
 COLUMNS = [
-    ("users", "users"), ("events_total", "events (all)"), ("events_read", "events read"),
-    ("seconds", "compile s"), ("events_per_s", "events/s"), ("examples", "examples"), ("labelled", "labelled"),
-    ("size_ratio", "size ratio"), ("time_ratio", "time ratio"), ("scaling_exponent", "exponent"),
-    ("peak_tree_rss_mib", "peak RSS MiB"), ("output_mib", "output MiB"),
+    ("users", "users"),
+    ("events_total", "events (all)"),
+    ("events_read", "events read"),
+    ("seconds", "compile s"),
+    ("events_per_s", "events/s"),
+    ("examples", "examples"),
+    ("labelled", "labelled"),
+    ("size_ratio", "size ratio"),
+    ("time_ratio", "time ratio"),
+    ("scaling_exponent", "exponent"),
+    ("peak_tree_rss_mib", "peak RSS MiB"),
+    ("output_mib", "output MiB"),
 ]
 
 
@@ -143,8 +156,13 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--users", type=int, nargs="+", default=[720, 7200],
-                    help="world sizes in users (defaults: ~100k and ~1M events)")
+    ap.add_argument(
+        "--users",
+        type=int,
+        nargs="+",
+        default=[720, 7200],
+        help="world sizes in users (defaults: ~100k and ~1M events)",
+    )
     ap.add_argument("--dates", nargs="+", default=["2026-06-22"], help="anchor dates (YYYY-MM-DD)")
     ap.add_argument("--days", type=int, default=120, help="WorldConfig.days")
     ap.add_argument("--advertisers", type=int, default=300, help="WorldConfig.advertisers")
@@ -162,26 +180,34 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("py4j", "world.simulate", "llm_predictor.data.compile"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from llm_predictor.data.compile import CompileConfig, compile_examples
     from adprior.io import SparkConfig, get_spark
+    from llm_predictor.data.compile import CompileConfig, compile_examples
     from world.simulate import WorldConfig, simulate
 
     anchors = [date.fromisoformat(d) for d in args.dates]
     sizes = sorted(set(args.users))
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    spark_cfg = SparkConfig(master=args.master, driver_memory=args.driver_memory,
-                            shuffle_partitions=args.shuffle_partitions)
+    spark_cfg = SparkConfig(
+        master=args.master, driver_memory=args.driver_memory, shuffle_partitions=args.shuffle_partitions
+    )
 
     def ccfg(users: int, out: Path) -> CompileConfig:
-        return CompileConfig(data=work / f"world-{users}", out=out, anchor_dates=anchors, tokenizer=None,
-                             spark=spark_cfg)
+        return CompileConfig(
+            data=work / f"world-{users}", out=out, anchor_dates=anchors, tokenizer=None, spark=spark_cfg
+        )
 
     report: dict = {
         "header": header(),
-        "params": {"dates": args.dates, "days": args.days, "advertisers": args.advertisers, "seed": args.seed,
-                   "master": args.master, "driver_memory": args.driver_memory,
-                   "shuffle_partitions": args.shuffle_partitions},
+        "params": {
+            "dates": args.dates,
+            "days": args.days,
+            "advertisers": args.advertisers,
+            "seed": args.seed,
+            "master": args.master,
+            "driver_memory": args.driver_memory,
+            "shuffle_partitions": args.shuffle_partitions,
+        },
         "results": [],
     }
 
@@ -189,13 +215,26 @@ def main(argv: list[str] | None = None) -> int:
     worlds: dict[int, dict] = {}
     for i, users in enumerate(sizes, 1):
         log.info("[simulate %d/%d] %d users ...", i, len(sizes), users)
-        wcfg = WorldConfig(out=work / f"world-{users}", users=users, advertisers=args.advertisers, days=args.days,
-                           seed=args.seed, workers=args.sim_workers)
+        wcfg = WorldConfig(
+            out=work / f"world-{users}",
+            users=users,
+            advertisers=args.advertisers,
+            days=args.days,
+            seed=args.seed,
+            workers=args.sim_workers,
+        )
         s = simulate(wcfg)
         total, read = count_events(wcfg.out, anchors, ccfg(users, work / "unused"))
         worlds[users] = {"events_total": total, "events_read": read, "simulate_s": s["seconds"]}
-        log.info("[simulate %d/%d] %d users: %d events (%d in the compile windows), %.1f s", i, len(sizes), users,
-                 total, read, s["seconds"])
+        log.info(
+            "[simulate %d/%d] %d users: %d events (%d in the compile windows), %.1f s",
+            i,
+            len(sizes),
+            users,
+            total,
+            read,
+            s["seconds"],
+        )
 
     # 2. One Spark session, one untimed warm-up on the smallest world.
     t0 = time.perf_counter()
@@ -215,8 +254,13 @@ def main(argv: list[str] | None = None) -> int:
         for i, users in enumerate(sizes, 1):
             out = work / f"examples-{users}"
             shutil.rmtree(out, ignore_errors=True)
-            log.info("[compile %d/%d] %d users, %d events read ...", i, len(sizes), users,
-                     worlds[users]["events_read"])
+            log.info(
+                "[compile %d/%d] %d users, %d events read ...",
+                i,
+                len(sizes),
+                users,
+                worlds[users]["events_read"],
+            )
             with TreeRss() as mem:
                 t0 = time.perf_counter()
                 summary = compile_examples(ccfg(users, out), spark=spark)
@@ -239,10 +283,22 @@ def main(argv: list[str] | None = None) -> int:
             time_ratio = row["seconds"] / base["seconds"]
             row["size_ratio"] = round(size_ratio, 2)
             row["time_ratio"] = round(time_ratio, 2)
-            row["scaling_exponent"] = round(math.log(time_ratio) / math.log(size_ratio), 3) if size_ratio > 1 else None
-            log.info("[compile %d/%d] %d users: %.1f s, %.0f events/s, %d examples (%d labelled); "
-                     "size x%.2f time x%.2f", i, len(sizes), users, seconds, row["events_per_s"], row["examples"],
-                     row["labelled"], size_ratio, time_ratio)
+            row["scaling_exponent"] = (
+                round(math.log(time_ratio) / math.log(size_ratio), 3) if size_ratio > 1 else None
+            )
+            log.info(
+                "[compile %d/%d] %d users: %.1f s, %.0f events/s, %d examples (%d labelled); "
+                "size x%.2f time x%.2f",
+                i,
+                len(sizes),
+                users,
+                seconds,
+                row["events_per_s"],
+                row["examples"],
+                row["labelled"],
+                size_ratio,
+                time_ratio,
+            )
             report["results"].append(row)
             if not args.keep:
                 shutil.rmtree(out, ignore_errors=True)

@@ -98,8 +98,9 @@ def _peak_rss_mib() -> float:
     return round((own + kids) / 1024, 1)
 
 
-def build_inputs(examples: Path, day: date, n: int, seed: int, tokenizer: Any,
-                 budget_tokens: int) -> tuple[str, list[str], list[list[str]], list[int]]:
+def build_inputs(
+    examples: Path, day: date, n: int, seed: int, tokenizer: Any, budget_tokens: int
+) -> tuple[str, list[str], list[list[str]], list[int]]:
     """(shared prefix, user suffixes, allowed names per user, user ids) for ``n`` sampled users of ``day``."""
     from llm_predictor.data.compile import load_examples, load_preset_pool
     from llm_predictor.data.prompts import (
@@ -132,19 +133,25 @@ def run_variant(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], li
     """In this process: load the variant's engine, warm it up, time one generate; (result row, answers)."""
     from transformers import AutoTokenizer
 
+    from llm_predictor.data.parsing import parse_answer
     from llm_predictor.infer.engines import EngineConfig, make_engine
     from llm_predictor.infer.shards import interest_vocabulary_of
-    from llm_predictor.data.parsing import parse_answer
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    prefix, suffixes, allowed, _ = build_inputs(args.examples, date.fromisoformat(args.date), args.users,
-                                                args.seed, tokenizer, args.budget_tokens)
+    prefix, suffixes, allowed, _ = build_inputs(
+        args.examples, date.fromisoformat(args.date), args.users, args.seed, tokenizer, args.budget_tokens
+    )
     interests = interest_vocabulary_of(args.data)
     cfg = EngineConfig(
-        kind="vllm" if name == "vllm" else "transformers", model=args.model,
-        batch_size=1 if name == "naive" else args.batch_size, max_new_tokens=args.max_new_tokens,
-        max_names=args.max_names, prefix_cache=name == "cached", threads=args.threads or None,
-        device=args.device, dtype=args.dtype,
+        kind="vllm" if name == "vllm" else "transformers",
+        model=args.model,
+        batch_size=1 if name == "naive" else args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        max_names=args.max_names,
+        prefix_cache=name == "cached",
+        threads=args.threads or None,
+        device=args.device,
+        dtype=args.dtype,
     )
     t0 = time.perf_counter()
     engine = make_engine(cfg)
@@ -152,8 +159,10 @@ def run_variant(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], li
     t0 = time.perf_counter()
     engine.generate("warm-up " + prefix, suffixes[:2], allowed[:2], interests)  # another prefix: no reuse
     warm_s = time.perf_counter() - t0
-    engine.stats = {k: (0.0 if isinstance(v, float) else {} if isinstance(v, dict) else 0)
-                    for k, v in engine.stats.items()}
+    engine.stats = {
+        k: (0.0 if isinstance(v, float) else {} if isinstance(v, dict) else 0)
+        for k, v in engine.stats.items()
+    }
     t0 = time.perf_counter()
     gens = engine.generate(prefix, suffixes, allowed, interests)
     seconds = time.perf_counter() - t0
@@ -176,8 +185,9 @@ def run_variant(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], li
         "model_tokens": computed + st["generated_tokens"],
         "prefix_seconds": round(st.get("prefix_seconds", 0.0), 2),
         "padding_tokens": st.get("padding_tokens", 0),
-        "ok_rate": round(sum(g.status == "ok" and p.status == "ok" for g, p in zip(gens, parsed, strict=True)) / n,
-                         3),
+        "ok_rate": round(
+            sum(g.status == "ok" and p.status == "ok" for g, p in zip(gens, parsed, strict=True)) / n, 3
+        ),
         "with_interests": round(sum(bool(p.interests) for p in parsed) / n, 3),
         "mean_names": round(sum(len(p.advertisers) for p in parsed) / n, 2),
         "load_s": round(load_s, 1),
@@ -185,18 +195,36 @@ def run_variant(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], li
     }
     engine.close()
     row["peak_rss_mib"] = _peak_rss_mib()
-    log.info("[%s] %d users in %.1f s: %.3f users/s, %.1f generated tok/s, %.0f%% of prompt tokens computed",
-             name, n, seconds, row["users_per_s"], row["gen_tokens_per_s"], 100 * row["computed_fraction"])
+    log.info(
+        "[%s] %d users in %.1f s: %.3f users/s, %.1f generated tok/s, %.0f%% of prompt tokens computed",
+        name,
+        n,
+        seconds,
+        row["users_per_s"],
+        row["gen_tokens_per_s"],
+        100 * row["computed_fraction"],
+    )
     return row, [g.text for g in gens]
 
 
 COLUMNS = [
-    ("variant", "variant"), ("batch_size", "batch"), ("users", "users"), ("seconds", "s"),
-    ("users_per_s", "users/s"), ("speedup_vs_naive", "x naive"), ("gen_tokens_per_s", "gen tok/s"),
-    ("mean_prompt_tokens", "prompt tok/user"), ("mean_computed_prompt_tokens", "computed tok/user"),
-    ("computed_fraction", "computed frac"), ("gflops", "GFLOP/s"), ("matmul_fraction", "of matmul limit"),
-    ("peak_rss_mib", "peak RSS MiB"), ("load_s", "load s"), ("ok_rate", "ok rate"),
-    ("with_interests", ">=1 interest"), ("same_as_naive", "same as naive"),
+    ("variant", "variant"),
+    ("batch_size", "batch"),
+    ("users", "users"),
+    ("seconds", "s"),
+    ("users_per_s", "users/s"),
+    ("speedup_vs_naive", "x naive"),
+    ("gen_tokens_per_s", "gen tok/s"),
+    ("mean_prompt_tokens", "prompt tok/user"),
+    ("mean_computed_prompt_tokens", "computed tok/user"),
+    ("computed_fraction", "computed frac"),
+    ("gflops", "GFLOP/s"),
+    ("matmul_fraction", "of matmul limit"),
+    ("peak_rss_mib", "peak RSS MiB"),
+    ("load_s", "load s"),
+    ("ok_rate", "ok rate"),
+    ("with_interests", ">=1 interest"),
+    ("same_as_naive", "same as naive"),
 ]
 
 
@@ -227,9 +255,15 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--examples", type=Path, default=Path("data/cal/examples"), help="compiled examples folder")
-    ap.add_argument("--data", type=Path, default=Path("data/cal/world"),
-                    help="raw-table root (its advertisers' categories are the interest vocabulary)")
+    ap.add_argument(
+        "--examples", type=Path, default=Path("data/cal/examples"), help="compiled examples folder"
+    )
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=Path("data/cal/world"),
+        help="raw-table root (its advertisers' categories are the interest vocabulary)",
+    )
     ap.add_argument("--date", default="2026-06-15", help="anchor date (YYYY-MM-DD)")
     ap.add_argument("--users", type=int, default=16, help="users generated for (the same in every variant)")
     ap.add_argument("--model", help="HF model folder (default: the converted SmolLM2-135M-Instruct)")
@@ -244,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="user sample seed")
     ap.add_argument("--json", default="bench/results/infer.json")
     ap.add_argument("--md", default="bench/results/infer.md")
-    ap.add_argument("--one", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: run one variant, print JSON
+    ap.add_argument(
+        "--one", choices=VARIANTS, help=argparse.SUPPRESS
+    )  # internal: run one variant, print JSON
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.model is None:
@@ -266,12 +302,23 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {
         "header": header(_versions()),
         "params": {
-            "examples": str(args.examples), "data": str(args.data), "date": args.date, "users": args.users,
-            "model": args.model, "model_version": model_version(args.model), "device": args.device,
-            "dtype": "float32" if args.dtype == "auto" else args.dtype, "batch_size": args.batch_size,
-            "max_new_tokens": args.max_new_tokens, "max_names": args.max_names, "threads": args.threads,
-            "budget_tokens": args.budget_tokens, "seed": args.seed, "parameters": params,
-            "prefix_chars": None, "model_type": cfg.model_type,
+            "examples": str(args.examples),
+            "data": str(args.data),
+            "date": args.date,
+            "users": args.users,
+            "model": args.model,
+            "model_version": model_version(args.model),
+            "device": args.device,
+            "dtype": "float32" if args.dtype == "auto" else args.dtype,
+            "batch_size": args.batch_size,
+            "max_new_tokens": args.max_new_tokens,
+            "max_names": args.max_names,
+            "threads": args.threads,
+            "budget_tokens": args.budget_tokens,
+            "seed": args.seed,
+            "parameters": params,
+            "prefix_chars": None,
+            "model_type": cfg.model_type,
         },
         "matmul_gflops": round(limit, 1),
         "results": [],
@@ -281,8 +328,17 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.variants:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "row.json"
-            cmd = [sys.executable, str(Path(__file__).resolve()), *_strip(forwarded), "--one", name,
-                   "--json", str(out), "--model", args.model]
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                *_strip(forwarded),
+                "--one",
+                name,
+                "--json",
+                str(out),
+                "--model",
+                args.model,
+            ]
             log.info("variant %s: %s", name, " ".join(cmd))
             subprocess.run(cmd, check=True)
             got = json.loads(out.read_text())
@@ -294,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(args.model)
-    prefix, _, _, user_ids = build_inputs(args.examples, date.fromisoformat(args.date), args.users, args.seed,
-                                          tok, args.budget_tokens)
+    prefix, _, _, user_ids = build_inputs(
+        args.examples, date.fromisoformat(args.date), args.users, args.seed, tok, args.budget_tokens
+    )
     report["params"].update(prefix_chars=len(prefix), user_ids=user_ids, users=len(user_ids))
     naive = next((r for r in report["results"] if r["variant"] == "naive"), None)
     for r in report["results"]:

@@ -114,8 +114,9 @@ def _csv(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
         items = [s.strip() for s in text.split(",") if s.strip()]
         bad = [s for s in items if s not in choices]
         if bad or not items:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated subset of "
-                                             f"{','.join(choices)}")
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected a comma-separated subset of {','.join(choices)}"
+            )
         return list(dict.fromkeys(items))
 
     return parse
@@ -162,18 +163,23 @@ def candidate_pool(root: Path | None, offline: Path) -> tuple[np.ndarray, str]:
         ids = _column(root / "items", ["advertiser_id"])["advertiser_id"].drop_null().to_numpy()
         ids = ids.astype(np.int64)
         return ids, f"items table of {root}"
-    log.warning("no items table under %s; candidate ads are the advertisers of the offline advertiser_stats table",
-                root)
+    log.warning(
+        "no items table under %s; candidate ads are the advertisers of the offline advertiser_stats table",
+        root,
+    )
     ids = np.unique(_column(offline / "advertiser_stats", ["advertiser_id"])["advertiser_id"].to_numpy())
     return ids.astype(np.int64), "offline advertiser_stats table (one ad per advertiser)"
 
 
-def make_requests(users: np.ndarray, ads: np.ndarray, n: int, candidates: int,
-                  rng: np.random.Generator) -> list[Request]:
+def make_requests(
+    users: np.ndarray, ads: np.ndarray, n: int, candidates: int, rng: np.random.Generator
+) -> list[Request]:
     """``n`` requests: a uniform user and ``candidates`` ads (without replacement when there are enough)."""
     replace = candidates > len(ads)
-    return [Request(int(rng.choice(users)), [int(a) for a in rng.choice(ads, size=candidates, replace=replace)])
-            for _ in range(n)]
+    return [
+        Request(int(rng.choice(users)), [int(a) for a in rng.choice(ads, size=candidates, replace=replace)])
+        for _ in range(n)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,9 +191,13 @@ def stats(ms: list[float], candidates: int) -> dict[str, Any]:
     """p50 / p99 / mean / max latency (ms) and candidates per second at the mean latency."""
     a = np.asarray(ms, dtype=float)
     mean = float(a.mean())
-    return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)), 2),
-            "mean_ms": round(mean, 2), "max_ms": round(float(a.max()), 2),
-            "candidates_per_s": round(candidates / (mean / 1000.0), 1)}
+    return {
+        "p50_ms": round(float(np.percentile(a, 50)), 2),
+        "p99_ms": round(float(np.percentile(a, 99)), 2),
+        "mean_ms": round(mean, 2),
+        "max_ms": round(float(a.max()), 2),
+        "candidates_per_s": round(candidates / (mean / 1000.0), 1),
+    }
 
 
 def timed(fn: Callable[[Request], Any], warm: list[Request], requests: list[Request]) -> list[float]:
@@ -217,7 +227,8 @@ class Scorer:
     cfg: Any  # adprior.store.StoreConfig
     ranker: Any  # ranking.serve.OnlineRanker
     ms: dict[str, list[float]] = field(
-        default_factory=lambda: {k: [] for k in ("e2e", "fetch", "predict", "matrix")})
+        default_factory=lambda: {k: [] for k in ("e2e", "fetch", "predict", "matrix")}
+    )
     nulls: list[float] = field(default_factory=list)
 
     @property
@@ -242,8 +253,14 @@ def setup_store(online: str, repo: Path, end: datetime, report: dict) -> Any:
     if res["no_offline_data"]:
         setup["no_offline_data"] = res["no_offline_data"]
     report["setup"].append(setup)
-    log.info("[%s] apply %.1f s, materialize %d rows in %.1f s (%s)", online, setup["apply_s"], setup["rows"],
-             setup["materialize_s"], setup["views"])
+    log.info(
+        "[%s] apply %.1f s, materialize %d rows in %.1f s (%s)",
+        online,
+        setup["apply_s"],
+        setup["rows"],
+        setup["materialize_s"],
+        setup["views"],
+    )
     return cfg
 
 
@@ -264,16 +281,23 @@ def verify_scores(scorers: list[Scorer], verify: list[Request], now: datetime) -
             got = s.ranker.score(r.user_id, r.advertisers, now=now)
             if not np.array_equal(got, want):
                 k = int(np.flatnonzero(got != want)[0])
-                raise RuntimeError(f"{s.label} request {i}: score() differs from predict(online frame) at "
-                                   f"ad {k}: {got[k]!r} != {want[k]!r}")
+                raise RuntimeError(
+                    f"{s.label} request {i}: score() differs from predict(online frame) at "
+                    f"ad {k}: {got[k]!r} != {want[k]!r}"
+                )
             store, other = first.setdefault((s.library, s.features, i), (s.store, got))
             if not np.array_equal(other, got):
-                raise RuntimeError(f"{s.label} request {i}: scores differ from those read from {store} "
-                                   f"(max abs diff {np.abs(other - got).max():.3g})")
+                raise RuntimeError(
+                    f"{s.label} request {i}: scores differ from those read from {store} "
+                    f"(max abs diff {np.abs(other - got).max():.3g})"
+                )
         if verify and min(s.nulls) >= 1.0:
             raise RuntimeError(f"{s.label}: online frames hold only nulls; was anything materialized?")
-    log.info("verified %d requests x %d scorers: score() == predict(online frame), same across stores",
-             len(verify), len(scorers))
+    log.info(
+        "verified %d requests x %d scorers: score() == predict(online frame), same across stores",
+        len(verify),
+        len(scorers),
+    )
 
 
 def one_request(s: Scorer, r: Request, now: datetime, record: bool) -> None:
@@ -316,8 +340,9 @@ def time_scorers(scorers: list[Scorer], warm: list[Request], requests: list[Requ
             log.info("request %d / %d (%.0f s)", i + 1, len(requests), time.perf_counter() - t0)
 
 
-def fetch_breakdown(cfgs: dict[str, Any], fsets: list[str], warm: list[Request], sub: list[Request],
-                    candidates: int) -> list[dict[str, Any]]:
+def fetch_breakdown(
+    cfgs: dict[str, Any], fsets: list[str], warm: list[Request], sub: list[Request], candidates: int
+) -> list[dict[str, Any]]:
     """The parts of online_features per (store, feature set), interleaved over ``sub``."""
     from adprior.store import check_online, get_store
     from ranking.config import SERVICES
@@ -331,7 +356,8 @@ def fetch_breakdown(cfgs: dict[str, Any], fsets: list[str], warm: list[Request],
         fs = get_store(cfgs[online])
         cached[(online, fset)] = (fs, fs.get_feature_service(SERVICES[fset]))
     ms: dict[tuple[str, str], dict[str, list[float]]] = {
-        c: {k: [] for k in ("store", "check", "read_fresh", "read_cached", "to_df")} for c in combos}
+        c: {k: [] for k in ("store", "check", "read_fresh", "read_cached", "to_df")} for c in combos
+    }
 
     def once(online: str, fset: str, r: Request, record: bool) -> None:
         cfg, service = cfgs[online], SERVICES[fset]
@@ -369,34 +395,64 @@ def fetch_breakdown(cfgs: dict[str, Any], fsets: list[str], warm: list[Request],
     return rows
 
 
-def bench(repo: Path, args: argparse.Namespace, end: datetime, warm: list[Request], requests: list[Request],
-          report: dict) -> None:
+def bench(
+    repo: Path,
+    args: argparse.Namespace,
+    end: datetime,
+    warm: list[Request],
+    requests: list[Request],
+    report: dict,
+) -> None:
     """Set up every online store, verify, then time every (store, library, feature set) interleaved."""
     from ranking.serve import OnlineRanker
 
     cfgs = {}
     for online in args.stores:
         cfgs[online] = setup_store(online, repo, end, report)
-    scorers = [Scorer(o, lib, fset, cfgs[o], OnlineRanker.load(args.out, args.task, lib, fset, cfgs[o]))
-               for o in args.stores for fset in args.features for lib in args.libraries]
+    scorers = [
+        Scorer(o, lib, fset, cfgs[o], OnlineRanker.load(args.out, args.task, lib, fset, cfgs[o]))
+        for o in args.stores
+        for fset in args.features
+        for lib in args.libraries
+    ]
     now = end + timedelta(seconds=1)
     verify_scores(scorers, requests[: args.verify], now)
     time_scorers(scorers, warm, requests, now)
     n = args.candidates
     distinct_mean = round(float(np.mean([len(r.distinct) for r in requests])), 1)
     for s in scorers:
-        base = {"store": s.store, "library": s.library, "features": s.features, "requests": len(requests),
-                "candidates": n, "null_share": round(float(np.mean(s.nulls)), 3) if s.nulls else None}
+        base = {
+            "store": s.store,
+            "library": s.library,
+            "features": s.features,
+            "requests": len(requests),
+            "candidates": n,
+            "null_share": round(float(np.mean(s.nulls)), 3) if s.nulls else None,
+        }
         for part, key in (("end to end", "e2e"), ("fetch", "fetch"), ("predict", "predict")):
             report["rows"].append({**base, "part": part, **stats(s.ms[key], n)})
         pm, mm = float(np.mean(s.ms["predict"])), float(np.mean(s.ms["matrix"]))
-        report["predict_breakdown"].append({
-            "store": s.store, "library": s.library, "features": s.features, "rows_mean": distinct_mean,
-            "columns": len(s.ranker.model.spec.columns()), "predict_mean_ms": round(pm, 2),
-            "matrix_mean_ms": round(mm, 2), "model_mean_ms": round(pm - mm, 2)})
+        report["predict_breakdown"].append(
+            {
+                "store": s.store,
+                "library": s.library,
+                "features": s.features,
+                "rows_mean": distinct_mean,
+                "columns": len(s.ranker.model.spec.columns()),
+                "predict_mean_ms": round(pm, 2),
+                "matrix_mean_ms": round(mm, 2),
+                "model_mean_ms": round(pm - mm, 2),
+            }
+        )
         e, f = float(np.mean(s.ms["e2e"])), float(np.mean(s.ms["fetch"]))
-        log.info("%s end to end %.1f ms (fetch %.1f + predict %.1f ms), %.0f candidates/s", s.label, e, f, pm,
-                 n / (e / 1000.0))
+        log.info(
+            "%s end to end %.1f ms (fetch %.1f + predict %.1f ms), %.0f candidates/s",
+            s.label,
+            e,
+            f,
+            pm,
+            n / (e / 1000.0),
+        )
     if args.breakdown > 0:
         report["fetch_breakdown"] = fetch_breakdown(cfgs, args.features, warm, requests[: args.breakdown], n)
 
@@ -406,32 +462,56 @@ def bench(repo: Path, args: argparse.Namespace, end: datetime, warm: list[Reques
 # ---------------------------------------------------------------------------------------------
 
 COLUMNS = [
-    ("store", "online store"), ("library", "library"), ("features", "features"), ("part", "part"),
-    ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("mean_ms", "mean ms"), ("max_ms", "max ms"),
+    ("store", "online store"),
+    ("library", "library"),
+    ("features", "features"),
+    ("part", "part"),
+    ("p50_ms", "p50 ms"),
+    ("p99_ms", "p99 ms"),
+    ("mean_ms", "mean ms"),
+    ("max_ms", "max ms"),
     ("candidates_per_s", "candidates/s"),
 ]
 BREAKDOWN_COLUMNS = [
-    ("store", "online store"), ("features", "features"), ("requests", "requests"),
-    ("store_p50_ms", "new FeatureStore p50 ms"), ("store_mean_ms", "new FeatureStore mean ms"),
-    ("check_p50_ms", "check_online p50 ms"), ("check_mean_ms", "check_online mean ms"),
-    ("read_fresh_p50_ms", "read, new store p50 ms"), ("read_fresh_mean_ms", "read, new store mean ms"),
-    ("read_cached_p50_ms", "read, store reused p50 ms"), ("read_cached_mean_ms", "read, store reused mean ms"),
-    ("to_df_p50_ms", "to_df p50 ms"), ("to_df_mean_ms", "to_df mean ms"),
+    ("store", "online store"),
+    ("features", "features"),
+    ("requests", "requests"),
+    ("store_p50_ms", "new FeatureStore p50 ms"),
+    ("store_mean_ms", "new FeatureStore mean ms"),
+    ("check_p50_ms", "check_online p50 ms"),
+    ("check_mean_ms", "check_online mean ms"),
+    ("read_fresh_p50_ms", "read, new store p50 ms"),
+    ("read_fresh_mean_ms", "read, new store mean ms"),
+    ("read_cached_p50_ms", "read, store reused p50 ms"),
+    ("read_cached_mean_ms", "read, store reused mean ms"),
+    ("to_df_p50_ms", "to_df p50 ms"),
+    ("to_df_mean_ms", "to_df mean ms"),
 ]
 PREDICT_COLUMNS = [
-    ("store", "online store"), ("library", "library"), ("features", "features"), ("rows_mean", "rows (mean)"),
-    ("columns", "model columns"), ("predict_mean_ms", "predict mean ms"),
+    ("store", "online store"),
+    ("library", "library"),
+    ("features", "features"),
+    ("rows_mean", "rows (mean)"),
+    ("columns", "model columns"),
+    ("predict_mean_ms", "predict mean ms"),
     ("matrix_mean_ms", "FeatureSpec.matrix mean ms"),
     ("model_mean_ms", "library predict mean ms"),
 ]
-SETUP_COLUMNS = [("store", "online store"), ("apply_s", "apply s"), ("materialize_s", "materialize s"),
-                 ("rows", "rows written")]
+SETUP_COLUMNS = [
+    ("store", "online store"),
+    ("apply_s", "apply s"),
+    ("materialize_s", "materialize s"),
+    ("rows", "rows written"),
+]
 
 
 def markdown(report: dict) -> str:
     h, p, m = report["header"], report["params"], report["header"]["machine"]
-    versions = ", ".join(f"{k} {m[k]}" for k in ("feast", "xgboost", "lightgbm", "pandas", "pyarrow",
-                                                  "redis_server", "redis_py") if m.get(k))
+    versions = ", ".join(
+        f"{k} {m[k]}"
+        for k in ("feast", "xgboost", "lightgbm", "pandas", "pyarrow", "redis_server", "redis_py")
+        if m.get(k)
+    )
     d = report["data"]
     lines = [
         "# Online ranking benchmark (Feast online features + GBDT scoring)",
@@ -492,8 +572,9 @@ def print_table(report: dict) -> None:
 
     table = Table(title=f"online ranking: {report['params']['candidates']} candidates per request")
     for _, title in COLUMNS:
-        table.add_column(title, justify="left" if title in ("online store", "library", "features", "part")
-                         else "right")
+        table.add_column(
+            title, justify="left" if title in ("online store", "library", "features", "part") else "right"
+        )
     for r in report["rows"]:
         table.add_row(*("–" if r.get(k) is None else str(r[k]) for k, _ in COLUMNS))
     Console(width=160).print(table)
@@ -509,9 +590,15 @@ def _versions() -> dict[str, Any]:
 
     from bench.store import redis_version
 
-    return {"feast": feast.__version__, "xgboost": xgboost.__version__, "lightgbm": lightgbm.__version__,
-            "pandas": pd.__version__, "pyarrow": pa.__version__, "redis_server": redis_version(),
-            "redis_py": redis.__version__}
+    return {
+        "feast": feast.__version__,
+        "xgboost": xgboost.__version__,
+        "lightgbm": lightgbm.__version__,
+        "pandas": pd.__version__,
+        "pyarrow": pa.__version__,
+        "redis_server": redis_version(),
+        "redis_py": redis.__version__,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -521,24 +608,42 @@ def _versions() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=Path("runs/ranking/models"), help="trained ranking run folder")
+    ap.add_argument(
+        "--out", type=Path, default=Path("runs/ranking/models"), help="trained ranking run folder"
+    )
     ap.add_argument("--repo", type=Path, default=Path("runs/ranking/feature_repo"), help="its Feast repo")
-    ap.add_argument("--data", type=Path, default=None,
-                    help="raw-table root with items/ (default: config.data of <out>/metrics.json)")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="raw-table root with items/ (default: config.data of <out>/metrics.json)",
+    )
     ap.add_argument("--task", choices=("ctcvr", "vtcvr"), default="ctcvr")
     ap.add_argument("--libraries", type=_csv(LIBRARIES), default=list(LIBRARIES), help="comma-separated")
-    ap.add_argument("--features", type=_csv(FEATURE_SETS), default=list(FEATURE_SETS),
-                    help="feature sets, comma-separated")
-    ap.add_argument("--stores", type=_csv(STORES), default=list(STORES), help="online stores, comma-separated")
+    ap.add_argument(
+        "--features",
+        type=_csv(FEATURE_SETS),
+        default=list(FEATURE_SETS),
+        help="feature sets, comma-separated",
+    )
+    ap.add_argument(
+        "--stores", type=_csv(STORES), default=list(STORES), help="online stores, comma-separated"
+    )
     ap.add_argument("--candidates", type=int, default=500, help="candidate ads per request")
     ap.add_argument("--requests", type=int, default=200, help="timed requests per (store, library, features)")
     ap.add_argument("--warmup", type=int, default=10, help="untimed requests before the timed ones")
-    ap.add_argument("--breakdown", type=int, default=50, help="requests on which the fetch is split into parts")
+    ap.add_argument(
+        "--breakdown", type=int, default=50, help="requests on which the fetch is split into parts"
+    )
     ap.add_argument("--verify", type=int, default=3, help="requests checked score() == predict(frame)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None,
-                    help="OpenMP threads of xgboost / lightgbm predict (sets $OMP_NUM_THREADS before they are "
-                    "imported; default: the libraries' default, all cores, as the ranker runs today)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="OpenMP threads of xgboost / lightgbm predict (sets $OMP_NUM_THREADS before they are "
+        "imported; default: the libraries' default, all cores, as the ranker runs today)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary feature repo (path is logged)")
     ap.add_argument("--json", default="bench/results/ranking.json")
     ap.add_argument("--md", default="bench/results/ranking.md")
@@ -567,7 +672,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"{args.repo} has no offline llm_predictions table ({offline / 'llm_predictions'})")
 
     end = materialize_end(offline)
-    users = np.unique(_column(offline / "llm_predictions", ["user_id"])["user_id"].to_numpy()).astype(np.int64)
+    users = np.unique(_column(offline / "llm_predictions", ["user_id"])["user_id"].to_numpy()).astype(
+        np.int64
+    )
     ads, ads_source = candidate_pool(data_root(args.out, args.data), offline)
     rng = np.random.default_rng(args.seed)
     warm = make_requests(users, ads, args.warmup, args.candidates, rng)
@@ -576,20 +683,46 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {
         "header": header(_versions()),
-        "params": {"out": str(args.out), "repo": str(args.repo), "task": args.task, "libraries": args.libraries,
-                   "features": args.features, "stores": args.stores, "candidates": args.candidates,
-                   "requests": args.requests, "warmup": args.warmup, "verify": args.verify,
-                   "breakdown": args.breakdown, "seed": args.seed, "threads": args.threads,
-                   "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-                   "end": end.isoformat(), "now": (end + timedelta(seconds=1)).isoformat()},
-        "data": {"users": len(users), "ads": len(ads), "advertisers_in_pool": len(np.unique(ads)),
-                 "ads_source": ads_source, "distinct_advertisers_mean": round(float(distinct.mean()), 1),
-                 "distinct_advertisers_min": int(distinct.min()),
-                 "distinct_advertisers_max": int(distinct.max())},
-        "rows": [], "fetch_breakdown": [], "predict_breakdown": [], "setup": [],
+        "params": {
+            "out": str(args.out),
+            "repo": str(args.repo),
+            "task": args.task,
+            "libraries": args.libraries,
+            "features": args.features,
+            "stores": args.stores,
+            "candidates": args.candidates,
+            "requests": args.requests,
+            "warmup": args.warmup,
+            "verify": args.verify,
+            "breakdown": args.breakdown,
+            "seed": args.seed,
+            "threads": args.threads,
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "end": end.isoformat(),
+            "now": (end + timedelta(seconds=1)).isoformat(),
+        },
+        "data": {
+            "users": len(users),
+            "ads": len(ads),
+            "advertisers_in_pool": len(np.unique(ads)),
+            "ads_source": ads_source,
+            "distinct_advertisers_mean": round(float(distinct.mean()), 1),
+            "distinct_advertisers_min": int(distinct.min()),
+            "distinct_advertisers_max": int(distinct.max()),
+        },
+        "rows": [],
+        "fetch_breakdown": [],
+        "predict_breakdown": [],
+        "setup": [],
     }
-    log.info("%d users; ads from the %s (%d ads of %d advertisers); distinct advertisers per request: mean %.1f",
-             len(users), ads_source, len(ads), len(np.unique(ads)), distinct.mean())
+    log.info(
+        "%d users; ads from the %s (%d ads of %d advertisers); distinct advertisers per request: mean %.1f",
+        len(users),
+        ads_source,
+        len(ads),
+        len(np.unique(ads)),
+        distinct.mean(),
+    )
 
     tmp = Path(tempfile.mkdtemp(prefix="adprior-bench-ranking-"))
     repo = tmp / "feature_repo"

@@ -103,8 +103,9 @@ def _selectors(text: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def mixture(n: int, centers: np.ndarray, spread: float, rng: np.random.Generator, chunk: int = 200_000
-            ) -> np.ndarray:
+def mixture(
+    n: int, centers: np.ndarray, spread: float, rng: np.random.Generator, chunk: int = 200_000
+) -> np.ndarray:
     """``n`` L2-normalised float32 points: a random centre + spread * N(0, I/d) each (built in chunks)."""
     d = centers.shape[1]
     out = np.empty((n, d), dtype=np.float32)
@@ -130,20 +131,26 @@ def make_data(n: int, args: argparse.Namespace) -> dict[str, Any]:
     vectors = mixture(n, centers, args.spread, rng)
     nq = args.warmup + args.queries
     queries = mixture(nq, centers, args.spread, rng)
-    sets = [adv_of_rank[rng.choice(args.advertisers, size=args.allowed, replace=False, p=weights)]
-            for _ in range(nq)]
+    sets = [
+        adv_of_rank[rng.choice(args.advertisers, size=args.allowed, replace=False, p=weights)]
+        for _ in range(nq)
+    ]
     counts = np.bincount(np.searchsorted(np.sort(adv_of_rank), advs), minlength=args.advertisers)
     adv_sorted = np.sort(adv_of_rank)
     count_of = dict(zip(adv_sorted.tolist(), counts.tolist(), strict=True))
-    allowed_items = np.array([sum(count_of[a] for a in s.tolist()) for s in sets[args.warmup:]])
+    allowed_items = np.array([sum(count_of[a] for a in s.tolist()) for s in sets[args.warmup :]])
     adv_by_item = np.empty(n, dtype=np.int64)
     adv_by_item[item_ids] = advs
     return {
-        "item_ids": item_ids, "advs": advs, "vectors": vectors, "adv_by_item": adv_by_item,
+        "item_ids": item_ids,
+        "advs": advs,
+        "vectors": vectors,
+        "adv_by_item": adv_by_item,
         "warm": (queries[: args.warmup], sets[: args.warmup]),
-        "timed": (queries[args.warmup:], sets[args.warmup:]),
+        "timed": (queries[args.warmup :], sets[args.warmup :]),
         "stats": {
-            "items": n, "advertisers_with_items": int((counts > 0).sum()),
+            "items": n,
+            "advertisers_with_items": int((counts > 0).sum()),
             "largest_advertiser_items": int(counts.max()),
             "median_advertiser_items": float(np.median(counts[counts > 0])),
             "allowed_items_mean": round(float(allowed_items.mean()), 1),
@@ -180,9 +187,11 @@ def run_queries(search: Search, data: dict[str, Any], k: int) -> tuple[list[floa
 
 def latency(ms: list[float], prefix: str) -> dict[str, float]:
     a = np.asarray(ms)
-    return {f"{prefix}_p50_ms": round(float(np.percentile(a, 50)), 3),
-            f"{prefix}_p99_ms": round(float(np.percentile(a, 99)), 3),
-            f"{prefix}_mean_ms": round(float(a.mean()), 3)}
+    return {
+        f"{prefix}_p50_ms": round(float(np.percentile(a, 50)), 3),
+        f"{prefix}_p99_ms": round(float(np.percentile(a, 99)), 3),
+        f"{prefix}_mean_ms": round(float(a.mean()), 3),
+    }
 
 
 def recall(got: np.ndarray, truth: np.ndarray) -> float:
@@ -200,23 +209,30 @@ def check_allowed(label: str, ids: np.ndarray, data: dict[str, Any]) -> None:
         found = row[row >= 0]
         bad = ~np.isin(data["adv_by_item"][found], allowed)
         if bad.any():
-            raise RuntimeError(f"{label}: query {i} returned item(s) {found[bad][:5].tolist()} of advertisers "
-                               f"outside its allowed set")
+            raise RuntimeError(
+                f"{label}: query {i} returned item(s) {found[bad][:5].tolist()} of advertisers "
+                f"outside its allowed set"
+            )
 
 
-def filtered_row(index: Any, data: dict[str, Any], k: int, truth: np.ndarray | None, label: str,
-                 **override: Any) -> tuple[dict[str, Any], np.ndarray]:
+def filtered_row(
+    index: Any, data: dict[str, Any], k: int, truth: np.ndarray | None, label: str, **override: Any
+) -> tuple[dict[str, Any], np.ndarray]:
     """Time the restricted search; recall against ``truth`` (itself when None)."""
     ms, ids = run_queries(lambda q, s: index.search_advertisers(q, s, k, **override)[1], data, k)
     check_allowed(label, ids, data)
-    row = {**latency(ms, "f"), "recall": recall(ids, ids if truth is None else truth),
-           "full_rows": round(float((ids >= 0).all(axis=1).mean()), 3),
-           "returned_mean": round(float((ids >= 0).sum(axis=1).mean()), 1)}
+    row = {
+        **latency(ms, "f"),
+        "recall": recall(ids, ids if truth is None else truth),
+        "full_rows": round(float((ids >= 0).all(axis=1).mean()), 3),
+        "returned_mean": round(float((ids >= 0).sum(axis=1).mean()), 1),
+    }
     return row, ids
 
 
-def unrestricted_row(index: Any, data: dict[str, Any], k: int, truth: np.ndarray | None,
-                     **override: Any) -> tuple[dict[str, Any], np.ndarray]:
+def unrestricted_row(
+    index: Any, data: dict[str, Any], k: int, truth: np.ndarray | None, **override: Any
+) -> tuple[dict[str, Any], np.ndarray]:
     ms, ids = run_queries(lambda q, _s: index.search(q, k, **override)[1], data, k)
     return {**latency(ms, "u"), "u_recall": recall(ids, ids if truth is None else truth)}, ids
 
@@ -246,46 +262,86 @@ def bench_size(n: int, args: argparse.Namespace, report: dict[str, Any]) -> None
         report["rows"].append({**common, **row})
         log.info("[%d] %s", n, {key: v for key, v in row.items() if key != "build"})
 
-    base = {"threads": args.build_threads or report["header"]["machine"]["faiss_default_threads"], "seed": args.seed}
+    base = {
+        "threads": args.build_threads or report["header"]["machine"]["faiss_default_threads"],
+        "seed": args.seed,
+    }
     st = args.search_threads
 
     # 1. Exact reference: flat + bitmap selector.
     index, mib = build(data, IndexConfig(kind="flat", filter="selector", **base), st)
     frow, truth = filtered_row(index, data, k, None, "flat")
     urow, utruth = unrestricted_row(index, data, k, None)
-    add({"index": "flat (exact)", "filter": "selector bitmap", "param": "–", "build_s": index.build_seconds["main"],
-         "index_mib": mib, **frow, **urow, "build": dict(index.build_seconds)})
+    add(
+        {
+            "index": "flat (exact)",
+            "filter": "selector bitmap",
+            "param": "–",
+            "build_s": index.build_seconds["main"],
+            "index_mib": mib,
+            **frow,
+            **urow,
+            "build": dict(index.build_seconds),
+        }
+    )
     del index
     gc.collect()
 
     # 2. Partitions: one exact flat index per advertiser.
     index, mib = build(data, IndexConfig(kind="flat", filter="partition", **base), st)
     frow, _ = filtered_row(index, data, k, truth, "partition")
-    add({"index": "per-advertiser flat", "filter": "partition", "param": "–",
-         "build_s": index.build_seconds["partitions"], "index_mib": mib, **frow,
-         "build": dict(index.build_seconds)})
+    add(
+        {
+            "index": "per-advertiser flat",
+            "filter": "partition",
+            "param": "–",
+            "build_s": index.build_seconds["partitions"],
+            "index_mib": mib,
+            **frow,
+            "build": dict(index.build_seconds),
+        }
+    )
     del index
     gc.collect()
 
     # 3. IVF and HNSW with a selector, over their search settings.
-    for kind, name, values, key in (("ivf", "nprobe", args.nprobe, "nprobe"),
-                                    ("hnsw", "efSearch", args.ef_search, "ef_search")):
-        cfg = IndexConfig(kind=kind, filter="selector", selector=args.selectors[0], nlist=args.nlist,
-                          hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, **base)
+    for kind, name, values, key in (
+        ("ivf", "nprobe", args.nprobe, "nprobe"),
+        ("hnsw", "efSearch", args.ef_search, "ef_search"),
+    ):
+        cfg = IndexConfig(
+            kind=kind,
+            filter="selector",
+            selector=args.selectors[0],
+            nlist=args.nlist,
+            hnsw_m=args.hnsw_m,
+            ef_construction=args.ef_construction,
+            **base,
+        )
         log.info("[%d] building %s ...", n, kind)
         index, mib = build(data, cfg, st)
         log.info("[%d] %s built in %.1f s", n, kind, index.build_seconds["main"])
-        extra = f"nlist {index._index.nlist}" if kind == "ivf" else f"M {args.hnsw_m}, efC {args.ef_construction}"
+        extra = (
+            f"nlist {index._index.nlist}" if kind == "ivf" else f"M {args.hnsw_m}, efC {args.ef_construction}"
+        )
         first = True
         for v in values:
             urow, _ = unrestricted_row(index, data, k, utruth, **{key: v})
             for sel in args.selectors:
                 index.config.selector = sel
                 frow, _ = filtered_row(index, data, k, truth, f"{kind} {sel} {name}={v}", **{key: v})
-                add({"index": f"{kind} ({extra})", "filter": f"selector {sel}", "param": f"{name} {v}",
-                     "build_s": index.build_seconds["main"] if first else None,
-                     "index_mib": mib if first else None, **frow, **urow,
-                     "build": dict(index.build_seconds) if first else None})
+                add(
+                    {
+                        "index": f"{kind} ({extra})",
+                        "filter": f"selector {sel}",
+                        "param": f"{name} {v}",
+                        "build_s": index.build_seconds["main"] if first else None,
+                        "index_mib": mib if first else None,
+                        **frow,
+                        **urow,
+                        "build": dict(index.build_seconds) if first else None,
+                    }
+                )
                 first = False
             index.config.selector = args.selectors[0]
         del index
@@ -302,18 +358,32 @@ def bench_size(n: int, args: argparse.Namespace, report: dict[str, Any]) -> None
 # ---------------------------------------------------------------------------------------------
 
 COLUMNS = [
-    ("items", "items"), ("index", "index"), ("filter", "filter"), ("param", "search param"),
-    ("build_s", "build s"), ("index_mib", "index MiB"),
-    ("f_p50_ms", "filtered p50 ms"), ("f_p99_ms", "filtered p99 ms"), ("recall", "filtered recall@k"),
-    ("full_rows", "full rows"), ("u_p50_ms", "unrestricted p50 ms"), ("u_p99_ms", "unrestricted p99 ms"),
+    ("items", "items"),
+    ("index", "index"),
+    ("filter", "filter"),
+    ("param", "search param"),
+    ("build_s", "build s"),
+    ("index_mib", "index MiB"),
+    ("f_p50_ms", "filtered p50 ms"),
+    ("f_p99_ms", "filtered p99 ms"),
+    ("recall", "filtered recall@k"),
+    ("full_rows", "full rows"),
+    ("u_p50_ms", "unrestricted p50 ms"),
+    ("u_p99_ms", "unrestricted p99 ms"),
     ("u_recall", "unrestricted recall@k"),
 ]
 SIZE_COLUMNS = [
-    ("items", "items"), ("advertisers_with_items", "advertisers with items"),
-    ("largest_advertiser_items", "largest advertiser items"), ("median_advertiser_items", "median advertiser items"),
-    ("allowed_items_mean", "allowed items / query (mean)"), ("allowed_items_p10", "p10"),
-    ("allowed_items_p90", "p90"), ("allowed_share_mean", "allowed share"), ("data_s", "data s"),
-    ("size_s", "size total s"), ("peak_rss_mib", "peak RSS MiB"),
+    ("items", "items"),
+    ("advertisers_with_items", "advertisers with items"),
+    ("largest_advertiser_items", "largest advertiser items"),
+    ("median_advertiser_items", "median advertiser items"),
+    ("allowed_items_mean", "allowed items / query (mean)"),
+    ("allowed_items_p10", "p10"),
+    ("allowed_items_p90", "p90"),
+    ("allowed_share_mean", "allowed share"),
+    ("data_s", "data s"),
+    ("size_s", "size total s"),
+    ("peak_rss_mib", "peak RSS MiB"),
 ]
 
 
@@ -365,8 +435,11 @@ def print_table(report: dict[str, Any]) -> None:
 def _versions() -> dict[str, Any]:
     import faiss
 
-    return {"faiss": faiss.__version__, "numpy": np.__version__,
-            "faiss_default_threads": faiss.omp_get_max_threads()}
+    return {
+        "faiss": faiss.__version__,
+        "numpy": np.__version__,
+        "faiss_default_threads": faiss.omp_get_max_threads(),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,10 +463,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nprobe", type=_ints, default=[16, 64, 256], help="IVF settings, comma-separated")
     ap.add_argument("--hnsw-m", type=int, default=32)
     ap.add_argument("--ef-construction", type=int, default=80)
-    ap.add_argument("--ef-search", type=_ints, default=[128, 512, 2048], help="HNSW settings, comma-separated")
-    ap.add_argument("--selectors", type=_selectors, default=["bitmap"],
-                    help="IDSelector kinds for the IVF/HNSW rows: bitmap, batch or bitmap,batch")
-    ap.add_argument("--build-threads", type=int, default=0, help="faiss OpenMP threads for builds; 0 = default")
+    ap.add_argument(
+        "--ef-search", type=_ints, default=[128, 512, 2048], help="HNSW settings, comma-separated"
+    )
+    ap.add_argument(
+        "--selectors",
+        type=_selectors,
+        default=["bitmap"],
+        help="IDSelector kinds for the IVF/HNSW rows: bitmap, batch or bitmap,batch",
+    )
+    ap.add_argument(
+        "--build-threads", type=int, default=0, help="faiss OpenMP threads for builds; 0 = default"
+    )
     ap.add_argument("--search-threads", type=int, default=1, help="faiss OpenMP threads for searches")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default="bench/results/retrieval.json")
@@ -408,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "header": header(_versions()),
         "params": {k: v for k, v in vars(args).items() if k not in ("json", "md")},
-        "rows": [], "sizes": [],
+        "rows": [],
+        "sizes": [],
     }
     t0 = time.perf_counter()
     for n in sorted(args.sizes):

@@ -112,26 +112,46 @@ def stage_simulate(spec: dict) -> dict:
     from world.simulate import WorldConfig, simulate
 
     p = _paths(spec)
-    wc = WorldConfig(out=p["data"], users=spec["users"], seed=spec["seed"], workers=spec["workers"],
-                     impression_rate=IMPRESSION_RATE)
+    wc = WorldConfig(
+        out=p["data"],
+        users=spec["users"],
+        seed=spec["seed"],
+        workers=spec["workers"],
+        impression_rate=IMPRESSION_RATE,
+    )
     t0 = time.perf_counter()
     summary = simulate(wc)
     inner = time.perf_counter() - t0
-    return {"inner_s": inner, "outputs": {"users": spec["users"], "events": summary["events"],
-                                          "raw_mib": round(du(p["data"]) / MIB, 1)}}
+    return {
+        "inner_s": inner,
+        "outputs": {
+            "users": spec["users"],
+            "events": summary["events"],
+            "raw_mib": round(du(p["data"]) / MIB, 1),
+        },
+    }
 
 
 def stage_compile(spec: dict) -> dict:
-    from llm_predictor.data.compile import CompileConfig, compile_examples
     from adprior.io import SparkConfig, get_spark
+    from llm_predictor.data.compile import CompileConfig, compile_examples
 
     p, day = _paths(spec), date.fromisoformat(spec["day"])
     scfg = SparkConfig(master=spec["master"])
     t0 = time.perf_counter()
     spark = get_spark(scfg)
     t1 = time.perf_counter()
-    comp = compile_examples(CompileConfig(data=p["data"], out=p["examples"], anchor_dates=[day], countries=("US",),
-                                          spark=scfg, tokenizer=None), spark)
+    comp = compile_examples(
+        CompileConfig(
+            data=p["data"],
+            out=p["examples"],
+            anchor_dates=[day],
+            countries=("US",),
+            spark=scfg,
+            tokenizer=None,
+        ),
+        spark,
+    )
     inner = time.perf_counter() - t1
     # Stop the session and wait for the JVM (the gateway's child) so that RUSAGE_CHILDREN counts it.
     gateway = getattr(spark.sparkContext, "_gateway", None)
@@ -146,10 +166,16 @@ def stage_compile(spec: dict) -> dict:
             jvm.kill()
             jvm.wait()
     sets = comp["dates"][day.isoformat()]["sets"]
-    return {"inner_s": inner, "spark_start_s": t1 - t0,
-            "outputs": {"served_v1": sets["V1"]["users"], "served_v0": sets["V0"]["users"],
-                        "labelled_v1": sets["V1"]["labelled"],
-                        "examples_mib": round(du(p["examples"]) / MIB, 1)}}
+    return {
+        "inner_s": inner,
+        "spark_start_s": t1 - t0,
+        "outputs": {
+            "served_v1": sets["V1"]["users"],
+            "served_v0": sets["V0"]["users"],
+            "labelled_v1": sets["V1"]["labelled"],
+            "examples_mib": round(du(p["examples"]) / MIB, 1),
+        },
+    }
 
 
 def stage_features(spec: dict) -> dict:
@@ -163,8 +189,14 @@ def stage_features(spec: dict) -> dict:
     examples = load_examples(p["examples"], day)
     counts = store.write_daily_features(cfg, p["data"], examples, day)
     inner = time.perf_counter() - t0
-    return {"inner_s": inner, "outputs": {**counts, "examples_loaded": len(examples),
-                                          "offline_mib": round(du(cfg.repo / "data" / "offline") / MIB, 1)}}
+    return {
+        "inner_s": inner,
+        "outputs": {
+            **counts,
+            "examples_loaded": len(examples),
+            "offline_mib": round(du(cfg.repo / "data" / "offline") / MIB, 1),
+        },
+    }
 
 
 def stage_infer(spec: dict) -> dict:
@@ -174,14 +206,32 @@ def stage_infer(spec: dict) -> dict:
 
     p, day = _paths(spec), date.fromisoformat(spec["day"])
     cfg = _store_cfg(spec)
-    icfg = InferConfig(examples=p["examples"], day=day, predictions=store.offline_dir(cfg, "llm_predictions"),
-                       work=p["infer"], data=p["data"], engine=EngineConfig(), budget_tokens=BUDGET_TOKENS,
-                       shard_size=SHARD_SIZE, runner=spec["runner"], workers=1, cpus_per_worker=2.0,
-                       limit_users=spec["infer_users"])
+    icfg = InferConfig(
+        examples=p["examples"],
+        day=day,
+        predictions=store.offline_dir(cfg, "llm_predictions"),
+        work=p["infer"],
+        data=p["data"],
+        engine=EngineConfig(),
+        budget_tokens=BUDGET_TOKENS,
+        shard_size=SHARD_SIZE,
+        runner=spec["runner"],
+        workers=1,
+        cpus_per_worker=2.0,
+        limit_users=spec["infer_users"],
+    )
     t0 = time.perf_counter()
     inf = run_inference(icfg)
     inner = time.perf_counter() - t0
-    keep = ("inferred", "users_run_now", "shards", "status", "infer_seconds", "users_per_second", "model_version")
+    keep = (
+        "inferred",
+        "users_run_now",
+        "shards",
+        "status",
+        "infer_seconds",
+        "users_per_second",
+        "model_version",
+    )
     counts = {k: v for k, v in inf.items() if isinstance(v, int) and k not in keep and k != "shards_resumed"}
     return {"inner_s": inner, "outputs": {**{k: inf.get(k) for k in keep}, **counts}}
 
@@ -198,9 +248,15 @@ def stage_materialize(spec: dict) -> dict:
     mat = store.materialize(cfg, end=event_timestamp(day) + timedelta(seconds=1))
     inner = time.perf_counter() - t1
     rows = {name: v.get("rows") for name, v in mat.get("views", {}).items()}
-    return {"inner_s": inner, "apply_s": t1 - t0,
-            "outputs": {"rows": sum(r for r in rows.values() if r), "rows_per_view": rows,
-                        **online_counts(cfg.repo / "data" / "online_store.db")}}
+    return {
+        "inner_s": inner,
+        "apply_s": t1 - t0,
+        "outputs": {
+            "rows": sum(r for r in rows.values() if r),
+            "rows_per_view": rows,
+            **online_counts(cfg.repo / "data" / "online_store.db"),
+        },
+    }
 
 
 def online_counts(db: Path) -> dict[str, Any]:
@@ -210,15 +266,23 @@ def online_counts(db: Path) -> dict[str, Any]:
     if not db.exists():
         return {"online_feature_rows": None, "online_mib": None}
     with contextlib.closing(sqlite3.connect(db)) as con:
-        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-                  if r[0].startswith("adprior_") and r[0] != "adprior_materialized"]
+        tables = [
+            r[0]
+            for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if r[0].startswith("adprior_") and r[0] != "adprior_materialized"
+        ]
         n = sum(con.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables)
     size = sum(p.stat().st_size for p in db.parent.glob(db.name + "*") if p.is_file())  # + -wal, -journal
     return {"online_feature_rows": n, "online_mib": round(size / MIB, 2)}
 
 
-STAGE_FUNCS = {"simulate": stage_simulate, "compile": stage_compile, "features": stage_features,
-               "infer": stage_infer, "materialize": stage_materialize}
+STAGE_FUNCS = {
+    "simulate": stage_simulate,
+    "compile": stage_compile,
+    "features": stage_features,
+    "infer": stage_infer,
+    "materialize": stage_materialize,
+}
 
 
 def run_stage_child(name: str, spec: dict) -> None:
@@ -274,13 +338,20 @@ def run_stage(name: str, spec: dict, poll: float) -> dict:
             peak_sum, peak_one = max(peak_sum, s), max(peak_one, one)
             if time.perf_counter() - last_note > 60:
                 last_note = time.perf_counter()
-                log.info("  ... %s running %.0f s, tree RSS now %.0f MiB (peak %.0f)", name,
-                         last_note - t0, s / MIB, peak_sum / MIB)
+                log.info(
+                    "  ... %s running %.0f s, tree RSS now %.0f MiB (peak %.0f)",
+                    name,
+                    last_note - t0,
+                    s / MIB,
+                    peak_sum / MIB,
+                )
             time.sleep(poll)
     wall = time.perf_counter() - t0
     if proc.returncode != 0 or not result.exists():
         tail = child_log.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"stage {name} exited {proc.returncode} after {wall:.1f} s (log {child_log}):\n{tail}")
+        raise RuntimeError(
+            f"stage {name} exited {proc.returncode} after {wall:.1f} s (log {child_log}):\n{tail}"
+        )
     res = json.loads(result.read_text())
     row = {
         "stage": name,
@@ -303,8 +374,16 @@ def run_size(args: argparse.Namespace, users: int, day: date) -> dict:
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    spec = {"work": str(work.resolve()), "users": users, "seed": args.seed, "workers": args.workers,
-            "master": args.master, "day": day.isoformat(), "infer_users": args.infer_users, "runner": args.runner}
+    spec = {
+        "work": str(work.resolve()),
+        "users": users,
+        "seed": args.seed,
+        "workers": args.workers,
+        "master": args.master,
+        "day": day.isoformat(),
+        "infer_users": args.infer_users,
+        "runner": args.runner,
+    }
     out: dict[str, Any] = {"users": users, "stages": [], "failed": None}
     try:
         for i, name in enumerate(STAGES, 1):
@@ -316,9 +395,16 @@ def run_size(args: argparse.Namespace, users: int, day: date) -> dict:
                 out["failed"] = {"stage": name, "error": str(exc)[-3000:]}
                 break
             out["stages"].append(row)
-            log.info("[%d users] %s: %.1f s (inner %.1f s), peak tree RSS %.0f MiB, max 1-proc RSS %.0f MiB; %s",
-                     users, name, row["seconds"], row["inner_s"], row["peak_tree_rss_mib"], row["max_proc_rss_mib"],
-                     json.dumps(row["outputs"], default=str))
+            log.info(
+                "[%d users] %s: %.1f s (inner %.1f s), peak tree RSS %.0f MiB, max 1-proc RSS %.0f MiB; %s",
+                users,
+                name,
+                row["seconds"],
+                row["inner_s"],
+                row["peak_tree_rss_mib"],
+                row["max_proc_rss_mib"],
+                json.dumps(row["outputs"], default=str),
+            )
     finally:
         out["disk_mib"] = round(du(work) / MIB, 1)
         if not args.keep and out["failed"] is None:
@@ -343,16 +429,26 @@ def growth(results: list[dict]) -> list[dict]:
             ta, tb = sa[name]["seconds"], sb[name]["seconds"]
             ia, ib = sa[name]["inner_s"], sb[name]["inner_s"]
             ma, mb = sa[name]["peak_tree_rss_mib"], sb[name]["peak_tree_rss_mib"]
-            rows.append({
-                "from_users": a["users"], "to_users": b["users"], "stage": name, "size_ratio": round(size_ratio, 2),
-                "time_ratio": round(tb / ta, 2) if ta else None,
-                "time_ratio_per_size_ratio": round(tb / ta / size_ratio, 3) if ta else None,
-                "exponent": round(math.log(tb / ta) / math.log(size_ratio), 2) if ta and tb and size_ratio != 1 else None,
-                "inner_time_ratio": round(ib / ia, 2) if ia else None,
-                "inner_exponent": (round(math.log(ib / ia) / math.log(size_ratio), 2)
-                                   if ia > 0 and ib > 0 and size_ratio != 1 else None),
-                "mem_ratio": round(mb / ma, 2) if ma else None,
-            })
+            rows.append(
+                {
+                    "from_users": a["users"],
+                    "to_users": b["users"],
+                    "stage": name,
+                    "size_ratio": round(size_ratio, 2),
+                    "time_ratio": round(tb / ta, 2) if ta else None,
+                    "time_ratio_per_size_ratio": round(tb / ta / size_ratio, 3) if ta else None,
+                    "exponent": round(math.log(tb / ta) / math.log(size_ratio), 2)
+                    if ta and tb and size_ratio != 1
+                    else None,
+                    "inner_time_ratio": round(ib / ia, 2) if ia else None,
+                    "inner_exponent": (
+                        round(math.log(ib / ia) / math.log(size_ratio), 2)
+                        if ia > 0 and ib > 0 and size_ratio != 1
+                        else None
+                    ),
+                    "mem_ratio": round(mb / ma, 2) if ma else None,
+                }
+            )
     return rows
 
 
@@ -387,11 +483,27 @@ def extrapolate(results: list[dict], sizes: list[int]) -> list[dict]:
             m, _, c_m = affine("peak_tree_rss_mib", name, n)
             total_s += s
             peak_mem = max(peak_mem, m)
-            rows.append({"users": n, "stage": name, "fixed_s": round(fixed_s, 1), "ms_per_user": round(c_s * 1e3, 3),
-                         "est_seconds": round(s, 1), "est_minutes": round(s / 60, 1),
-                         "kib_per_user": round(c_m * 1024, 3), "est_peak_tree_rss_mib": round(m, 0)})
-        rows.append({"users": n, "stage": "total", "est_seconds": round(total_s, 1),
-                     "est_minutes": round(total_s / 60, 1), "est_peak_tree_rss_mib": round(peak_mem, 0)})
+            rows.append(
+                {
+                    "users": n,
+                    "stage": name,
+                    "fixed_s": round(fixed_s, 1),
+                    "ms_per_user": round(c_s * 1e3, 3),
+                    "est_seconds": round(s, 1),
+                    "est_minutes": round(s / 60, 1),
+                    "kib_per_user": round(c_m * 1024, 3),
+                    "est_peak_tree_rss_mib": round(m, 0),
+                }
+            )
+        rows.append(
+            {
+                "users": n,
+                "stage": "total",
+                "est_seconds": round(total_s, 1),
+                "est_minutes": round(total_s / 60, 1),
+                "est_peak_tree_rss_mib": round(peak_mem, 0),
+            }
+        )
     return rows
 
 
@@ -410,17 +522,34 @@ def _outputs_text(o: dict) -> str:
 
 
 STAGE_COLUMNS = [
-    ("users", "users"), ("stage", "stage"), ("seconds", "s"), ("inner_s", "inner s"),
-    ("peak_tree_rss_mib", "peak tree RSS MiB"), ("max_proc_rss_mib", "max 1-proc RSS MiB"), ("outputs_text", "outputs"),
+    ("users", "users"),
+    ("stage", "stage"),
+    ("seconds", "s"),
+    ("inner_s", "inner s"),
+    ("peak_tree_rss_mib", "peak tree RSS MiB"),
+    ("max_proc_rss_mib", "max 1-proc RSS MiB"),
+    ("outputs_text", "outputs"),
 ]
 GROWTH_COLUMNS = [
-    ("stage", "stage"), ("from_users", "from users"), ("to_users", "to users"), ("size_ratio", "size ratio"),
-    ("time_ratio", "time ratio"), ("time_ratio_per_size_ratio", "time ratio / size ratio"), ("exponent", "b (t ~ N^b)"),
-    ("inner_time_ratio", "inner time ratio"), ("inner_exponent", "inner b"), ("mem_ratio", "peak tree RSS ratio"),
+    ("stage", "stage"),
+    ("from_users", "from users"),
+    ("to_users", "to users"),
+    ("size_ratio", "size ratio"),
+    ("time_ratio", "time ratio"),
+    ("time_ratio_per_size_ratio", "time ratio / size ratio"),
+    ("exponent", "b (t ~ N^b)"),
+    ("inner_time_ratio", "inner time ratio"),
+    ("inner_exponent", "inner b"),
+    ("mem_ratio", "peak tree RSS ratio"),
 ]
 EXTRA_COLUMNS = [
-    ("users", "users"), ("stage", "stage"), ("fixed_s", "fixed s"), ("ms_per_user", "ms/user"),
-    ("est_seconds", "est. s"), ("est_minutes", "est. min"), ("kib_per_user", "RSS KiB/user"),
+    ("users", "users"),
+    ("stage", "stage"),
+    ("fixed_s", "fixed s"),
+    ("ms_per_user", "ms/user"),
+    ("est_seconds", "est. s"),
+    ("est_minutes", "est. min"),
+    ("kib_per_user", "RSS KiB/user"),
     ("est_peak_tree_rss_mib", "est. peak tree RSS MiB"),
 ]
 
@@ -432,8 +561,13 @@ def stage_rows(report: dict) -> list[dict]:
             rows.append({"users": r["users"], **s, "outputs_text": _outputs_text(s["outputs"])})
         if r["failed"]:
             first_line = r["failed"]["error"].splitlines()[0] if r["failed"]["error"] else ""
-            rows.append({"users": r["users"], "stage": r["failed"]["stage"] + " (FAILED)",
-                         "outputs_text": first_line.replace("|", "/")[:200]})
+            rows.append(
+                {
+                    "users": r["users"],
+                    "stage": r["failed"]["stage"] + " (FAILED)",
+                    "outputs_text": first_line.replace("|", "/")[:200],
+                }
+            )
     return rows
 
 
@@ -503,8 +637,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default="runs/scale", help="work folder (one subfolder per size)")
     ap.add_argument("--keep", action="store_true", help="keep each size's work folder (default: delete)")
     ap.add_argument("--infer-users", type=int, default=32, help="users of the sampled inference")
-    ap.add_argument("--runner", choices=("local", "ray"), default="local",
-                    help="inference runner (the nightly default is ray; local avoids Ray's start-up)")
+    ap.add_argument(
+        "--runner",
+        choices=("local", "ray"),
+        default="local",
+        help="inference runner (the nightly default is ray; local avoids Ray's start-up)",
+    )
     ap.add_argument("--workers", type=int, default=2, help="simulator worker processes")
     ap.add_argument("--master", default="local[2]", help="Spark master URL")
     ap.add_argument("--seed", type=int, default=7, help="world seed (the nightly default)")
@@ -523,32 +661,53 @@ def main(argv: list[str] | None = None) -> int:
     day = anchor_day(args.seed)
     report: dict[str, Any] = {
         "header": header(),
-        "params": {"users": sizes, "day": day.isoformat(), "infer_users": args.infer_users, "runner": args.runner,
-                   "workers": args.workers, "master": args.master, "seed": args.seed, "poll": args.poll,
-                   "impression_rate": IMPRESSION_RATE, "budget_tokens": BUDGET_TOKENS, "shard_size": SHARD_SIZE},
+        "params": {
+            "users": sizes,
+            "day": day.isoformat(),
+            "infer_users": args.infer_users,
+            "runner": args.runner,
+            "workers": args.workers,
+            "master": args.master,
+            "seed": args.seed,
+            "poll": args.poll,
+            "impression_rate": IMPRESSION_RATE,
+            "budget_tokens": BUDGET_TOKENS,
+            "shard_size": SHARD_SIZE,
+        },
         "memory_method": {
             "peak_tree_rss_mib": f"psutil poll every {args.poll}s, max of summed RSS of the stage process tree",
             "max_proc_rss_mib": "max of ru_maxrss (RUSAGE_SELF, RUSAGE_CHILDREN incl. the reaped Spark JVM) of "
-                                "the stage process and the largest polled single-process RSS",
+            "the stage process and the largest polled single-process RSS",
         },
-        "results": [], "growth": [], "extrapolation": [],
+        "results": [],
+        "growth": [],
+        "extrapolation": [],
     }
     failed = False
     for i, users in enumerate(sizes, 1):
-        log.info("=== [%d/%d] %d users (work %s) ===", i, len(sizes), users, Path(args.work) / f"users-{users}")
+        log.info(
+            "=== [%d/%d] %d users (work %s) ===", i, len(sizes), users, Path(args.work) / f"users-{users}"
+        )
         t0 = time.perf_counter()
         res = run_size(args, users, day)
         res["total_s"] = round(time.perf_counter() - t0, 2)
         report["results"].append(res)
         failed |= res["failed"] is not None
         report["growth"] = growth(report["results"])
-        report["extrapolation"] = extrapolate(report["results"],
-                                              [int(x) for x in args.extrapolate.split(",") if x.strip()])
-        log.info("=== %d users done in %.1f s%s ===", users, res["total_s"],
-                 f" (FAILED at {res['failed']['stage']})" if res["failed"] else "")
+        report["extrapolation"] = extrapolate(
+            report["results"], [int(x) for x in args.extrapolate.split(",") if x.strip()]
+        )
+        log.info(
+            "=== %d users done in %.1f s%s ===",
+            users,
+            res["total_s"],
+            f" (FAILED at {res['failed']['stage']})" if res["failed"] else "",
+        )
         print_rich(report)
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2, default=str))  # partial results survive a crash
+        Path(args.json).write_text(
+            json.dumps(report, indent=2, default=str)
+        )  # partial results survive a crash
     write_report(report, markdown(report), args.json, args.md)
     return 1 if failed else 0
 

@@ -75,8 +75,14 @@ def child(spec: dict) -> None:
     self_max = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
     children_max = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * unit
     Path(spec["result"]).write_text(
-        json.dumps({"summary": summary, "simulate_s": seconds, "self_maxrss": self_max,
-                    "children_maxrss": children_max})
+        json.dumps(
+            {
+                "summary": summary,
+                "simulate_s": seconds,
+                "self_maxrss": self_max,
+                "children_maxrss": children_max,
+            }
+        )
     )
 
 
@@ -106,8 +112,14 @@ def run_size(args: argparse.Namespace, users: int) -> dict:
     result.parent.mkdir(parents=True, exist_ok=True)
     result.unlink(missing_ok=True)
     spec = {
-        "out": str(out), "users": users, "advertisers": args.advertisers, "days": args.days, "seed": args.seed,
-        "chunk_users": args.chunk_users, "workers": args.workers, "result": str(result),
+        "out": str(out),
+        "users": users,
+        "advertisers": args.advertisers,
+        "days": args.days,
+        "seed": args.seed,
+        "chunk_users": args.chunk_users,
+        "workers": args.workers,
+        "result": str(result),
     }
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
     env = {**os.environ, "TQDM_DISABLE": "1"}
@@ -129,7 +141,9 @@ def run_size(args: argparse.Namespace, users: int) -> dict:
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         tail = child_log.read_text()[-4000:]
-        raise RuntimeError(f"simulation of {users} users failed (exit {proc.returncode}), log {child_log}:\n{tail}")
+        raise RuntimeError(
+            f"simulation of {users} users failed (exit {proc.returncode}), log {child_log}:\n{tail}"
+        )
     child_log.unlink(missing_ok=True)
     res = json.loads(result.read_text())
     summary = res["summary"]
@@ -161,10 +175,19 @@ def run_size(args: argparse.Namespace, users: int) -> dict:
 
 
 COLUMNS = [
-    ("users", "users"), ("events", "events"), ("workers", "workers"), ("chunk_users", "chunk"),
-    ("wall_s", "wall s"), ("simulate_s", "simulate() s"), ("users_per_s", "users/s"), ("events_per_s", "events/s"),
-    ("peak_tree_rss_mib", "peak tree RSS MiB"), ("max_single_rss_mib", "max 1-proc RSS MiB"),
-    ("data_mib", "data MiB"), ("truth_mib", "truth MiB"), ("bytes_per_event", "bytes/event"),
+    ("users", "users"),
+    ("events", "events"),
+    ("workers", "workers"),
+    ("chunk_users", "chunk"),
+    ("wall_s", "wall s"),
+    ("simulate_s", "simulate() s"),
+    ("users_per_s", "users/s"),
+    ("events_per_s", "events/s"),
+    ("peak_tree_rss_mib", "peak tree RSS MiB"),
+    ("max_single_rss_mib", "max 1-proc RSS MiB"),
+    ("data_mib", "data MiB"),
+    ("truth_mib", "truth MiB"),
+    ("bytes_per_event", "bytes/event"),
 ]
 
 
@@ -209,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     report = {
         "header": header(),
-        "params": {k: getattr(args, k) for k in ("workers", "chunk_users", "advertisers", "days", "seed", "poll")},
+        "params": {
+            k: getattr(args, k) for k in ("workers", "chunk_users", "advertisers", "days", "seed", "poll")
+        },
         "memory_method": {
             "peak_tree_rss_mib": f"psutil poll every {args.poll}s, max of summed RSS of the process tree",
             "max_single_rss_mib": "max ru_maxrss (RUSAGE_SELF, RUSAGE_CHILDREN) of any single process",
@@ -217,12 +242,25 @@ def main(argv: list[str] | None = None) -> int:
         "results": [],
     }
     for i, users in enumerate(args.users, 1):
-        log.info("[%d/%d] simulating %d users (workers=%d) in a fresh process ...", i, len(args.users), users,
-                 args.workers)
+        log.info(
+            "[%d/%d] simulating %d users (workers=%d) in a fresh process ...",
+            i,
+            len(args.users),
+            users,
+            args.workers,
+        )
         row = run_size(args, users)
-        log.info("[%d/%d] %d users: %d events in %.1f s (%.0f events/s), peak tree RSS %s MiB, data %.1f MiB",
-                 i, len(args.users), users, row["events"], row["wall_s"], row["events_per_s"],
-                 row["peak_tree_rss_mib"], row["data_mib"])
+        log.info(
+            "[%d/%d] %d users: %d events in %.1f s (%.0f events/s), peak tree RSS %s MiB, data %.1f MiB",
+            i,
+            len(args.users),
+            users,
+            row["events"],
+            row["wall_s"],
+            row["events_per_s"],
+            row["peak_tree_rss_mib"],
+            row["data_mib"],
+        )
         report["results"].append(row)
     write_report(report, markdown(report), args.json, args.md)
     return 0

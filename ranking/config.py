@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from adprior.store import StoreConfig
 from adprior.io import SparkConfig
+from adprior.store import StoreConfig
 
 TASKS = ("ctcvr", "vtcvr")
 LIBRARIES = ("xgboost", "lightgbm")
@@ -25,7 +25,9 @@ class RankingConfig:
     end: date | None = None  # impressions before this day; None: last event day + 1 - ctcvr_window_days
     click_window_s: float = 3600.0  # a click on the same item within this many seconds => clicked
     ctcvr_window_days: float = 7.0  # click, then a high-priority conversion with the advertiser within this
-    vtcvr_window_days: float = 1.0  # no click, then a high-priority conversion with the advertiser within this
+    vtcvr_window_days: float = (
+        1.0  # no click, then a high-priority conversion with the advertiser within this
+    )
     valid_fraction: float = 0.15  # time split: impressions before the last (valid + test) share train
     test_fraction: float = 0.25  # the latest impressions: evaluation only
     tasks: tuple[str, ...] = TASKS  # which labels get models

@@ -49,10 +49,14 @@ def service_features(cfg: RankingConfig, service: str) -> list[str]:
 def time_split(ts: pd.Series, valid_fraction: float, test_fraction: float) -> pd.Series:
     """'train' | 'valid' | 'test' by time quantiles of ``ts`` (a boundary time belongs to the later split)."""
     if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
-        raise ValueError(f"valid_fraction={valid_fraction}, test_fraction={test_fraction}: need 0 < v, t and v + t < 1")
+        raise ValueError(
+            f"valid_fraction={valid_fraction}, test_fraction={test_fraction}: need 0 < v, t and v + t < 1"
+        )
     ns = ts.astype("int64")
     t_valid, t_test = np.quantile(ns, [1 - valid_fraction - test_fraction, 1 - test_fraction])
-    return pd.Series(np.where(ns >= t_test, "test", np.where(ns >= t_valid, "valid", "train")), index=ts.index)
+    return pd.Series(
+        np.where(ns >= t_test, "test", np.where(ns >= t_valid, "valid", "train")), index=ts.index
+    )
 
 
 def build_dataset(cfg: RankingConfig) -> dict[str, pd.DataFrame]:
@@ -79,7 +83,10 @@ def build_dataset(cfg: RankingConfig) -> dict[str, pd.DataFrame]:
         t = time.perf_counter()
         log.info("point-in-time features of %d impressions from service %s", len(entity), service)
         frame = store.historical_features(cfg.store, entity, service)
-        if len(frame) != len(entity) or not (frame["impression_id"].to_numpy() == entity["impression_id"].to_numpy()).all():
+        if (
+            len(frame) != len(entity)
+            or not (frame["impression_id"].to_numpy() == entity["impression_id"].to_numpy()).all()
+        ):
             raise RuntimeError(f"feature service {service!r}: historical features lost or reordered rows")
         out[name] = frame
         seconds[name] = round(time.perf_counter() - t, 2)
@@ -93,12 +100,17 @@ def build_dataset(cfg: RankingConfig) -> dict[str, pd.DataFrame]:
         "start": labels["event_timestamp"].min().isoformat(),
         "end": labels["event_timestamp"].max().isoformat(),
         "splits": {
-            s: {"rows": int((labels["split"] == s).sum()), "users": int(labels.loc[labels["split"] == s, "user_id"].nunique()),
+            s: {
+                "rows": int((labels["split"] == s).sum()),
+                "users": int(labels.loc[labels["split"] == s, "user_id"].nunique()),
                 **{task: int(labels.loc[labels["split"] == s, task].sum()) for task in ("ctcvr", "vtcvr")},
-                "clicked": int(labels.loc[labels["split"] == s, "clicked"].sum())}
+                "clicked": int(labels.loc[labels["split"] == s, "clicked"].sum()),
+            }
             for s in ("train", "valid", "test")
         },
-        "llm_has_prediction": float(out["llm"]["llm_has_prediction"].mean()) if "llm_has_prediction" in out["llm"] else None,
+        "llm_has_prediction": float(out["llm"]["llm_has_prediction"].mean())
+        if "llm_has_prediction" in out["llm"]
+        else None,
         "seconds": {"label": round(t_label, 2), **seconds},
     }
     (d / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -114,4 +126,11 @@ def load_dataset(out: Path) -> dict[str, pd.DataFrame]:
     return {name: pd.read_parquet(d / f"{name}.parquet") for name in SERVICES}
 
 
-__all__ = ["ENTITY_COLUMNS", "LABEL_COLUMNS", "build_dataset", "first_prediction", "load_dataset", "time_split"]
+__all__ = [
+    "ENTITY_COLUMNS",
+    "LABEL_COLUMNS",
+    "build_dataset",
+    "first_prediction",
+    "load_dataset",
+    "time_split",
+]

@@ -41,8 +41,15 @@ def relative_deltas(y: np.ndarray, p_base: np.ndarray, p_llm: np.ndarray) -> np.
     return (ml - mb) / mb * 100.0
 
 
-def compare(y: np.ndarray, p_base: np.ndarray, p_llm: np.ndarray, users: np.ndarray, resamples: int,
-            confidence: float, seed: int) -> dict[str, Any]:
+def compare(
+    y: np.ndarray,
+    p_base: np.ndarray,
+    p_llm: np.ndarray,
+    users: np.ndarray,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, Any]:
     """Metrics of both models and relative deltas with user-bootstrap intervals.
 
     Args:
@@ -62,15 +69,22 @@ def compare(y: np.ndarray, p_base: np.ndarray, p_llm: np.ndarray, users: np.ndar
     codes, uniq = pd.factorize(pd.Series(users))
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(uniq) + 1))
-    rows_of = [order[bounds[i]: bounds[i + 1]] for i in range(len(uniq))]
+    rows_of = [order[bounds[i] : bounds[i + 1]] for i in range(len(uniq))]
 
     def stat(sample: np.ndarray) -> np.ndarray:
         idx = np.concatenate([rows_of[int(u)] for u in sample])
         return relative_deltas(y[idx], p_base[idx], p_llm[idx])
 
     point = relative_deltas(y, p_base, p_llm)
-    res = bootstrap((np.arange(len(uniq)),), stat, vectorized=False, n_resamples=resamples,
-                    confidence_level=confidence, method="percentile", random_state=seed)
+    res = bootstrap(
+        (np.arange(len(uniq)),),
+        stat,
+        vectorized=False,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        random_state=seed,
+    )
     dist = np.asarray(res.bootstrap_distribution)  # (3, resamples)
     better = np.array([dist[0] < 0, dist[1] > 0, dist[2] > 0])
     valid = ~np.isnan(dist)
@@ -81,10 +95,17 @@ def compare(y: np.ndarray, p_base: np.ndarray, p_llm: np.ndarray, users: np.ndar
         "baseline": dict(zip(METRICS, map(float, metrics(y, p_base)), strict=True)),
         "llm": dict(zip(METRICS, map(float, metrics(y, p_llm)), strict=True)),
         "delta_pct": dict(zip(METRICS, map(float, point), strict=True)),
-        "ci_pct": {m: [float(np.nanquantile(dist[i], (1 - confidence) / 2)),
-                       float(np.nanquantile(dist[i], 1 - (1 - confidence) / 2))] for i, m in enumerate(METRICS)},
-        "p_improve": {m: float(better[i][valid[i]].mean()) if valid[i].any() else float("nan")
-                      for i, m in enumerate(METRICS)},
+        "ci_pct": {
+            m: [
+                float(np.nanquantile(dist[i], (1 - confidence) / 2)),
+                float(np.nanquantile(dist[i], 1 - (1 - confidence) / 2)),
+            ]
+            for i, m in enumerate(METRICS)
+        },
+        "p_improve": {
+            m: float(better[i][valid[i]].mean()) if valid[i].any() else float("nan")
+            for i, m in enumerate(METRICS)
+        },
     }
 
 
@@ -133,26 +154,40 @@ def write_report(results: dict[str, Any], cfg: RankingConfig, command: str, out:
     for key, r in results["comparisons"].items():
         task, lib = key.split("/")
         d, ci, pi = r["delta_pct"], r["ci_pct"], r["p_improve"]
-        lines.append(f"| {task} | {lib} | {_fmt(d['loss'], ci['loss'])} | {_fmt(d['auc'], ci['auc'])} | "
-                     f"{_fmt(d['pr_auc'], ci['pr_auc'])} | {pi['loss']:.2f} / {pi['auc']:.2f} / {pi['pr_auc']:.2f} |")
-    lines += ["", "## Absolute test metrics", "",
-              "| task | library | rows | positives | loss base / LLM | AUC base / LLM | PR-AUC base / LLM | rounds base / LLM |",
-              "|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {task} | {lib} | {_fmt(d['loss'], ci['loss'])} | {_fmt(d['auc'], ci['auc'])} | "
+            f"{_fmt(d['pr_auc'], ci['pr_auc'])} | {pi['loss']:.2f} / {pi['auc']:.2f} / {pi['pr_auc']:.2f} |"
+        )
+    lines += [
+        "",
+        "## Absolute test metrics",
+        "",
+        "| task | library | rows | positives | loss base / LLM | AUC base / LLM | PR-AUC base / LLM | rounds base / LLM |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for key, r in results["comparisons"].items():
         task, lib = key.split("/")
         b, m = r["baseline"], r["llm"]
         rounds = results["rounds"][key]
-        lines.append(f"| {task} | {lib} | {r['n']:,} | {r['positives']} | {b['loss']:.5f} / {m['loss']:.5f} | "
-                     f"{b['auc']:.4f} / {m['auc']:.4f} | {b['pr_auc']:.4f} / {m['pr_auc']:.4f} | "
-                     f"{rounds['baseline']} / {rounds['llm']} |")
+        lines.append(
+            f"| {task} | {lib} | {r['n']:,} | {r['positives']} | {b['loss']:.5f} / {m['loss']:.5f} | "
+            f"{b['auc']:.4f} / {m['auc']:.4f} | {b['pr_auc']:.4f} / {m['pr_auc']:.4f} | "
+            f"{rounds['baseline']} / {rounds['llm']} |"
+        )
     lines += ["", "## Importance of the LLM features (share of total gain in the LLM-feature model)", ""]
     llm_cols = sorted({c for imp in results["importance"].values() for c in imp if c.startswith("llm_")})
-    lines += ["| task | library | " + " | ".join(llm_cols) + " | all LLM |",
-              "|---|---|" + "---|" * (len(llm_cols) + 1)]
+    lines += [
+        "| task | library | " + " | ".join(llm_cols) + " | all LLM |",
+        "|---|---|" + "---|" * (len(llm_cols) + 1),
+    ]
     for key, imp in results["importance"].items():
         task, lib = key.split("/")
         tot = sum(imp.get(c, 0.0) for c in llm_cols)
-        lines.append(f"| {task} | {lib} | " + " | ".join(f"{imp.get(c, 0.0):.3f}" for c in llm_cols) + f" | {tot:.3f} |")
+        lines.append(
+            f"| {task} | {lib} | "
+            + " | ".join(f"{imp.get(c, 0.0):.3f}" for c in llm_cols)
+            + f" | {tot:.3f} |"
+        )
     lines += ["", "![Table 5](table5.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
 

@@ -26,8 +26,16 @@ from world.schema import CONVERSION_EVENTS, HIGH_PRIORITY_TYPES, RawLayout
 
 log = logging.getLogger(__name__)
 
-LABEL_COLUMNS = ["impression_id", "user_id", "advertiser_id", "item_id", "event_timestamp", "clicked", "ctcvr",
-                 "vtcvr"]
+LABEL_COLUMNS = [
+    "impression_id",
+    "user_id",
+    "advertiser_id",
+    "item_id",
+    "event_timestamp",
+    "clicked",
+    "ctcvr",
+    "vtcvr",
+]
 
 
 def _midnight(d: date) -> datetime:
@@ -40,7 +48,9 @@ def _between(ts: Column, t0: Column, seconds: float, closed_left: bool) -> Colum
     return ((d >= 0) if closed_left else (d > 0)) & (d <= F.lit(int(seconds * 1_000_000)))
 
 
-def impression_window(cfg: RankingConfig, events: DataFrame, first_prediction: datetime | None) -> tuple[date, date]:
+def impression_window(
+    cfg: RankingConfig, events: DataFrame, first_prediction: datetime | None
+) -> tuple[date, date]:
     """[start, end) days of the impressions to label (see RankingConfig.start / end)."""
     last = events.agg(F.max("ts")).collect()[0][0]
     if last is None:
@@ -70,16 +80,20 @@ def label_impressions(cfg: RankingConfig, first_prediction: datetime | None = No
         A frame with :data:`LABEL_COLUMNS`; ``event_timestamp`` is the impression time (UTC) and
         ``impression_id`` a stable 64-bit hash of (user, item, time).
     """
-    from llm_predictor.data.compile import _read
     from adprior.io import get_spark
+    from llm_predictor.data.compile import _read
 
     spark = get_spark(cfg.spark)
     events = _read(spark, RawLayout(cfg.data), "events")
     start, end = impression_window(cfg, events, first_prediction)
     log.info("labelling impressions of [%s, %s) under %s", start, end, cfg.data)
     imp = (
-        events.where((F.col("event_type") == "impression") & F.col("advertiser_id").isNotNull()
-                     & (F.col("ts") >= F.lit(_midnight(start))) & (F.col("ts") < F.lit(_midnight(end))))
+        events.where(
+            (F.col("event_type") == "impression")
+            & F.col("advertiser_id").isNotNull()
+            & (F.col("ts") >= F.lit(_midnight(start)))
+            & (F.col("ts") < F.lit(_midnight(end)))
+        )
         .select("user_id", "advertiser_id", "item_id", F.col("ts").alias("t"))
         .dropDuplicates(["user_id", "item_id", "t"])
         .withColumn("impression_id", F.xxhash64("user_id", "item_id", "t"))
@@ -88,14 +102,17 @@ def label_impressions(cfg: RankingConfig, first_prediction: datetime | None = No
         "user_id", "item_id", F.col("ts").alias("click_ts")
     )
     convs = events.where(
-        F.col("event_type").isin(*CONVERSION_EVENTS) & F.col("conversion_type").isin(*HIGH_PRIORITY_TYPES)
+        F.col("event_type").isin(*CONVERSION_EVENTS)
+        & F.col("conversion_type").isin(*HIGH_PRIORITY_TYPES)
         & F.col("advertiser_id").isNotNull()
     ).select("user_id", "advertiser_id", F.col("ts").alias("conv_ts"))
 
     clicked = (
         imp.join(clicks, ["user_id", "item_id"])
         .where(_between(F.col("click_ts"), F.col("t"), cfg.click_window_s, closed_left=True))
-        .select("impression_id").distinct().withColumn("clicked", F.lit(True))
+        .select("impression_id")
+        .distinct()
+        .withColumn("clicked", F.lit(True))
     )
 
     def converted_within(days: float, name: str) -> DataFrame:
@@ -103,7 +120,9 @@ def label_impressions(cfg: RankingConfig, first_prediction: datetime | None = No
         return (
             imp.join(convs, ["user_id", "advertiser_id"])
             .where(_between(F.col("conv_ts"), F.col("t"), secs, closed_left=False))
-            .select("impression_id").distinct().withColumn(name, F.lit(True))
+            .select("impression_id")
+            .distinct()
+            .withColumn(name, F.lit(True))
         )
 
     out = (
@@ -111,16 +130,28 @@ def label_impressions(cfg: RankingConfig, first_prediction: datetime | None = No
         .join(converted_within(cfg.ctcvr_window_days, "conv_ct"), "impression_id", "left")
         .join(converted_within(cfg.vtcvr_window_days, "conv_vt"), "impression_id", "left")
         .select(
-            "impression_id", "user_id", "advertiser_id", "item_id", F.col("t").alias("event_timestamp"),
+            "impression_id",
+            "user_id",
+            "advertiser_id",
+            "item_id",
+            F.col("t").alias("event_timestamp"),
             F.coalesce("clicked", F.lit(False)).alias("clicked"),
-            (F.coalesce("clicked", F.lit(False)) & F.coalesce("conv_ct", F.lit(False))).cast("int").alias("ctcvr"),
-            (~F.coalesce("clicked", F.lit(False)) & F.coalesce("conv_vt", F.lit(False))).cast("int").alias("vtcvr"),
+            (F.coalesce("clicked", F.lit(False)) & F.coalesce("conv_ct", F.lit(False)))
+            .cast("int")
+            .alias("ctcvr"),
+            (~F.coalesce("clicked", F.lit(False)) & F.coalesce("conv_vt", F.lit(False)))
+            .cast("int")
+            .alias("vtcvr"),
         )
     )
     df = out.toPandas()
     df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
     df = df.sort_values(["event_timestamp", "impression_id"], kind="stable").reset_index(drop=True)
-    log.info("labelled %d impressions: clicked %.3f, ctcvr %.4f, vtcvr %.4f", len(df),
-             df["clicked"].mean() if len(df) else 0, df["ctcvr"].mean() if len(df) else 0,
-             df["vtcvr"].mean() if len(df) else 0)
+    log.info(
+        "labelled %d impressions: clicked %.3f, ctcvr %.4f, vtcvr %.4f",
+        len(df),
+        df["clicked"].mean() if len(df) else 0,
+        df["ctcvr"].mean() if len(df) else 0,
+        df["vtcvr"].mean() if len(df) else 0,
+    )
     return df[LABEL_COLUMNS]

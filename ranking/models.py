@@ -65,11 +65,17 @@ class FeatureSpec:
             s = frame[f].reset_index(drop=True)
             if f in self.timestamps:
                 ts = pd.to_datetime(s, utc=True)
-                age = (pd.Series(now_ts).reset_index(drop=True) - ts) if isinstance(now_ts, pd.Series) else now_ts - ts
+                age = (
+                    (pd.Series(now_ts).reset_index(drop=True) - ts)
+                    if isinstance(now_ts, pd.Series)
+                    else now_ts - ts
+                )
                 out[f"{f}_age_days"] = age.dt.total_seconds().to_numpy(dtype=float) / 86400.0
             elif f in self.categorical:
                 vals = s.astype(object).where(s.notna(), None)
-                out[f] = pd.Categorical([None if v is None else str(v) for v in vals], categories=self.categorical[f])
+                out[f] = pd.Categorical(
+                    [None if v is None else str(v) for v in vals], categories=self.categorical[f]
+                )
             else:
                 num = pd.to_numeric(s, errors="coerce").astype("float64")
                 bad = num.isna() & s.notna()
@@ -80,8 +86,9 @@ class FeatureSpec:
         return pd.DataFrame(out, columns=self.columns())
 
 
-def fit_model(library: str, x: pd.DataFrame, y: np.ndarray, xv: pd.DataFrame, yv: np.ndarray,
-              cfg: RankingConfig) -> Any:
+def fit_model(
+    library: str, x: pd.DataFrame, y: np.ndarray, xv: pd.DataFrame, yv: np.ndarray, cfg: RankingConfig
+) -> Any:
     """Train one binary classifier with early stopping on (xv, yv) log loss.
 
     Args:
@@ -97,9 +104,15 @@ def fit_model(library: str, x: pd.DataFrame, y: np.ndarray, xv: pd.DataFrame, yv
         import xgboost as xgb
 
         model = xgb.XGBClassifier(
-            n_estimators=cfg.n_estimators, learning_rate=cfg.learning_rate, max_depth=cfg.max_depth,
-            min_child_weight=cfg.min_child_weight, tree_method="hist", enable_categorical=True,
-            eval_metric="logloss", early_stopping_rounds=cfg.early_stopping_rounds, n_jobs=cfg.threads,
+            n_estimators=cfg.n_estimators,
+            learning_rate=cfg.learning_rate,
+            max_depth=cfg.max_depth,
+            min_child_weight=cfg.min_child_weight,
+            tree_method="hist",
+            enable_categorical=True,
+            eval_metric="logloss",
+            early_stopping_rounds=cfg.early_stopping_rounds,
+            n_jobs=cfg.threads,
             random_state=cfg.seed,
         )
         model.fit(x, y, eval_set=[(xv, yv)], verbose=False)
@@ -108,12 +121,21 @@ def fit_model(library: str, x: pd.DataFrame, y: np.ndarray, xv: pd.DataFrame, yv
         import lightgbm as lgb
 
         model = lgb.LGBMClassifier(
-            n_estimators=cfg.n_estimators, learning_rate=cfg.learning_rate,
-            num_leaves=min(63, 2**cfg.max_depth - 1), min_sum_hessian_in_leaf=cfg.min_child_weight,
-            n_jobs=cfg.threads, random_state=cfg.seed, verbose=-1,
+            n_estimators=cfg.n_estimators,
+            learning_rate=cfg.learning_rate,
+            num_leaves=min(63, 2**cfg.max_depth - 1),
+            min_sum_hessian_in_leaf=cfg.min_child_weight,
+            n_jobs=cfg.threads,
+            random_state=cfg.seed,
+            verbose=-1,
         )
-        model.fit(x, y, eval_set=[(xv, yv)], eval_metric="binary_logloss",
-                  callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
+        model.fit(
+            x,
+            y,
+            eval_set=[(xv, yv)],
+            eval_metric="binary_logloss",
+            callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
+        )
         return model
     raise ValueError(f"unknown library {library!r}; expected 'xgboost' or 'lightgbm'")
 

@@ -23,8 +23,9 @@ from ranking.models import SavedModel
 from ranking.train import model_dir
 
 
-def online_features(cfg: StoreConfig, user_id: int, advertiser_ids: list[int], service: str,
-                    fs: Any = None) -> pd.DataFrame:
+def online_features(
+    cfg: StoreConfig, user_id: int, advertiser_ids: list[int], service: str, fs: Any = None
+) -> pd.DataFrame:
     """Online features of (user, candidate advertiser) pairs, one row per advertiser id, in order.
 
     Args:
@@ -39,8 +40,10 @@ def online_features(cfg: StoreConfig, user_id: int, advertiser_ids: list[int], s
         StoreUnavailable: the online store cannot be reached.
     """
     fs = fs or store.get_store(cfg)
-    rows = [{"user_id": int(user_id), "advertiser_id": int(a), "candidate_advertiser_id": int(a)}
-            for a in advertiser_ids]
+    rows = [
+        {"user_id": int(user_id), "advertiser_id": int(a), "candidate_advertiser_id": int(a)}
+        for a in advertiser_ids
+    ]
     try:
         with store._translate_outage(cfg, "online ranking features"):
             feats = fs.get_feature_service(service, allow_cache=True)  # default False re-reads the registry
@@ -68,7 +71,9 @@ class OnlineRanker:
             raise ValueError(f"unknown feature set {feature_set!r}; expected one of {sorted(SERVICES)}")
         return cls(SavedModel.load(model_dir(out, task, library, feature_set)), cfg, SERVICES[feature_set])
 
-    def score(self, user_id: int, candidate_advertisers: list[int], now: datetime | None = None) -> np.ndarray:
+    def score(
+        self, user_id: int, candidate_advertisers: list[int], now: datetime | None = None
+    ) -> np.ndarray:
         """P(conversion) of each candidate ad, given by its advertiser id (repeats allowed).
 
         Args:

@@ -51,8 +51,9 @@ def train(cfg: RankingConfig, reuse_dataset: bool = False) -> dict[str, Any]:
         if not frame["impression_id"].equals(base["impression_id"]):
             raise RuntimeError(f"feature set {name!r}: rows differ from the baseline set")
     split = base["split"].to_numpy()
-    preds = base[["impression_id", "user_id", "advertiser_id", "event_timestamp", "split", "clicked",
-                  *cfg.tasks]].copy()
+    preds = base[
+        ["impression_id", "user_id", "advertiser_id", "event_timestamp", "split", "clicked", *cfg.tasks]
+    ].copy()
     rounds: dict[str, dict[str, int]] = {}
     importance: dict[str, dict[str, float]] = {}
     fit_seconds: dict[str, float] = {}
@@ -69,8 +70,10 @@ def train(cfg: RankingConfig, reuse_dataset: bool = False) -> dict[str, Any]:
             xs = {k: spec.matrix(frame.loc[split == k], now[split == k]) for k in ("train", "valid")}
             ys = {k: frame.loc[split == k, task].to_numpy() for k in ("train", "valid")}
             if ys["train"].sum() == 0 or ys["valid"].sum() == 0:
-                raise ValueError(f"task {task!r}: no positive labels in the train or valid split; "
-                                 "widen the impression window or add users")
+                raise ValueError(
+                    f"task {task!r}: no positive labels in the train or valid split; "
+                    "widen the impression window or add users"
+                )
             t = time.perf_counter()
             model = fit_model(lib, xs["train"], ys["train"], xs["valid"], ys["valid"], cfg)
             key = f"{task}/{lib}"
@@ -82,12 +85,21 @@ def train(cfg: RankingConfig, reuse_dataset: bool = False) -> dict[str, Any]:
             preds.loc[test, f"p_{task}_{lib}_{s}"] = saved.predict(frame.loc[test], now[test])
             if s == "llm":
                 importance[key] = gain_importance(lib, model, spec.columns())
-            log.info("%s %s %s: %d rounds in %.1f s", task, lib, s, saved.best_iteration, fit_seconds[f"{key}/{s}"])
+            log.info(
+                "%s %s %s: %d rounds in %.1f s", task, lib, s, saved.best_iteration, fit_seconds[f"{key}/{s}"]
+            )
             progress.advance(bar)
     preds.loc[split == "test"].to_parquet(out / "predictions.parquet", index=False)
-    result = {"rounds": rounds, "importance": importance,
-              "seconds": {"dataset": round(t_data, 2), "fit": fit_seconds, "total": round(time.perf_counter() - t0, 2)},
-              "features": {s: spec.columns() for s, spec in specs.items()}}
+    result = {
+        "rounds": rounds,
+        "importance": importance,
+        "seconds": {
+            "dataset": round(t_data, 2),
+            "fit": fit_seconds,
+            "total": round(time.perf_counter() - t0, 2),
+        },
+        "features": {s: spec.columns() for s, spec in specs.items()},
+    }
     (out / "train.json").write_text(json.dumps(result, indent=2))
     return result
 
@@ -111,9 +123,13 @@ def evaluate(cfg: RankingConfig, command: str = "") -> dict[str, Any]:
     for task in cfg.tasks:
         for lib in cfg.libraries:
             comparisons[f"{task}/{lib}"] = compare(
-                preds[task].to_numpy(), preds[f"p_{task}_{lib}_baseline"].to_numpy(),
-                preds[f"p_{task}_{lib}_llm"].to_numpy(), preds["user_id"].to_numpy(),
-                cfg.bootstrap_resamples, cfg.confidence, cfg.seed,
+                preds[task].to_numpy(),
+                preds[f"p_{task}_{lib}_baseline"].to_numpy(),
+                preds[f"p_{task}_{lib}_llm"].to_numpy(),
+                preds["user_id"].to_numpy(),
+                cfg.bootstrap_resamples,
+                cfg.confidence,
+                cfg.seed,
             )
     results = {
         "command": command,

@@ -66,9 +66,15 @@ def slate(cands: list[Candidate], scores: dict[int, float], slots: int, cap: int
     return shown
 
 
-def simulate_outcomes(slates: dict[int, list[Candidate]], arms: dict[int, str], truth: Truth, days: list[date],
-                      prices: dict[int, float], cfg: RetrievalConfig,
-                      blends: dict[int, list[Candidate]] | None = None) -> pd.DataFrame:
+def simulate_outcomes(
+    slates: dict[int, list[Candidate]],
+    arms: dict[int, str],
+    truth: Truth,
+    days: list[date],
+    prices: dict[int, float],
+    cfg: RetrievalConfig,
+    blends: dict[int, list[Candidate]] | None = None,
+) -> pd.DataFrame:
     """Per-user sums over the A/B days: impressions, clicks, conversions, value, cost, advertisers.
 
     Args:
@@ -88,8 +94,17 @@ def simulate_outcomes(slates: dict[int, list[Candidate]], arms: dict[int, str], 
         llm_imp = 0
         for d in days:
             for s, c in enumerate(shown):
-                o = draw(truth, u, d, s, c.advertiser_id, prices.get(c.item_id, 0.0), cfg.ad_effect,
-                         cfg.cost_per_impression, cfg.ab_seed)
+                o = draw(
+                    truth,
+                    u,
+                    d,
+                    s,
+                    c.advertiser_id,
+                    prices.get(c.item_id, 0.0),
+                    cfg.ad_effect,
+                    cfg.cost_per_impression,
+                    cfg.ab_seed,
+                )
                 imp += 1
                 clicks += o.clicked
                 conv += o.converted
@@ -99,22 +114,42 @@ def simulate_outcomes(slates: dict[int, list[Candidate]], arms: dict[int, str], 
                 e_conv += o.p_conversion
                 e_value += o.p_conversion * prices.get(c.item_id, 0.0)
                 llm_imp += c.source == "llm"
-        rows.append({"user_id": u, "arm": arms[u], "weak_onsite": truth.weak.get(u, False), "impressions": imp,
-                     "clicks": clicks, "conversions": conv, "value": value, "cost": cost,
-                     "advertisers": advertiser_diversity(shown if blends is None else blends[u])["distinct_advertisers"],
-                     "llm_impressions": llm_imp,
-                     "exp_clicks": e_clicks, "exp_conversions": e_conv, "exp_value": e_value})
+        rows.append(
+            {
+                "user_id": u,
+                "arm": arms[u],
+                "weak_onsite": truth.weak.get(u, False),
+                "impressions": imp,
+                "clicks": clicks,
+                "conversions": conv,
+                "value": value,
+                "cost": cost,
+                "advertisers": advertiser_diversity(shown if blends is None else blends[u])[
+                    "distinct_advertisers"
+                ],
+                "llm_impressions": llm_imp,
+                "exp_clicks": e_clicks,
+                "exp_conversions": e_conv,
+                "exp_value": e_value,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _metric_columns(expected: bool) -> dict[str, tuple[str, str | None]]:
     """Metric -> (numerator column, denominator column or None = one per user) of simulate_outcomes."""
     e = "exp_" if expected else ""
-    return {"roas": (f"{e}value", "cost"), "conversions_per_user": (f"{e}conversions", None),
-            "ctr": (f"{e}clicks", "impressions"), "advertisers_per_user": ("advertisers", None)}
+    return {
+        "roas": (f"{e}value", "cost"),
+        "conversions_per_user": (f"{e}conversions", None),
+        "ctr": (f"{e}clicks", "impressions"),
+        "advertisers_per_user": ("advertisers", None),
+    }
 
 
-def compare_arms(per_user: pd.DataFrame, resamples: int, seed: int, expected: bool = False) -> dict[str, Comparison]:
+def compare_arms(
+    per_user: pd.DataFrame, resamples: int, seed: int, expected: bool = False
+) -> dict[str, Comparison]:
     """The four metrics, treatment versus control (ratios of per-user sums).
 
     Args:
@@ -129,23 +164,36 @@ def compare_arms(per_user: pd.DataFrame, resamples: int, seed: int, expected: bo
     one_c, one_t = np.ones(len(c)), np.ones(len(t))
     out = {}
     for name, (num, den) in _metric_columns(expected).items():
-        out[name] = compare_groups(c[num].to_numpy(), one_c if den is None else c[den].to_numpy(),
-                                   t[num].to_numpy(), one_t if den is None else t[den].to_numpy(),
-                                   resamples=resamples, seed=seed)
+        out[name] = compare_groups(
+            c[num].to_numpy(),
+            one_c if den is None else c[den].to_numpy(),
+            t[num].to_numpy(),
+            one_t if den is None else t[den].to_numpy(),
+            resamples=resamples,
+            seed=seed,
+        )
     return out
 
 
-def compare_policies(control: pd.DataFrame, treatment: pd.DataFrame, resamples: int, seed: int,
-                     expected: bool = True) -> dict[str, Comparison]:
+def compare_policies(
+    control: pd.DataFrame, treatment: pd.DataFrame, resamples: int, seed: int, expected: bool = True
+) -> dict[str, Comparison]:
     """Counterfactual, paired: every user simulated under both policies (same rows, same order)."""
     if not control["user_id"].equals(treatment["user_id"]):
         raise ValueError("paired comparison needs the same users in the same order under both policies")
     spec = _metric_columns(expected)
     one = np.ones(len(control))
-    return {name: compare_paired(control[num].to_numpy(), one if den is None else control[den].to_numpy(),
-                                 treatment[num].to_numpy(), one if den is None else treatment[den].to_numpy(),
-                                 resamples=resamples, seed=seed)
-            for name, (num, den) in spec.items()}
+    return {
+        name: compare_paired(
+            control[num].to_numpy(),
+            one if den is None else control[den].to_numpy(),
+            treatment[num].to_numpy(),
+            one if den is None else treatment[den].to_numpy(),
+            resamples=resamples,
+            seed=seed,
+        )
+        for name, (num, den) in spec.items()
+    }
 
 
 def _latest_prediction_day(cfg: RetrievalConfig) -> date:
@@ -166,7 +214,9 @@ class Serving:
         model = load(replace(cfg, objective=objective).folder())
         self.items = model.items
         item_ids, vecs = model.embed_items()
-        adv = dict(zip(self.items["item_id"].astype(int), self.items["advertiser_id"].astype(int), strict=True))
+        adv = dict(
+            zip(self.items["item_id"].astype(int), self.items["advertiser_id"].astype(int), strict=True)
+        )
         index = ItemIndex(item_ids, np.array([adv[int(i)] for i in item_ids]), vecs, cfg.index)
         self.two_tower = TwoTowerGenerator(index, adv)
         self.llm = LLMGenerator(index, adv)
@@ -174,12 +224,16 @@ class Serving:
         conv = rdata.interactions(cfg.data, "conversion", now.date() - timedelta(days=28), now.date())
         pop = conv["item_id"].value_counts().astype(float) + 1e-3 * counts["item_id"].value_counts()
         self.popularity = PopularityGenerator.from_counts(self.items, pop)
-        self.prices = dict(zip(self.items["item_id"].astype(int), self.items["price"].astype(float), strict=True))
+        self.prices = dict(
+            zip(self.items["item_id"].astype(int), self.items["price"].astype(float), strict=True)
+        )
         self.model = model
         self.rankers = []
         if cfg.ranking_models is not None:
             for task in ("ctcvr", "vtcvr"):
-                self.rankers.append(OnlineRanker.load(cfg.ranking_models, task, cfg.ranking_library, "llm", cfg.store))
+                self.rankers.append(
+                    OnlineRanker.load(cfg.ranking_models, task, cfg.ranking_library, "llm", cfg.store)
+                )
 
     def candidates(self, users: list[int]) -> dict[int, dict[str, list[Candidate]]]:
         """Each user's candidates from every generator at its quota (LLM: the largest swept quota)."""
@@ -209,8 +263,12 @@ class Serving:
         return dict(zip(distinct, total.tolist(), strict=True))
 
 
-def run_ab(cfg: RetrievalConfig, objectives: tuple[str, ...] = ("impression",), llm_quotas: tuple[int, ...] | None = None,
-           aa: bool = False) -> dict[str, Any]:
+def run_ab(
+    cfg: RetrievalConfig,
+    objectives: tuple[str, ...] = ("impression",),
+    llm_quotas: tuple[int, ...] | None = None,
+    aa: bool = False,
+) -> dict[str, Any]:
     """The A/B test and its sweeps (LLM quota x two-tower objective); writes ``<out>/ab/``.
 
     Args:
@@ -233,11 +291,23 @@ def run_ab(cfg: RetrievalConfig, objectives: tuple[str, ...] = ("impression",), 
     days = window(truth, start, cfg.ab_days)
     now = datetime(start.year, start.month, start.day, tzinfo=UTC)
     pred_path = store.offline_dir(cfg.store, "llm_predictions")
-    users = sorted({int(u) for u in pads.dataset(pred_path, format="parquet").to_table(columns=["user_id"])
-                    .column(0).to_pylist()})
+    users = sorted(
+        {
+            int(u)
+            for u in pads.dataset(pred_path, format="parquet")
+            .to_table(columns=["user_id"])
+            .column(0)
+            .to_pylist()
+        }
+    )
     arms = {u: arm_of(u, cfg.ab_salt) for u in users}
-    log.info("A/B %s..%s: %d users (%d treatment)", days[0], days[-1], len(users),
-             sum(a == "treatment" for a in arms.values()))
+    log.info(
+        "A/B %s..%s: %d users (%d treatment)",
+        days[0],
+        days[-1],
+        len(users),
+        sum(a == "treatment" for a in arms.values()),
+    )
     runs = []
     for objective in objectives:
         serving = Serving(cfg, objective, now)
@@ -254,11 +324,22 @@ def run_ab(cfg: RetrievalConfig, objectives: tuple[str, ...] = ("impression",), 
                 for arm, llm_q in (("control", 0), ("treatment", 0 if aa else q)):
                     blends[arm][u] = blend(cands[u], {**base_q, "llm": llm_q})
                     policy[arm][u] = slate(blends[arm][u], score_cache[u], cfg.slots, cfg.per_advertiser_cap)
-            per_user = simulate_outcomes({u: policy[arms[u]][u] for u in users}, arms, truth, days, serving.prices,
-                                         cfg, {u: blends[arms[u]][u] for u in users})
+            per_user = simulate_outcomes(
+                {u: policy[arms[u]][u] for u in users},
+                arms,
+                truth,
+                days,
+                serving.prices,
+                cfg,
+                {u: blends[arms[u]][u] for u in users},
+            )
             # Counterfactual (only a simulation can): every user under both policies, compared in pairs.
-            cf = {arm: simulate_outcomes(policy[arm], dict.fromkeys(users, arm), truth, days, serving.prices, cfg,
-                                         blends[arm]) for arm in policy}
+            cf = {
+                arm: simulate_outcomes(
+                    policy[arm], dict.fromkeys(users, arm), truth, days, serving.prices, cfg, blends[arm]
+                )
+                for arm in policy
+            }
             weak_mask = cf["control"]["weak_onsite"].to_numpy()
             weak = per_user[per_user["weak_onsite"]]
 
@@ -269,25 +350,51 @@ def run_ab(cfg: RetrievalConfig, objectives: tuple[str, ...] = ("impression",), 
                 return {k: asdict(v) for k, v in res.items()}
 
             run = {
-                "objective": objective, "llm_quota": q, "aa": aa,
-                "overall": comp(per_user, False), "weak": comp(weak, False),
-                "overall_expected": comp(per_user, True), "weak_expected": comp(weak, True),
-                "paired_expected": {k: asdict(v) for k, v in compare_policies(
-                    cf["control"], cf["treatment"], cfg.ab_resamples, cfg.ab_seed).items()},
-                "paired_weak_expected": {k: asdict(v) for k, v in compare_policies(
-                    cf["control"][weak_mask].reset_index(drop=True), cf["treatment"][weak_mask].reset_index(drop=True),
-                    cfg.ab_resamples, cfg.ab_seed).items()},
-                "llm_impression_share": float(per_user.loc[per_user["arm"] == "treatment", "llm_impressions"].sum()
-                                              / max(1, per_user.loc[per_user["arm"] == "treatment", "impressions"].sum())),
-                "users": {"control": int((per_user["arm"] == "control").sum()),
-                          "treatment": int((per_user["arm"] == "treatment").sum()),
-                          "weak": int(per_user["weak_onsite"].sum())},
+                "objective": objective,
+                "llm_quota": q,
+                "aa": aa,
+                "overall": comp(per_user, False),
+                "weak": comp(weak, False),
+                "overall_expected": comp(per_user, True),
+                "weak_expected": comp(weak, True),
+                "paired_expected": {
+                    k: asdict(v)
+                    for k, v in compare_policies(
+                        cf["control"], cf["treatment"], cfg.ab_resamples, cfg.ab_seed
+                    ).items()
+                },
+                "paired_weak_expected": {
+                    k: asdict(v)
+                    for k, v in compare_policies(
+                        cf["control"][weak_mask].reset_index(drop=True),
+                        cf["treatment"][weak_mask].reset_index(drop=True),
+                        cfg.ab_resamples,
+                        cfg.ab_seed,
+                    ).items()
+                },
+                "llm_impression_share": float(
+                    per_user.loc[per_user["arm"] == "treatment", "llm_impressions"].sum()
+                    / max(1, per_user.loc[per_user["arm"] == "treatment", "impressions"].sum())
+                ),
+                "users": {
+                    "control": int((per_user["arm"] == "control").sum()),
+                    "treatment": int((per_user["arm"] == "treatment").sum()),
+                    "weak": int(per_user["weak_onsite"].sum()),
+                },
             }
             runs.append(run)
-            log.info("A/B objective=%s llm_quota=%d: %s", objective, q,
-                     {k: round(v["rel_change"], 4) for k, v in run["overall"].items()})
-    result = {"days": [d.isoformat() for d in days], "n_users": len(users), "runs": runs,
-              "seconds": round(time.perf_counter() - t0, 1)}
+            log.info(
+                "A/B objective=%s llm_quota=%d: %s",
+                objective,
+                q,
+                {k: round(v["rel_change"], 4) for k, v in run["overall"].items()},
+            )
+    result = {
+        "days": [d.isoformat() for d in days],
+        "n_users": len(users),
+        "runs": runs,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     out = Path(cfg.out) / ("aa" if aa else "ab")
     out.mkdir(parents=True, exist_ok=True)
     (out / "ab.json").write_text(json.dumps(result, indent=2, default=str))
@@ -305,38 +412,69 @@ def write_report(result: dict[str, Any], cfg: RetrievalConfig, command: str, out
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    names = {"roas": "RoAS", "conversions_per_user": "conversions / user", "ctr": "CTR",
-             "advertisers_per_user": "advertisers among the blended candidates / user"}
+    names = {
+        "roas": "RoAS",
+        "conversions_per_user": "conversions / user",
+        "ctr": "CTR",
+        "advertisers_per_user": "advertisers among the blended candidates / user",
+    }
 
     def cell(c: dict[str, float]) -> str:
         return f"{c['rel_change']:+.1%} [{c['ci_low']:+.1%}, {c['ci_high']:+.1%}], p={c['p_value']:.3f}"
 
-    lines = ["# Simulated online A/B test of the LLM candidate generator (paper Table 6 analogue)", "",
-             f"Command: `{command}`", "", "Config: `" + json.dumps(config_to_dict(cfg), default=str) + "`", "",
-             f"A/B days {result['days'][0]} .. {result['days'][-1]}, {result['n_users']} users with a prediction; "
-             "relative change treatment vs control, user-bootstrap 95 % interval, permutation p-value.", ""]
+    lines = [
+        "# Simulated online A/B test of the LLM candidate generator (paper Table 6 analogue)",
+        "",
+        f"Command: `{command}`",
+        "",
+        "Config: `" + json.dumps(config_to_dict(cfg), default=str) + "`",
+        "",
+        f"A/B days {result['days'][0]} .. {result['days'][-1]}, {result['n_users']} users with a prediction; "
+        "relative change treatment vs control, user-bootstrap 95 % interval, permutation p-value.",
+        "",
+    ]
     for r in result["runs"]:
-        lines += [f"## objective `{r['objective']}`, LLM quota {r['llm_quota']}" + (" (A/A)" if r["aa"] else ""), "",
-                  f"Users: control {r['users']['control']}, treatment {r['users']['treatment']} "
-                  f"(weak on-site signal: {r['users']['weak']}); LLM-sourced share of treatment impressions "
-                  f"{r['llm_impression_share']:.1%}.", "",
-                  "Drawn outcomes (one Bernoulli draw per impression):", "",
-                  "| metric | control | treatment | all users: change | weak on-site users: change |",
-                  "|---|---|---|---|---|"]
-        for key, wkey, title in (("overall", "weak", None),
-                                 ("overall_expected", "weak_expected",
-                                  "Expected outcomes (the draws' probabilities; no draw noise):"),
-                                 ("paired_expected", "paired_weak_expected",
-                                  "Counterfactual, paired: every user under both policies, expected outcomes "
-                                  "(no between-user noise; only a simulation can do this):")):
+        lines += [
+            f"## objective `{r['objective']}`, LLM quota {r['llm_quota']}" + (" (A/A)" if r["aa"] else ""),
+            "",
+            f"Users: control {r['users']['control']}, treatment {r['users']['treatment']} "
+            f"(weak on-site signal: {r['users']['weak']}); LLM-sourced share of treatment impressions "
+            f"{r['llm_impression_share']:.1%}.",
+            "",
+            "Drawn outcomes (one Bernoulli draw per impression):",
+            "",
+            "| metric | control | treatment | all users: change | weak on-site users: change |",
+            "|---|---|---|---|---|",
+        ]
+        for key, wkey, title in (
+            ("overall", "weak", None),
+            (
+                "overall_expected",
+                "weak_expected",
+                "Expected outcomes (the draws' probabilities; no draw noise):",
+            ),
+            (
+                "paired_expected",
+                "paired_weak_expected",
+                "Counterfactual, paired: every user under both policies, expected outcomes "
+                "(no between-user noise; only a simulation can do this):",
+            ),
+        ):
             if title:
-                lines += ["", title, "", "| metric | control | treatment | all users: change | "
-                          "weak on-site users: change |", "|---|---|---|---|---|"]
+                lines += [
+                    "",
+                    title,
+                    "",
+                    "| metric | control | treatment | all users: change | weak on-site users: change |",
+                    "|---|---|---|---|---|",
+                ]
             for m in METRICS:
                 c = r[key][m]
                 w = r[wkey][m] if r[wkey] else None
-                lines.append(f"| {names[m]} | {c['control']:.4g} | {c['treatment']:.4g} | {cell(c)} | "
-                             f"{cell(w) if w else 'n/a'} |")
+                lines.append(
+                    f"| {names[m]} | {c['control']:.4g} | {c['treatment']:.4g} | {cell(c)} | "
+                    f"{cell(w) if w else 'n/a'} |"
+                )
         lines.append("")
     lines += ["![A/B sweeps](ab.png)", ""]
     (out / "report.md").write_text("\n".join(lines))

@@ -60,18 +60,28 @@ class RetrievalConfig:
     epochs: int = 5  # passes over the training interactions
     lr: float = 3e-3  # AdamW learning rate
     weight_decay: float = 1e-5  # AdamW weight decay
-    mixed_negatives: int = 128  # extra negatives per batch drawn uniformly from the catalogue (Yang et al. 2020)
+    mixed_negatives: int = (
+        128  # extra negatives per batch drawn uniformly from the catalogue (Yang et al. 2020)
+    )
     logq_correction: bool = True  # subtract log(sampling probability) from negatives' logits (Yi et al. 2019)
-    recall_ks: tuple[int, ...] = (10, 50, 100)  # validation recall@k of the positive among all catalogue items
+    recall_ks: tuple[int, ...] = (
+        10,
+        50,
+        100,
+    )  # validation recall@k of the positive among all catalogue items
     seed: int = 0  # initialisation, shuffling and negative sampling
     threads: int = 1  # torch CPU threads while training (restored afterwards)
 
     # ------------------------------------------------------- candidate generators, blending, A/B test
-    index: IndexConfig = field(default_factory=lambda: IndexConfig(kind="flat"))  # faiss index of item vectors
+    index: IndexConfig = field(
+        default_factory=lambda: IndexConfig(kind="flat")
+    )  # faiss index of item vectors
     quotas: dict[str, int] = field(
         default_factory=lambda: {"two_tower": 100, "popularity": 50, "llm": 50}
     )  # L0 quota per generator; blending priority is this order (the LLM channel last: purely additive)
-    ranking_models: Path | None = Path("runs/ranking/models")  # ranking run scoring the blend; None: no ranker
+    ranking_models: Path | None = Path(
+        "runs/ranking/models"
+    )  # ranking run scoring the blend; None: no ranker
     ranking_library: str = "lightgbm"  # which trained ranking library scores candidates
     slots: int = 5  # ads shown per user-day (the top of the ranked blend)
     per_advertiser_cap: int = 1  # most ads of one advertiser in a user-day's slate
@@ -97,8 +107,10 @@ class RetrievalConfig:
         if self.temperature <= 0:
             raise ValueError(f"temperature={self.temperature}: must be > 0")
         if self.dwell_cap_s <= 0 or not 0 <= self.dwell_min_weight <= 1:
-            raise ValueError(f"dwell_cap_s={self.dwell_cap_s}, dwell_min_weight={self.dwell_min_weight}: "
-                             "need cap > 0 and 0 <= min weight <= 1")
+            raise ValueError(
+                f"dwell_cap_s={self.dwell_cap_s}, dwell_min_weight={self.dwell_min_weight}: "
+                "need cap > 0 and 0 <= min weight <= 1"
+            )
         for name in ("batch_size", "epochs", "embedding_dim", "feature_dim", "max_history", "price_buckets"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
@@ -136,8 +148,11 @@ def config_from_dict(d: dict[str, Any]) -> RetrievalConfig:
         if name not in known:
             continue
         if name == "store":
-            v = StoreConfig(repo=Path(v["repo"]), online=v.get("online", "sqlite"),
-                            redis_env=v.get("redis_env", "ADPRIOR_REDIS"))
+            v = StoreConfig(
+                repo=Path(v["repo"]),
+                online=v.get("online", "sqlite"),
+                redis_env=v.get("redis_env", "ADPRIOR_REDIS"),
+            )
         elif name == "index":
             v = IndexConfig(**v)
         elif name in ("data", "out") or (name == "ranking_models" and v is not None):

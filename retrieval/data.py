@@ -50,7 +50,14 @@ USER_FEATURE_REFS: tuple[str, ...] = (
     "user_behavior:n_matched",
 )
 USER_FEATURE_COLUMNS: tuple[str, ...] = tuple(r.split(":", 1)[1] for r in USER_FEATURE_REFS)
-ITEM_COLUMNS: tuple[str, ...] = ("item_id", "advertiser_id", "advertiser_name", "category", "price", "brand_group")
+ITEM_COLUMNS: tuple[str, ...] = (
+    "item_id",
+    "advertiser_id",
+    "advertiser_name",
+    "category",
+    "price",
+    "brand_group",
+)
 INTERACTION_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "advertiser_id", "event_timestamp", "weight")
 # Event types read per objective.
 OBJECTIVE_EVENTS: dict[str, tuple[str, ...]] = {
@@ -129,7 +136,9 @@ def dwell_weight(duration_s: Any, cap_s: float = 300.0, min_weight: float = 0.1)
     Increases with the dwell up to ``cap_s`` seconds (weight 1, and no more beyond); a missing or
     negative dwell gets ``min_weight``.
     """
-    d = pd.to_numeric(pd.Series(np.asarray(duration_s, dtype=object).ravel()), errors="coerce").to_numpy(float)
+    d = pd.to_numeric(pd.Series(np.asarray(duration_s, dtype=object).ravel()), errors="coerce").to_numpy(
+        float
+    )
     w = np.log1p(np.clip(np.nan_to_num(d, nan=0.0), 0.0, None)) / math.log1p(cap_s)
     return np.clip(w, min_weight, 1.0)
 
@@ -163,9 +172,13 @@ def item_features(data_root: Path) -> pd.DataFrame:
     dup = items["item_id"].duplicated().to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
-        raise ValueError(f"table 'items', column 'item_id', row {row}: duplicate item id {items['item_id'].iloc[row]}")
+        raise ValueError(
+            f"table 'items', column 'item_id', row {row}: duplicate item id {items['item_id'].iloc[row]}"
+        )
     adv = _read(data_root, "advertisers", ["advertiser_id", "name", "brand_group", "category"]).to_pandas()
-    adv = adv.drop_duplicates("advertiser_id").rename(columns={"name": "advertiser_name", "category": "adv_category"})
+    adv = adv.drop_duplicates("advertiser_id").rename(
+        columns={"name": "advertiser_name", "category": "adv_category"}
+    )
     m = items.merge(adv, on="advertiser_id", how="left")
     m["category"] = m["category"].where(m["category"].notna(), m["adv_category"])
     out = m[list(ITEM_COLUMNS)].astype({"item_id": "int64", "advertiser_id": "int64", "price": "float64"})
@@ -408,10 +421,21 @@ class Vocabs:
     def load(cls, path: Path) -> Vocabs:
         """Read vocabularies written by :meth:`save`."""
         d = json.loads(Path(path).read_text())
-        return cls(**{k: Vocab(list(d[k])) for k in VOCAB_NAMES}, price_edges=[float(x) for x in d["price_edges"]])
+        return cls(
+            **{k: Vocab(list(d[k])) for k in VOCAB_NAMES}, price_edges=[float(x) for x in d["price_edges"]]
+        )
 
 
-VOCAB_NAMES: tuple[str, ...] = ("item", "advertiser", "category", "brand", "gender", "user_state", "country", "age")
+VOCAB_NAMES: tuple[str, ...] = (
+    "item",
+    "advertiser",
+    "category",
+    "brand",
+    "gender",
+    "user_state",
+    "country",
+    "age",
+)
 
 
 # ------------------------------------------------------------------------------------------ encoding
@@ -447,16 +471,23 @@ def encode_users(frame: pd.DataFrame, vocabs: Vocabs, max_history: int) -> dict[
         raise KeyError(f"user features {missing} missing from the frame (have {sorted(frame.columns)})")
     f = frame.reset_index(drop=True)
     advs = [_dedup(vocabs.advertiser.ids(as_list(v))) for v in f["active_advertiser_ids"]]
-    cats = [_dedup(vocabs.category.id(t) for p in as_list(v) for t in category_tokens(p)) for v in f["top_categories"]]
+    cats = [
+        _dedup(vocabs.category.id(t) for p in as_list(v) for t in category_tokens(p))
+        for v in f["top_categories"]
+    ]
     brands = [_dedup(vocabs.brand.id(brand_token(b)) for b in as_list(v)) for v in f["top_brands"]]
 
     def count(v: Any) -> float:
         return 0.0 if is_null(v) else math.log1p(max(float(v), 0.0))
 
-    has = [0.0 if is_null(a) and is_null(b) else 1.0 for a, b in zip(f["n_attributed"], f["active_advertiser_ids"],
-                                                                      strict=True)]
-    dense = np.array([[count(a), count(m), h] for a, m, h in zip(f["n_attributed"], f["n_matched"], has, strict=True)],
-                     dtype=np.float32).reshape(len(f), 3)
+    has = [
+        0.0 if is_null(a) and is_null(b) else 1.0
+        for a, b in zip(f["n_attributed"], f["active_advertiser_ids"], strict=True)
+    ]
+    dense = np.array(
+        [[count(a), count(m), h] for a, m, h in zip(f["n_attributed"], f["n_matched"], has, strict=True)],
+        dtype=np.float32,
+    ).reshape(len(f), 3)
     return {
         "gender": np.array(vocabs.gender.ids(f["gender"]), dtype=np.int64),
         "user_state": np.array(vocabs.user_state.ids(f["user_state"]), dtype=np.int64),
@@ -485,8 +516,10 @@ def encode_items(items: pd.DataFrame, vocabs: Vocabs) -> dict[str, np.ndarray]:
     bucket = np.searchsorted(np.asarray(vocabs.price_edges, dtype=float), prices, side="right") + 1
     bucket = np.where(np.isnan(prices), 0, bucket).astype(np.int64)
     cats = [_dedup(vocabs.category.ids(category_tokens(p))) for p in f["category"]]
-    brands = [_dedup(vocabs.brand.id(brand_token(b)) for b in (n, g))
-              for n, g in zip(f["advertiser_name"], f["brand_group"], strict=True)]
+    brands = [
+        _dedup(vocabs.brand.id(brand_token(b)) for b in (n, g))
+        for n, g in zip(f["advertiser_name"], f["brand_group"], strict=True)
+    ]
     return {
         "item": np.array(vocabs.item.ids(f["item_id"]), dtype=np.int64),
         "advertiser": np.array(vocabs.advertiser.ids(f["advertiser_id"]), dtype=np.int64),

@@ -22,9 +22,14 @@ from retrieval.blend import Candidate
 from retrieval.index import ItemIndex
 
 
-def _candidates(index_adv: dict[int, int], scores: np.ndarray, ids: np.ndarray, source: str) -> list[Candidate]:
-    return [Candidate(int(i), index_adv[int(i)], float(s), source) for s, i in zip(scores, ids, strict=True)
-            if int(i) >= 0]
+def _candidates(
+    index_adv: dict[int, int], scores: np.ndarray, ids: np.ndarray, source: str
+) -> list[Candidate]:
+    return [
+        Candidate(int(i), index_adv[int(i)], float(s), source)
+        for s, i in zip(scores, ids, strict=True)
+        if int(i) >= 0
+    ]
 
 
 @dataclass
@@ -53,7 +58,9 @@ class LLMGenerator:
     def retrieve(self, user_vector: np.ndarray, advertisers: Sequence[int], k: int) -> list[Candidate]:
         if k <= 0 or not advertisers:
             return []
-        scores, ids = self.index.search_advertisers(user_vector.astype(np.float32), [int(a) for a in advertisers], k)
+        scores, ids = self.index.search_advertisers(
+            user_vector.astype(np.float32), [int(a) for a in advertisers], k
+        )
         return _candidates(self.item_advertiser, scores, ids, self.name)
 
 
@@ -70,8 +77,12 @@ class PopularityGenerator:
         c = items[["item_id", "advertiser_id"]].copy()
         c["n"] = c["item_id"].map(counts).fillna(0.0).astype(float)
         c = c.sort_values(["n", "item_id"], ascending=[False, True])
-        return cls([Candidate(int(i), int(a), float(n), "popularity")
-                    for i, a, n in zip(c["item_id"], c["advertiser_id"], c["n"], strict=True)])
+        return cls(
+            [
+                Candidate(int(i), int(a), float(n), "popularity")
+                for i, a, n in zip(c["item_id"], c["advertiser_id"], c["n"], strict=True)
+            ]
+        )
 
     def retrieve(self, k: int) -> list[Candidate]:
         return self.ranked[: max(k, 0)]

@@ -62,20 +62,31 @@ IdArray = np.ndarray | Sequence[int]
 class IndexConfig:
     """How an :class:`ItemIndex` is built and searched."""
 
-    kind: str = "flat"  # main index: 'flat' (exact IndexFlatIP) | 'ivf' (IndexIVFFlat) | 'hnsw' (IndexHNSWFlat)
-    metric: str = "ip"  # 'ip' = inner product of the vectors as given | 'cosine' = L2-normalised copies, then IP
+    kind: str = (
+        "flat"  # main index: 'flat' (exact IndexFlatIP) | 'ivf' (IndexIVFFlat) | 'hnsw' (IndexHNSWFlat)
+    )
+    metric: str = (
+        "ip"  # 'ip' = inner product of the vectors as given | 'cosine' = L2-normalised copies, then IP
+    )
     nlist: int = 0  # IVF inverted lists; 0 = auto: round(sqrt(n)), at most n // 39 (>= 39 train points/list)
     nprobe: int = 32  # IVF lists scanned per query (default; search calls may override it)
     hnsw_m: int = 32  # HNSW neighbours per node (M); level 0 keeps 2*M links
     ef_search: int = 128  # HNSW search beam (default; search calls may override it; faiss uses max(ef, k))
     ef_construction: int = 80  # HNSW build beam: larger = better graph, slower build
     filter: str = "selector"  # restricted search: 'selector' (IDSelector on the main index) | 'partition'
-    selector: str = "bitmap"  # 'selector' filter only: 'bitmap' (IDSelectorBitmap) | 'batch' (IDSelectorBatch)
+    selector: str = (
+        "bitmap"  # 'selector' filter only: 'bitmap' (IDSelectorBitmap) | 'batch' (IDSelectorBatch)
+    )
     threads: int = 0  # faiss OpenMP threads set before build/search (process-wide); 0 = leave faiss's setting
     seed: int = 0  # IVF k-means seed (training sample + init) and HNSW level generator seed
 
     def __post_init__(self) -> None:
-        for name, allowed in (("kind", KINDS), ("metric", METRICS), ("filter", FILTERS), ("selector", SELECTORS)):
+        for name, allowed in (
+            ("kind", KINDS),
+            ("metric", METRICS),
+            ("filter", FILTERS),
+            ("selector", SELECTORS),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"IndexConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         for name in ("nprobe", "hnsw_m", "ef_search", "ef_construction"):
@@ -116,7 +127,9 @@ def _float_matrix(x: Any, name: str, d: int | None = None) -> np.ndarray:
         a = np.ascontiguousarray(a, dtype=np.float32)
     if not np.isfinite(a).all():
         bad = int(np.flatnonzero(~np.isfinite(a).all(axis=1))[0])
-        raise ValueError(f"{name} holds non-finite values (NaN/inf, or too large for float32), e.g. row {bad}")
+        raise ValueError(
+            f"{name} holds non-finite values (NaN/inf, or too large for float32), e.g. row {bad}"
+        )
     return a
 
 
@@ -153,8 +166,9 @@ class ItemIndex:
     build_seconds: dict[str, float]  # wall time of each build step ('main', 'partitions')
     dropped: int  # results outside the allowed advertisers dropped so far (should stay 0)
 
-    def __init__(self, item_ids: IdArray, advertiser_ids: IdArray, vectors: Vectors,
-                 config: IndexConfig | None = None) -> None:
+    def __init__(
+        self, item_ids: IdArray, advertiser_ids: IdArray, vectors: Vectors, config: IndexConfig | None = None
+    ) -> None:
         cfg = config or IndexConfig()
         items = _int_array(item_ids, "item_ids")
         advs = _int_array(advertiser_ids, "advertiser_ids")
@@ -271,17 +285,32 @@ class ItemIndex:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"ItemIndex(n={self.size}, d={self.dim}, advertisers={self._adv_keys.size}, kind={c.kind!r}, "
-                f"filter={c.filter!r}, metric={c.metric!r})")
+        return (
+            f"ItemIndex(n={self.size}, d={self.dim}, advertisers={self._adv_keys.size}, kind={c.kind!r}, "
+            f"filter={c.filter!r}, metric={c.metric!r})"
+        )
 
     def memory_bytes(self) -> dict[str, int]:
         """Approximate bytes held, by part: 'arrays' (vectors, ids, advertisers), 'main' (the main faiss
         index), 'partitions' and 'exact_flat' (0 when not built). Container slack is not counted."""
-        arrays = sum(a.nbytes for a in (self._vectors, self._item_ids, self._adv, self._positions,
-                                        self._adv_keys, self._adv_start, self._adv_end))
-        return {"arrays": int(arrays), "main": _faiss_bytes(self._index),
-                "partitions": sum(_faiss_bytes(p) for p in self._parts),
-                "exact_flat": 0 if self._flat is None else _faiss_bytes(self._flat)}
+        arrays = sum(
+            a.nbytes
+            for a in (
+                self._vectors,
+                self._item_ids,
+                self._adv,
+                self._positions,
+                self._adv_keys,
+                self._adv_start,
+                self._adv_end,
+            )
+        )
+        return {
+            "arrays": int(arrays),
+            "main": _faiss_bytes(self._index),
+            "partitions": sum(_faiss_bytes(p) for p in self._parts),
+            "exact_flat": 0 if self._flat is None else _faiss_bytes(self._flat),
+        }
 
     def n_allowed(self, advertiser_ids: IdArray) -> int:
         """How many items the given advertisers own (unknown ids count 0, duplicates once)."""
@@ -300,8 +329,9 @@ class ItemIndex:
             faiss.normalize_L2(q)
         return q, single
 
-    def _params(self, sel: faiss.IDSelector | None, nprobe: int | None, ef_search: int | None,
-                kind: str) -> faiss.SearchParameters | None:
+    def _params(
+        self, sel: faiss.IDSelector | None, nprobe: int | None, ef_search: int | None, kind: str
+    ) -> faiss.SearchParameters | None:
         args: dict[str, Any] = {} if sel is None else {"sel": sel}
         if kind == "ivf":
             nprobe = self.config.nprobe if nprobe is None else nprobe
@@ -322,8 +352,15 @@ class ItemIndex:
         scores = np.where(missing, np.float32(-np.inf), scores).astype(np.float32, copy=False)
         return scores, ids.astype(np.int64, copy=False)
 
-    def search(self, queries: Vectors, k: int, *, exact: bool = False, nprobe: int | None = None,
-               ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self,
+        queries: Vectors,
+        k: int,
+        *,
+        exact: bool = False,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Unrestricted top-k over all items.
 
         Args:
@@ -356,13 +393,24 @@ class ItemIndex:
     def _selector(self, starts: np.ndarray, ends: np.ndarray) -> faiss.IDSelector:
         """An IDSelector for the positions in [starts[i], ends[i])."""
         if self.config.selector == "batch":
-            return faiss.IDSelectorBatch(np.concatenate([self._positions[s:e] for s, e in
-                                                         zip(starts.tolist(), ends.tolist(), strict=True)]))
+            return faiss.IDSelectorBatch(
+                np.concatenate(
+                    [self._positions[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+                )
+            )
         return faiss.IDSelectorBitmap(ranges_bitmap(starts, ends, self.size))
 
-    def _search_selected(self, index: faiss.Index, kind: str, q: np.ndarray, k: int, starts: np.ndarray,
-                         ends: np.ndarray, nprobe: int | None, ef_search: int | None
-                         ) -> tuple[np.ndarray, np.ndarray]:
+    def _search_selected(
+        self,
+        index: faiss.Index,
+        kind: str,
+        q: np.ndarray,
+        k: int,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        nprobe: int | None,
+        ef_search: int | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         params = self._params(self._selector(starts, ends), nprobe, ef_search, kind)
         scores, pos = index.search(q, k, params=params)
         return scores[0], pos[0]
@@ -382,8 +430,9 @@ class ItemIndex:
         order = np.argsort(-scores, kind="stable")
         return scores[order], pos[order]
 
-    def _guard(self, scores: np.ndarray, pos: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-               k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _guard(
+        self, scores: np.ndarray, pos: np.ndarray, starts: np.ndarray, ends: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Keep only results inside the allowed ranges (order kept), padded to k with (-inf, -1)."""
         found = pos >= 0
         r = np.searchsorted(starts, pos, side="right") - 1
@@ -398,9 +447,16 @@ class ItemIndex:
         out_s[:m], out_p[:m] = scores[inside], pos[inside]
         return out_s, out_p
 
-    def search_advertisers(self, queries: Vectors, advertiser_ids: Sequence[IdArray] | IdArray, k: int, *,
-                           exact: bool = False, nprobe: int | None = None, ef_search: int | None = None
-                           ) -> tuple[np.ndarray, np.ndarray]:
+    def search_advertisers(
+        self,
+        queries: Vectors,
+        advertiser_ids: Sequence[IdArray] | IdArray,
+        k: int,
+        *,
+        exact: bool = False,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k among the items of the given advertisers, per query.
 
         Args:
@@ -425,9 +481,12 @@ class ItemIndex:
             sets = [_int_array(advertiser_ids, "advertiser_ids")]
         else:
             if isinstance(advertiser_ids, np.ndarray) and advertiser_ids.ndim != 2:
-                raise ValueError(f"advertiser_ids must hold one id sequence per query, got shape "
-                                 f"{advertiser_ids.shape}")
-            if isinstance(advertiser_ids, str | bytes) or not isinstance(advertiser_ids, Sequence | np.ndarray):
+                raise ValueError(
+                    f"advertiser_ids must hold one id sequence per query, got shape {advertiser_ids.shape}"
+                )
+            if isinstance(advertiser_ids, str | bytes) or not isinstance(
+                advertiser_ids, Sequence | np.ndarray
+            ):
                 raise ValueError("advertiser_ids must be a sequence with one id sequence per query")
             if len(advertiser_ids) != q.shape[0]:
                 raise ValueError(f"advertiser_ids has {len(advertiser_ids)} entries for {q.shape[0]} queries")
@@ -445,7 +504,9 @@ class ItemIndex:
             elif self.config.filter == "partition":
                 s, p = self._search_partitions(qi, k, rows)
             else:
-                s, p = self._search_selected(self._index, self.config.kind, qi, k, starts, ends, nprobe, ef_search)
+                s, p = self._search_selected(
+                    self._index, self.config.kind, qi, k, starts, ends, nprobe, ef_search
+                )
             out_s[i], out_p[i] = self._guard(s, p, starts, ends, k)
         scores, ids = self._to_items(out_s, out_p)
         return (scores[0], ids[0]) if single else (scores, ids)
@@ -478,7 +539,10 @@ class ItemIndex:
         advs = np.load(folder / "advertiser_ids.npy")
         vecs = np.ascontiguousarray(np.load(folder / "vectors.npy"), dtype=np.float32)
         index = faiss.read_index(str(folder / "index.faiss"))
-        if not (items.size == advs.size == vecs.shape[0] == index.ntotal == meta["n"]) or index.d != vecs.shape[1]:
+        if (
+            not (items.size == advs.size == vecs.shape[0] == index.ntotal == meta["n"])
+            or index.d != vecs.shape[1]
+        ):
             raise ValueError(f"{folder}: the index and the arrays disagree on size or dimension")
         self = cls.__new__(cls)
         self._setup(cfg, items.astype(np.int64), advs.astype(np.int64), vecs)

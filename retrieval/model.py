@@ -52,7 +52,12 @@ log = logging.getLogger(__name__)
 
 N_DENSE = 3  # dense user inputs of encode_users: log1p(n_attributed), log1p(n_matched), has snapshot
 MODEL_FILE, CONFIG_FILE, VOCAB_FILE, ITEMS_FILE, METRICS_FILE = (
-    "model.pt", "config.json", "vocab.json", "items.parquet", "metrics.json")
+    "model.pt",
+    "config.json",
+    "vocab.json",
+    "items.parquet",
+    "metrics.json",
+)
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -110,7 +115,10 @@ class TwoTower(nn.Module):
         self.price = nn.Embedding(sizes["price"], d, padding_idx=0)
         if share_embeddings:
             self.item_advertiser, self.item_categories, self.item_brands = (
-                self.user_advertisers, self.user_categories, self.user_brands)
+                self.user_advertisers,
+                self.user_categories,
+                self.user_brands,
+            )
         else:
             self.item_advertiser = _bag(sizes["advertiser"], d)
             self.item_categories = _bag(sizes["category"], d)
@@ -121,9 +129,14 @@ class TwoTower(nn.Module):
         """Unit user vectors [n, embedding_dim] from :func:`retrieval.data.encode_users` tensors."""
         x = torch.cat(
             [
-                self.gender(u["gender"]), self.user_state(u["user_state"]), self.country(u["country"]),
-                self.age(u["age"]), self.user_advertisers(u["advertisers"]),
-                self.user_categories(u["categories"]), self.user_brands(u["brands"]), u["dense"],
+                self.gender(u["gender"]),
+                self.user_state(u["user_state"]),
+                self.country(u["country"]),
+                self.age(u["age"]),
+                self.user_advertisers(u["advertisers"]),
+                self.user_categories(u["categories"]),
+                self.user_brands(u["brands"]),
+                u["dense"],
             ],
             dim=1,
         )
@@ -133,8 +146,11 @@ class TwoTower(nn.Module):
         """Unit item vectors [n, embedding_dim] from :func:`retrieval.data.encode_items` tensors."""
         x = torch.cat(
             [
-                self.item(it["item"]), self.item_advertiser(it["advertiser"].unsqueeze(1)),
-                self.item_categories(it["categories"]), self.item_brands(it["brands"]), self.price(it["price"]),
+                self.item(it["item"]),
+                self.item_advertiser(it["advertiser"].unsqueeze(1)),
+                self.item_categories(it["categories"]),
+                self.item_brands(it["brands"]),
+                self.price(it["price"]),
             ],
             dim=1,
         )
@@ -143,7 +159,9 @@ class TwoTower(nn.Module):
 
 def _tensors(arrays: dict[str, np.ndarray], rows: Any = None) -> dict[str, torch.Tensor]:
     """Numpy arrays (optionally a row selection) as torch tensors."""
-    return {k: torch.from_numpy(np.ascontiguousarray(v if rows is None else v[rows])) for k, v in arrays.items()}
+    return {
+        k: torch.from_numpy(np.ascontiguousarray(v if rows is None else v[rows])) for k, v in arrays.items()
+    }
 
 
 # ---------------------------------------------------------------------------------------------- loss
@@ -216,8 +234,13 @@ def item_log_q(counts: np.ndarray, batch_size: int, mixed_negatives: int) -> np.
 # ----------------------------------------------------------------------------------------- evaluation
 
 
-def recall_at_k(user_vecs: torch.Tensor, item_vecs: torch.Tensor, pos_rows: torch.Tensor,
-                ks: tuple[int, ...], chunk: int = 2048) -> dict[str, float]:
+def recall_at_k(
+    user_vecs: torch.Tensor,
+    item_vecs: torch.Tensor,
+    pos_rows: torch.Tensor,
+    ks: tuple[int, ...],
+    chunk: int = 2048,
+) -> dict[str, float]:
     """Share of rows whose positive catalogue row ranks in the top k of all items by dot product.
 
     The rank is the number of items scoring strictly higher than the positive (exact, in torch).
@@ -226,14 +249,16 @@ def recall_at_k(user_vecs: torch.Tensor, item_vecs: torch.Tensor, pos_rows: torc
         return {str(k): float("nan") for k in ks}
     ranks = []
     for s in range(0, len(pos_rows), chunk):
-        scores = user_vecs[s:s + chunk] @ item_vecs.T
-        pos = scores.gather(1, pos_rows[s:s + chunk].unsqueeze(1))
+        scores = user_vecs[s : s + chunk] @ item_vecs.T
+        pos = scores.gather(1, pos_rows[s : s + chunk].unsqueeze(1))
         ranks.append((scores > pos).sum(1))
     r = torch.cat(ranks)
     return {str(k): float((r < k).float().mean()) for k in ks}
 
 
-def popularity_recall(counts: np.ndarray, pos_rows: np.ndarray, ks: tuple[int, ...], seed: int) -> dict[str, float]:
+def popularity_recall(
+    counts: np.ndarray, pos_rows: np.ndarray, ks: tuple[int, ...], seed: int
+) -> dict[str, float]:
     """Recall@k of ranking every user's catalogue by training popularity (ties broken at random)."""
     jitter = np.random.default_rng(seed).uniform(0.0, 0.5, size=len(counts))
     score = torch.from_numpy(counts.astype(np.float64) + jitter).unsqueeze(1)
@@ -250,8 +275,16 @@ def _time_split(ts: pd.Series, valid_fraction: float) -> np.ndarray:
     return ns >= np.quantile(ns, 1 - valid_fraction)
 
 
-def _epoch_loss(model: TwoTower, users: dict[str, np.ndarray], items: dict[str, torch.Tensor], pos_rows: np.ndarray,
-                weight: np.ndarray, cfg: RetrievalConfig, log_q: torch.Tensor | None, gen: torch.Generator) -> float:
+def _epoch_loss(
+    model: TwoTower,
+    users: dict[str, np.ndarray],
+    items: dict[str, torch.Tensor],
+    pos_rows: np.ndarray,
+    weight: np.ndarray,
+    cfg: RetrievalConfig,
+    log_q: torch.Tensor | None,
+    gen: torch.Generator,
+) -> float:
     """Mean weighted loss over fixed batches without gradients (the validation loss)."""
     total, wsum = 0.0, 0.0
     n_items = len(items["item"])
@@ -264,9 +297,18 @@ def _epoch_loss(model: TwoTower, users: dict[str, np.ndarray], items: dict[str, 
     return total / max(wsum, 1e-12)
 
 
-def _batch_loss(model: TwoTower, users: dict[str, np.ndarray], items: dict[str, torch.Tensor], pos_rows: np.ndarray,
-                weight: np.ndarray, rows: np.ndarray, cfg: RetrievalConfig, log_q: torch.Tensor | None,
-                gen: torch.Generator, n_items: int) -> tuple[torch.Tensor, float]:
+def _batch_loss(
+    model: TwoTower,
+    users: dict[str, np.ndarray],
+    items: dict[str, torch.Tensor],
+    pos_rows: np.ndarray,
+    weight: np.ndarray,
+    rows: np.ndarray,
+    cfg: RetrievalConfig,
+    log_q: torch.Tensor | None,
+    gen: torch.Generator,
+    n_items: int,
+) -> tuple[torch.Tensor, float]:
     """Loss of one batch of training rows, and the batch's weight sum."""
     u = model.user_vectors(_tensors(users, rows))
     pos = torch.from_numpy(pos_rows[rows])
@@ -275,8 +317,14 @@ def _batch_loss(model: TwoTower, users: dict[str, np.ndarray], items: dict[str, 
     v = model.item_vectors({k: t[cand] for k, t in items.items()})
     lq = None if log_q is None else log_q[cand]
     logits = retrieval_logits(
-        u, v[: len(rows)], pos, v[len(rows):], neg, cfg.temperature,
-        None if lq is None else lq[: len(rows)], None if lq is None else lq[len(rows):],
+        u,
+        v[: len(rows)],
+        pos,
+        v[len(rows) :],
+        neg,
+        cfg.temperature,
+        None if lq is None else lq[: len(rows)],
+        None if lq is None else lq[len(rows) :],
     )
     w = torch.from_numpy(weight[rows])
     return sampled_softmax_loss(logits, w), float(w.sum())
@@ -285,15 +333,26 @@ def _batch_loss(model: TwoTower, users: dict[str, np.ndarray], items: dict[str, 
 def _embed_items(model: TwoTower, items: dict[str, torch.Tensor], chunk: int = 4096) -> torch.Tensor:
     n = len(items["item"])
     with torch.no_grad():
-        return torch.cat([model.item_vectors({k: t[s:s + chunk] for k, t in items.items()})
-                          for s in range(0, n, chunk)]) if n else torch.zeros(0, model.embedding_dim)
+        return (
+            torch.cat(
+                [
+                    model.item_vectors({k: t[s : s + chunk] for k, t in items.items()})
+                    for s in range(0, n, chunk)
+                ]
+            )
+            if n
+            else torch.zeros(0, model.embedding_dim)
+        )
 
 
 def _embed_users(model: TwoTower, users: dict[str, np.ndarray], chunk: int = 4096) -> torch.Tensor:
     n = len(users["gender"])
     with torch.no_grad():
-        return torch.cat([model.user_vectors(_tensors(users, slice(s, s + chunk)))
-                          for s in range(0, n, chunk)]) if n else torch.zeros(0, model.embedding_dim)
+        return (
+            torch.cat([model.user_vectors(_tensors(users, slice(s, s + chunk))) for s in range(0, n, chunk)])
+            if n
+            else torch.zeros(0, model.embedding_dim)
+        )
 
 
 def train(cfg: RetrievalConfig) -> dict[str, Any]:
@@ -336,25 +395,45 @@ def _train(cfg: RetrievalConfig, t0: float) -> dict[str, Any]:
     if start is None:
         start = first_behavior_snapshot(cfg.store)
         if start is None:
-            raise ValueError(f"no user_behavior snapshot in the store {cfg.store.repo}: write daily features "
-                             "first, or set start")
-    inter = interactions(cfg.data, cfg.objective, start, cfg.end, dwell_cap_s=cfg.dwell_cap_s,
-                         dwell_min_weight=cfg.dwell_min_weight)
+            raise ValueError(
+                f"no user_behavior snapshot in the store {cfg.store.repo}: write daily features "
+                "first, or set start"
+            )
+    inter = interactions(
+        cfg.data,
+        cfg.objective,
+        start,
+        cfg.end,
+        dwell_cap_s=cfg.dwell_cap_s,
+        dwell_min_weight=cfg.dwell_min_weight,
+    )
     row_of = pd.Series(np.arange(len(items)), index=items["item_id"].to_numpy())
     known = inter["item_id"].isin(row_of.index).to_numpy()
     dropped = int((~known).sum())
     if dropped:
-        log.warning("%d %s interactions name items missing from the catalogue; dropped", dropped, cfg.objective)
+        log.warning(
+            "%d %s interactions name items missing from the catalogue; dropped", dropped, cfg.objective
+        )
     inter = inter[known].reset_index(drop=True)
     if len(inter) < 10:
-        raise ValueError(f"objective {cfg.objective!r}: only {len(inter)} interactions in "
-                         f"[{start}, {cfg.end}) under {cfg.data}; widen the window or add users")
+        raise ValueError(
+            f"objective {cfg.objective!r}: only {len(inter)} interactions in "
+            f"[{start}, {cfg.end}) under {cfg.data}; widen the window or add users"
+        )
     is_valid = _time_split(inter["event_timestamp"], cfg.valid_fraction)
     if is_valid.all() or not is_valid.any():
-        raise ValueError(f"objective {cfg.objective!r}: the time split leaves no train or no valid rows "
-                         f"({len(inter)} interactions, valid_fraction={cfg.valid_fraction})")
-    log.info("%s: %d interactions (%d train, %d valid); point-in-time user features from %s", cfg.objective,
-             len(inter), int((~is_valid).sum()), int(is_valid.sum()), cfg.store.repo)
+        raise ValueError(
+            f"objective {cfg.objective!r}: the time split leaves no train or no valid rows "
+            f"({len(inter)} interactions, valid_fraction={cfg.valid_fraction})"
+        )
+    log.info(
+        "%s: %d interactions (%d train, %d valid); point-in-time user features from %s",
+        cfg.objective,
+        len(inter),
+        int((~is_valid).sum()),
+        int(is_valid.sum()),
+        cfg.store.repo,
+    )
     t_feat = time.perf_counter()
     frame = user_features(cfg.store, inter)
     t_feat = time.perf_counter() - t_feat
@@ -368,18 +447,28 @@ def _train(cfg: RetrievalConfig, t0: float) -> dict[str, Any]:
     valid_users = {k: v[va] for k, v in users.items()}
     tr_pos, tr_weight = pos_rows[tr], weight[tr]
     counts = np.bincount(pos_rows[tr], minlength=len(items))
-    log_q = torch.from_numpy(item_log_q(counts, cfg.batch_size, cfg.mixed_negatives)) if cfg.logq_correction else None
+    log_q = (
+        torch.from_numpy(item_log_q(counts, cfg.batch_size, cfg.mixed_negatives))
+        if cfg.logq_correction
+        else None
+    )
 
     torch.manual_seed(cfg.seed)
-    model = TwoTower(vocabs.sizes(), cfg.feature_dim, cfg.embedding_dim, tuple(cfg.hidden), cfg.share_embeddings)
+    model = TwoTower(
+        vocabs.sizes(), cfg.feature_dim, cfg.embedding_dim, tuple(cfg.hidden), cfg.share_embeddings
+    )
     untrained = copy.deepcopy(model).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     losses: dict[str, list[float]] = {"train": [], "valid": []}
     steps = math.ceil(len(tr) / cfg.batch_size)
     t_fit = time.perf_counter()
-    columns = [TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn()]
+    columns = [
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns) as progress:
         bar = progress.add_task(f"two-tower {cfg.objective}", total=cfg.epochs * steps)
         for epoch in range(cfg.epochs):
@@ -387,8 +476,10 @@ def _train(cfg: RetrievalConfig, t0: float) -> dict[str, Any]:
             order = torch.randperm(len(tr), generator=gen).numpy()
             total, wsum = 0.0, 0.0
             for s in range(0, len(tr), cfg.batch_size):
-                rows = order[s:s + cfg.batch_size]
-                loss, w = _batch_loss(model, train_users, item_t, tr_pos, tr_weight, rows, cfg, log_q, gen, len(items))
+                rows = order[s : s + cfg.batch_size]
+                loss, w = _batch_loss(
+                    model, train_users, item_t, tr_pos, tr_weight, rows, cfg, log_q, gen, len(items)
+                )
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -398,18 +489,29 @@ def _train(cfg: RetrievalConfig, t0: float) -> dict[str, Any]:
             model.eval()
             vgen = torch.Generator().manual_seed(cfg.seed + 1)  # the same validation negatives every epoch
             losses["train"].append(round(total / max(wsum, 1e-12), 5))
-            losses["valid"].append(round(_epoch_loss(model, valid_users, item_t, pos_rows[va], weight[va], cfg, log_q,
-                                                     vgen), 5))
-            progress.update(bar, description=f"two-tower {cfg.objective} loss {losses['train'][-1]:.3f} "
-                                             f"valid {losses['valid'][-1]:.3f}")
-            log.info("epoch %d: train loss %.4f, valid loss %.4f", epoch + 1, losses["train"][-1], losses["valid"][-1])
+            losses["valid"].append(
+                round(_epoch_loss(model, valid_users, item_t, pos_rows[va], weight[va], cfg, log_q, vgen), 5)
+            )
+            progress.update(
+                bar,
+                description=f"two-tower {cfg.objective} loss {losses['train'][-1]:.3f} "
+                f"valid {losses['valid'][-1]:.3f}",
+            )
+            log.info(
+                "epoch %d: train loss %.4f, valid loss %.4f",
+                epoch + 1,
+                losses["train"][-1],
+                losses["valid"][-1],
+            )
     t_fit = time.perf_counter() - t_fit
     model.eval()
     ks = tuple(cfg.recall_ks)
     va_pos = torch.from_numpy(pos_rows[va])
     recall = recall_at_k(_embed_users(model, valid_users), _embed_items(model, item_t), va_pos, ks)
     baselines = {
-        "untrained": recall_at_k(_embed_users(untrained, valid_users), _embed_items(untrained, item_t), va_pos, ks),
+        "untrained": recall_at_k(
+            _embed_users(untrained, valid_users), _embed_items(untrained, item_t), va_pos, ks
+        ),
         "popularity": popularity_recall(counts, pos_rows[va], ks, cfg.seed),
         "random": {str(k): min(1.0, k / len(items)) for k in ks},
     }
@@ -423,21 +525,36 @@ def _train(cfg: RetrievalConfig, t0: float) -> dict[str, Any]:
     metrics = {
         "objective": cfg.objective,
         "rows": {"train": len(tr), "valid": len(va), "dropped_unknown_items": dropped},
-        "weight_sum": {"train": round(float(weight[tr].sum()), 3), "valid": round(float(weight[va].sum()), 3)},
+        "weight_sum": {
+            "train": round(float(weight[tr].sum()), 3),
+            "valid": round(float(weight[va].sum()), 3),
+        },
         "users": int(inter["user_id"].nunique()),
         "items": len(items),
         "items_with_train_positives": int((counts > 0).sum()),
-        "window": {"start": ts.min().isoformat(), "split": ts[is_valid].min().isoformat(), "end": ts.max().isoformat()},
+        "window": {
+            "start": ts.min().isoformat(),
+            "split": ts[is_valid].min().isoformat(),
+            "end": ts.max().isoformat(),
+        },
         "loss": losses,
         "recall": recall,
         "baselines": baselines,
-        "seconds": {"user_features": round(t_feat, 2), "fit": round(t_fit, 2),
-                    "total": round(time.perf_counter() - t0, 2)},
+        "seconds": {
+            "user_features": round(t_feat, 2),
+            "fit": round(t_fit, 2),
+            "total": round(time.perf_counter() - t0, 2),
+        },
         "folder": str(folder),
     }
     (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    log.info("%s: valid recall %s (untrained %s, popularity %s)", cfg.objective, recall, baselines["untrained"],
-             baselines["popularity"])
+    log.info(
+        "%s: valid recall %s (untrained %s, popularity %s)",
+        cfg.objective,
+        recall,
+        baselines["untrained"],
+        baselines["popularity"],
+    )
     return metrics
 
 
@@ -485,9 +602,13 @@ def load(folder: Path) -> TrainedTwoTower:
     folder = Path(folder)
     for name in (MODEL_FILE, CONFIG_FILE, VOCAB_FILE, ITEMS_FILE):
         if not (folder / name).exists():
-            raise FileNotFoundError(f"{folder / name} not found: train the model first (retrieval.model.train)")
+            raise FileNotFoundError(
+                f"{folder / name} not found: train the model first (retrieval.model.train)"
+            )
     cfg = config_from_dict(json.loads((folder / CONFIG_FILE).read_text()))
     vocabs = Vocabs.load(folder / VOCAB_FILE)
-    model = TwoTower(vocabs.sizes(), cfg.feature_dim, cfg.embedding_dim, tuple(cfg.hidden), cfg.share_embeddings)
+    model = TwoTower(
+        vocabs.sizes(), cfg.feature_dim, cfg.embedding_dim, tuple(cfg.hidden), cfg.share_embeddings
+    )
     model.load_state_dict(torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True))
     return TrainedTwoTower(model.eval(), vocabs, cfg, pd.read_parquet(folder / ITEMS_FILE))

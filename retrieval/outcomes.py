@@ -88,15 +88,26 @@ class Outcome:
     p_conversion: float  # the conversion probability the draw used
 
 
-def draw(truth: Truth, user: int, day: date, slot: int, advertiser: int, price: float, ad_effect: float,
-         cost_per_impression: float, seed: int) -> Outcome:
+def draw(
+    truth: Truth,
+    user: int,
+    day: date,
+    slot: int,
+    advertiser: int,
+    price: float,
+    ad_effect: float,
+    cost_per_impression: float,
+    seed: int,
+) -> Outcome:
     """Outcome of showing one ad (see the module docstring for the model)."""
     rng = np.random.default_rng([seed, user, day.toordinal(), slot])
     u_click, u_conv = rng.random(2)
     p_click = 0.02 + 0.25 * truth.like(user, advertiser, day)
     p_conv = min(1.0, ad_effect * truth.conversion_propensity(user, advertiser, day))
     conv = bool(u_conv < p_conv)
-    return Outcome(bool(u_click < p_click), conv, float(price) if conv else 0.0, cost_per_impression, p_click, p_conv)
+    return Outcome(
+        bool(u_click < p_click), conv, float(price) if conv else 0.0, cost_per_impression, p_click, p_conv
+    )
 
 
 def window(truth: Truth, start: date, days: int) -> list[date]:
@@ -108,5 +119,7 @@ def window(truth: Truth, start: date, days: int) -> list[date]:
     want = [start + timedelta(days=i) for i in range(days)]
     got = [d for d in want if d in set(truth.days)]
     if not got:
-        raise ValueError(f"A/B window {start}..{want[-1]} is outside the truth's days {truth.days[0]}..{truth.days[-1]}")
+        raise ValueError(
+            f"A/B window {start}..{want[-1]} is outside the truth's days {truth.days[0]}..{truth.days[-1]}"
+        )
     return got

@@ -47,8 +47,15 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> float:
     return float(num.sum() / d) if d > 0 else float("nan")
 
 
-def compare_groups(num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_t: np.ndarray,
-                   resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Comparison:
+def compare_groups(
+    num_c: np.ndarray,
+    den_c: np.ndarray,
+    num_t: np.ndarray,
+    den_t: np.ndarray,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Comparison:
     """Relative change of ``sum(num) / sum(den)`` from control to treatment, per-user arrays.
 
     Args:
@@ -74,8 +81,16 @@ def compare_groups(num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_
 
     ic0, it0 = np.arange(len(num_c)), np.arange(len(num_t))
     point = rel(ic0, it0)
-    ci = bootstrap((ic0, it0), rel, vectorized=False, paired=False, n_resamples=resamples,
-                   confidence_level=confidence, method="percentile", random_state=seed)
+    ci = bootstrap(
+        (ic0, it0),
+        rel,
+        vectorized=False,
+        paired=False,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        random_state=seed,
+    )
     # Permutation: pool the users, reassign group labels; the statistic is the same relative change.
     num = np.concatenate([num_c, num_t])
     den = np.concatenate([den_c, den_t])
@@ -87,18 +102,37 @@ def compare_groups(num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_
         return 0.0 if np.isnan(d) else d
 
     pooled = np.arange(len(num), dtype=float)
-    perm = permutation_test((pooled[:n_c], pooled[n_c:]), stat, permutation_type="independent",
-                            vectorized=False, n_resamples=resamples, alternative="two-sided", random_state=seed)
+    perm = permutation_test(
+        (pooled[:n_c], pooled[n_c:]),
+        stat,
+        permutation_type="independent",
+        vectorized=False,
+        n_resamples=resamples,
+        alternative="two-sided",
+        random_state=seed,
+    )
     lo, hi = _interval(ci, confidence)
     return Comparison(
-        control=_ratio(num_c, den_c), treatment=_ratio(num_t, den_t), rel_change=point,
-        ci_low=float(lo), ci_high=float(hi), p_value=float(perm.pvalue), n_control=len(num_c),
+        control=_ratio(num_c, den_c),
+        treatment=_ratio(num_t, den_t),
+        rel_change=point,
+        ci_low=float(lo),
+        ci_high=float(hi),
+        p_value=float(perm.pvalue),
+        n_control=len(num_c),
         n_treatment=len(num_t),
     )
 
 
-def compare_paired(num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_t: np.ndarray,
-                   resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Comparison:
+def compare_paired(
+    num_c: np.ndarray,
+    den_c: np.ndarray,
+    num_t: np.ndarray,
+    den_t: np.ndarray,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Comparison:
     """Like :func:`compare_groups`, but each user was measured under both policies (a counterfactual
     simulation): users are resampled in pairs, and the permutation swaps each user's two values.
 
@@ -118,20 +152,40 @@ def compare_paired(num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_
         return t / c - 1.0 if c and not np.isnan(c) else float("nan")
 
     idx = np.arange(len(num_c))
-    ci = bootstrap((idx,), rel, vectorized=False, n_resamples=resamples, confidence_level=confidence,
-                   method="percentile", random_state=seed)
+    ci = bootstrap(
+        (idx,),
+        rel,
+        vectorized=False,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        random_state=seed,
+    )
     lo, hi = _interval(ci, confidence)
     # Sign-flip permutation: swap control and treatment within each user, statistic = difference of ratios.
     both_num, both_den = np.stack([num_c, num_t]), np.stack([den_c, den_t])
 
     def stat(a: np.ndarray, b: np.ndarray) -> float:  # a, b: 0/1 rows per user after the swap
         ia, ib = a.astype(int), b.astype(int)
-        d = (_ratio(both_num[ib, idx], both_den[ib, idx]) - _ratio(both_num[ia, idx], both_den[ia, idx]))
+        d = _ratio(both_num[ib, idx], both_den[ib, idx]) - _ratio(both_num[ia, idx], both_den[ia, idx])
         return 0.0 if np.isnan(d) else d
 
-    perm = permutation_test((np.zeros(len(idx)), np.ones(len(idx))), stat, permutation_type="samples",
-                            vectorized=False, n_resamples=resamples, alternative="two-sided", random_state=seed)
+    perm = permutation_test(
+        (np.zeros(len(idx)), np.ones(len(idx))),
+        stat,
+        permutation_type="samples",
+        vectorized=False,
+        n_resamples=resamples,
+        alternative="two-sided",
+        random_state=seed,
+    )
     return Comparison(
-        control=_ratio(num_c, den_c), treatment=_ratio(num_t, den_t), rel_change=rel(idx),
-        ci_low=float(lo), ci_high=float(hi), p_value=float(perm.pvalue), n_control=len(idx), n_treatment=len(idx),
+        control=_ratio(num_c, den_c),
+        treatment=_ratio(num_t, den_t),
+        rel_change=rel(idx),
+        ci_low=float(lo),
+        ci_high=float(hi),
+        p_value=float(perm.pvalue),
+        n_control=len(idx),
+        n_treatment=len(idx),
     )

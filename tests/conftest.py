@@ -45,9 +45,17 @@ def infer_config(world: tuple[Path, Path], tmp: Path, model: Path, **kw: object)
 
     data, ex = world
     engine = EngineConfig(model=str(model), batch_size=4, max_new_tokens=120, max_names=4)
-    base: dict[str, object] = dict(examples=ex, data=data, work=tmp / "work", predictions=tmp / "pred",
-                                   engine=engine, shard_size=16, runner="local", budget_tokens=160,
-                                   cpus_per_worker=1)
+    base: dict[str, object] = dict(
+        examples=ex,
+        data=data,
+        work=tmp / "work",
+        predictions=tmp / "pred",
+        engine=engine,
+        shard_size=16,
+        runner="local",
+        budget_tokens=160,
+        cpus_per_worker=1,
+    )
     base.update(kw)
     return InferConfig(**base)  # type: ignore[arg-type]
 
@@ -208,13 +216,23 @@ def _predictions(examples: pd.DataFrame, pool: pd.DataFrame, day: date) -> pd.Da
     for r in examples.itertuples():
         ids = list(dict.fromkeys([*map(int, r.active_advertiser_ids), *map(int, pool["advertiser_id"])]))[:20]
         names = [str(i) for i in ids]
-        rows.append({
-            "user_id": int(r.user_id), "event_timestamp": _utc_midnight(day + timedelta(days=1)),
-            "created_timestamp": _utc_midnight(day + timedelta(days=1)), "anchor_date": day,
-            "advertiser_ids": ids, "advertiser_names": names, "raw_names": names, "interests": ["shoes"],
-            "model_version": f"test@{day.isoformat()}", "engine": "test", "status": "ok", "n_unresolved": 0,
-            "raw_output": "",
-        })
+        rows.append(
+            {
+                "user_id": int(r.user_id),
+                "event_timestamp": _utc_midnight(day + timedelta(days=1)),
+                "created_timestamp": _utc_midnight(day + timedelta(days=1)),
+                "anchor_date": day,
+                "advertiser_ids": ids,
+                "advertiser_names": names,
+                "raw_names": names,
+                "interests": ["shoes"],
+                "model_version": f"test@{day.isoformat()}",
+                "engine": "test",
+                "status": "ok",
+                "n_unresolved": 0,
+                "raw_output": "",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -222,20 +240,36 @@ def _predictions(examples: pd.DataFrame, pool: pd.DataFrame, day: date) -> pd.Da
 def ranking_world(tmp_path_factory, spark) -> dict:
     """A small world with behaviour, stats and predictions of two anchors in a fresh Feast repo."""
     from adprior import store as st
-    from llm_predictor.data.compile import CompileConfig, compile_examples, load_examples, read_preset_pool
     from adprior.io import SparkConfig
+    from llm_predictor.data.compile import CompileConfig, compile_examples, load_examples, read_preset_pool
     from ranking.config import RankingConfig
     from world.simulate import WorldConfig, simulate
 
     tmp = tmp_path_factory.mktemp("ranking")
     data = tmp / "world"
-    simulate(WorldConfig(out=data, users=150, advertisers=60, days=45, end_date=date(2026, 6, 30), seed=11,
-                         impression_rate=6.0))
+    simulate(
+        WorldConfig(
+            out=data,
+            users=150,
+            advertisers=60,
+            days=45,
+            end_date=date(2026, 6, 30),
+            seed=11,
+            impression_rate=6.0,
+        )
+    )
     cfg = st.StoreConfig(repo=tmp / "feature_repo")
     st.init_repo(cfg.repo)
     ex = tmp / "examples"
-    compile_examples(CompileConfig(data=data, out=ex, anchor_dates=RANKING_ANCHORS, tokenizer=None,
-                                   spark=SparkConfig(master="local[2]")))
+    compile_examples(
+        CompileConfig(
+            data=data,
+            out=ex,
+            anchor_dates=RANKING_ANCHORS,
+            tokenizer=None,
+            spark=SparkConfig(master="local[2]"),
+        )
+    )
     preds = {}
     for day in RANKING_ANCHORS:
         examples = load_examples(ex, day)
@@ -243,6 +277,13 @@ def ranking_world(tmp_path_factory, spark) -> dict:
         preds[day] = _predictions(examples, read_preset_pool(ex, day), day)
         st.write_partition(cfg, "llm_predictions", preds[day], f"dt={day.isoformat()}")
     st.apply(cfg)
-    rcfg = RankingConfig(data=data, store=cfg, out=tmp / "models", n_estimators=40, early_stopping_rounds=10,
-                         bootstrap_resamples=60, threads=1)
+    rcfg = RankingConfig(
+        data=data,
+        store=cfg,
+        out=tmp / "models",
+        n_estimators=40,
+        early_stopping_rounds=10,
+        bootstrap_resamples=60,
+        threads=1,
+    )
     return {"data": data, "store": cfg, "cfg": rcfg, "preds": preds, "examples": ex}

@@ -61,8 +61,9 @@ def ev_adv_ids(ev_keys: list[str | None], adv_id: dict[str, int]) -> np.ndarray:
     return np.array([-1 if k is None else adv_id[k] for k in ev_keys], dtype=np.int64)
 
 
-def trailing_conversions(ev_days: np.ndarray, ev_adv: np.ndarray, n_adv: int, first_day: int, last_day: int,
-                         window: int) -> np.ndarray:
+def trailing_conversions(
+    ev_days: np.ndarray, ev_adv: np.ndarray, n_adv: int, first_day: int, last_day: int, window: int
+) -> np.ndarray:
     """(days x advertisers) matrix: row d - first_day counts each advertiser's events on days (d - window, d],
     for d in [first_day, last_day]; events with ev_adv < 0 are ignored."""
     if window < 1:

@@ -136,8 +136,14 @@ def build_catalog(cfg: WorldConfig) -> tuple[Catalog, dict[str, pa.Table]]:
     rows: list[dict] = []
     for b in curated:
         rows.append(
-            dict(name=b.name, aliases=list(b.aliases), domain=b.domain, group=b.group, category=b.category,
-                 weight=b.weight)
+            dict(
+                name=b.name,
+                aliases=list(b.aliases),
+                domain=b.domain,
+                group=b.group,
+                category=b.category,
+                weight=b.weight,
+            )
         )
     cats = list(PRODUCTS)
     used: set[str] = {r["name"].lower() for r in rows}
@@ -156,8 +162,14 @@ def build_catalog(cfg: WorldConfig) -> tuple[Catalog, dict[str, pa.Table]]:
         tail_groups.append(group)
         domain = _slug(name).replace("-", "") + ".com"
         rows.append(
-            dict(name=name, aliases=[domain.removesuffix(".com")], domain=domain, group=group,
-                 category=str(rng.choice(cats)), weight=float(rng.pareto(1.5) * 0.3 + 0.2))
+            dict(
+                name=name,
+                aliases=[domain.removesuffix(".com")],
+                domain=domain,
+                group=group,
+                category=str(rng.choice(cats)),
+                weight=float(rng.pareto(1.5) * 0.3 + 0.2),
+            )
         )
         n_tail -= 1
     n = len(rows)
@@ -212,10 +224,20 @@ def build_catalog(cfg: WorldConfig) -> tuple[Catalog, dict[str, pa.Table]]:
         }
     )
     cat = Catalog(
-        adv={"id": ids, "cat": cat_idx}, names=[r["name"] for r in rows], domains=[r["domain"] for r in rows],
-        categories=[r["category"] for r in rows], groups=groups, active=active, cat_names=cats, by_cat=by_cat,
-        siblings=siblings, items_of=items_of, item_title=item_title, item_price=item_price,
-        item_noun=item_noun, pop=pop,
+        adv={"id": ids, "cat": cat_idx},
+        names=[r["name"] for r in rows],
+        domains=[r["domain"] for r in rows],
+        categories=[r["category"] for r in rows],
+        groups=groups,
+        active=active,
+        cat_names=cats,
+        by_cat=by_cat,
+        siblings=siblings,
+        items_of=items_of,
+        item_title=item_title,
+        item_price=item_price,
+        item_noun=item_noun,
+        pop=pop,
     )
     return cat, {"advertisers": conform(adv_table, "advertisers"), "items": conform(items_table, "items")}
 
@@ -262,9 +284,20 @@ class _Sink:
     def __init__(self) -> None:
         self.cols: dict[str, list] = {c: [] for c in _EVENT_COLS}
 
-    def add(self, user_id: int, ts: float, event_type: str, text: str | None = None, advertiser_id: int | None = None,
-            item_id: int | None = None, category: str | None = None, brand: str | None = None,
-            conversion_type: str | None = None, value: float | None = None, duration_s: float | None = None) -> None:
+    def add(
+        self,
+        user_id: int,
+        ts: float,
+        event_type: str,
+        text: str | None = None,
+        advertiser_id: int | None = None,
+        item_id: int | None = None,
+        category: str | None = None,
+        brand: str | None = None,
+        conversion_type: str | None = None,
+        value: float | None = None,
+        duration_s: float | None = None,
+    ) -> None:
         c = self.cols
         c["user_id"].append(user_id)
         c["ts"].append(ts)
@@ -285,7 +318,9 @@ def _user_state(rng: np.random.Generator, cfg: WorldConfig) -> str:
     return states[rng.choice(len(states), p=p / p.sum())]
 
 
-def _affinity(rng: np.random.Generator, cat: Catalog, cat_w: dict[int, float], cfg: WorldConfig) -> dict[int, float]:
+def _affinity(
+    rng: np.random.Generator, cat: Catalog, cat_w: dict[int, float], cfg: WorldConfig
+) -> dict[int, float]:
     """Advertiser index -> affinity weight for one interest phase."""
     aff: dict[int, float] = {}
     for c, w in cat_w.items():
@@ -314,7 +349,9 @@ class _User:
         self.state = _user_state(rng, cfg)
         self.rate = cfg.rate_by_state[self.state] * float(rng.lognormal(0.0, 0.4))
         self.weak = bool(rng.random() < cfg.weak_onsite_share)
-        self.country = "US" if rng.random() < cfg.share_us else str(rng.choice(["CA", "GB", "DE", "FR", "AU"]))
+        self.country = (
+            "US" if rng.random() < cfg.share_us else str(rng.choice(["CA", "GB", "DE", "FR", "AU"]))
+        )
         self.age = int(np.clip(rng.normal(36, 12), 18, 80))
         self.gender = str(rng.choice(["female", "male", "unknown"], p=[0.6, 0.3, 0.1]))
         n_cats = len(cat.cat_names)
@@ -390,10 +427,18 @@ def _simulate_user(u: _User, cfg: WorldConfig, cat: Catalog, start_ts: float, si
         if rng.random() < cfg.p_url * (1.0 if converted else 1.2):
             for _ in range(int(rng.integers(1, 4))):
                 t = day - lead * rng.random() - 0.01
-                sink.add(uid, ts_of(t), "offsite_url", f"https://www.{dom}/products/{_slug(cat.item_title[item])}",
-                         brand=brand, category=catp)
+                sink.add(
+                    uid,
+                    ts_of(t),
+                    "offsite_url",
+                    f"https://www.{dom}/products/{_slug(cat.item_title[item])}",
+                    brand=brand,
+                    category=catp,
+                )
         if rng.random() < cfg.p_offsite_search:
-            q = rng.choice([f"{brand.lower()} {noun}", f"{brand.lower()} coupon", f"{dom}", f"{noun} {brand.lower()}"])
+            q = rng.choice(
+                [f"{brand.lower()} {noun}", f"{brand.lower()} coupon", f"{dom}", f"{noun} {brand.lower()}"]
+            )
             sink.add(uid, ts_of(day - lead - 0.02), "offsite_search", str(q), category=catp, brand=brand)
         if rng.random() < cfg.p_onsite_search * (0.15 if u.weak else 1.0):
             q = _phrase(str(rng.choice(ADJECTIVES)), noun) if rng.random() < 0.6 else noun
@@ -411,13 +456,26 @@ def _simulate_user(u: _User, cfg: WorldConfig, cat: Catalog, start_ts: float, si
             ctype = str(rng.choice(["add_to_cart", "page_visit", "signup", "lead"], p=[0.4, 0.4, 0.1, 0.1]))
         r = rng.random()
         if r < 0.45:
-            sink.add(uid, ts_of(day), "attributed_conversion", title, aid, item, catp, cat.names[a], ctype, price)
+            sink.add(
+                uid, ts_of(day), "attributed_conversion", title, aid, item, catp, cat.names[a], ctype, price
+            )
         elif r < 0.88:
-            sink.add(uid, ts_of(day), "matched_conversion", title, aid, item, catp, cat.names[a], ctype, price)
+            sink.add(
+                uid, ts_of(day), "matched_conversion", title, aid, item, catp, cat.names[a], ctype, price
+            )
         elif r < 0.96:  # click-through: impression, click with dwell, then the conversion
             t0 = day - float(rng.uniform(0.001, 0.3))
             sink.add(uid, ts_of(t0), "impression", title, aid, item, catp)
-            sink.add(uid, ts_of(t0 + 0.0005), "click", title, aid, item, catp, duration_s=float(rng.lognormal(3.5, 0.8)))
+            sink.add(
+                uid,
+                ts_of(t0 + 0.0005),
+                "click",
+                title,
+                aid,
+                item,
+                catp,
+                duration_s=float(rng.lognormal(3.5, 0.8)),
+            )
             sink.add(uid, ts_of(day), "ad_conversion", title, aid, item, catp, cat.names[a], ctype, price)
         else:  # view-through: impression without a click
             t0 = day - float(rng.uniform(0.01, 1.0))
@@ -440,24 +498,40 @@ def _simulate_user(u: _User, cfg: WorldConfig, cat: Catalog, start_ts: float, si
     for _ in range(int(rng.poisson(cfg.browse_rate * span))):
         day = float(rng.uniform(u.first_day, cfg.days))
         aff = u.affinity(day)
-        a = int(rng.choice(list(aff), p=list(aff.values()))) if rng.random() < 0.7 else int(rng.choice(n_adv, p=cat.pop))
+        a = (
+            int(rng.choice(list(aff), p=list(aff.values())))
+            if rng.random() < 0.7
+            else int(rng.choice(n_adv, p=cat.pop))
+        )
         foreshadow(a, int(rng.choice(cat.items_of[a])), day, False)
     for _ in range(int(rng.poisson(cfg.low_priority_rate * span))):
         day = float(rng.uniform(u.first_day, cfg.days))
-        a = int(rng.choice(n_adv, p=cat.pop)) if rng.random() < 0.5 else int(rng.choice(list(u.affinity(day))))
+        a = (
+            int(rng.choice(n_adv, p=cat.pop))
+            if rng.random() < 0.5
+            else int(rng.choice(list(u.affinity(day))))
+        )
         convert(a, day, False)
     n_bg = int(rng.poisson(cfg.background_search_rate * span * (0.15 if u.weak else 1.0)))
     cats = np.array(list(u.interest_cats), dtype=np.int64)
     cw = np.array(list(u.interest_cats.values()))
     days = rng.uniform(u.first_day, cfg.days, size=n_bg)
-    picked = np.where(rng.random(n_bg) < 0.8, cats[rng.choice(len(cats), size=n_bg, p=cw / cw.sum())],
-                      rng.integers(len(cat.cat_names), size=n_bg))
+    picked = np.where(
+        rng.random(n_bg) < 0.8,
+        cats[rng.choice(len(cats), size=n_bg, p=cw / cw.sum())],
+        rng.integers(len(cat.cat_names), size=n_bg),
+    )
     adjs = rng.integers(len(ADJECTIVES), size=n_bg)
     noun_pick = rng.integers(1 << 30, size=n_bg)
     for day, c, aj, nk in zip(days, picked, adjs, noun_pick, strict=True):
         nouns = PRODUCTS[cat.cat_names[c]]
-        sink.add(uid, ts_of(day), "onsite_search", f"{_phrase(ADJECTIVES[aj], nouns[nk % len(nouns)])} ideas",
-                 category=cat.cat_names[c])
+        sink.add(
+            uid,
+            ts_of(day),
+            "onsite_search",
+            f"{_phrase(ADJECTIVES[aj], nouns[nk % len(nouns)])} ideas",
+            category=cat.cat_names[c],
+        )
     # Ad impressions: half targeted by the user's affinity, half by popularity; clicks by affinity.
     n_imp = int(rng.poisson(cfg.impression_rate * span))
     days = np.sort(rng.uniform(u.first_day, cfg.days, size=n_imp))
@@ -483,8 +557,16 @@ def _simulate_user(u: _User, cfg: WorldConfig, cat: Catalog, start_ts: float, si
         sink.add(uid, ts_of(day), "impression", title, aid, item, catp)
         like = min(1.0, u.affinity(day).get(a, 0.0) * 5)
         if uc < 0.02 + 0.25 * like:
-            sink.add(uid, ts_of(day + 0.0005), "click", title, aid, item, catp,
-                     duration_s=float(math.exp(2.5 + 2.0 * like + dn)))
+            sink.add(
+                uid,
+                ts_of(day + 0.0005),
+                "click",
+                title,
+                aid,
+                item,
+                catp,
+                duration_s=float(math.exp(2.5 + 2.0 * like + dn)),
+            )
 
 
 def _truth_rows(u: _User, cfg: WorldConfig, cat: Catalog, start: date) -> dict[str, list]:
@@ -530,7 +612,9 @@ def _run_chunk(args: tuple[WorldConfig, int, int]) -> dict[str, int]:
     start_ts = datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp()
     sink = _Sink()
     users: dict[str, list] = {f: [] for f in SCHEMAS["users"].names}
-    params: dict[str, list] = {k: [] for k in ("user_id", "state", "rate", "weak_onsite", "drift_day", "first_day")}
+    params: dict[str, list] = {
+        k: [] for k in ("user_id", "state", "rate", "weak_onsite", "drift_day", "first_day")
+    }
     aff_rows: dict[str, list] = {"user_id": [], "phase": [], "advertiser_id": [], "weight": []}
     truth: dict[str, list] = {"user_id": [], "dt": [], "advertiser_id": [], "propensity": []}
     for uid in range(lo, hi):

@@ -75,8 +75,14 @@ class CompileConfig:
 
 
 _SPARK_TYPES = {
-    "int64": "bigint", "int32": "int", "string": "string", "date32[day]": "date", "double": "double",
-    "bool": "boolean", "timestamp[us, tz=UTC]": "timestamp", "list<item: string>": "array<string>",
+    "int64": "bigint",
+    "int32": "int",
+    "string": "string",
+    "date32[day]": "date",
+    "double": "double",
+    "bool": "boolean",
+    "timestamp[us, tz=UTC]": "timestamp",
+    "list<item: string>": "array<string>",
 }
 
 
@@ -107,8 +113,10 @@ def _check_events(events: DataFrame, path: Path) -> None:
         ("user_id", F.col("user_id").isNull()),
         ("ts", F.col("ts").isNull()),
         ("event_type", F.col("event_type").isNull() | ~F.col("event_type").isin(*EVENT_TYPES)),
-        ("conversion_type", F.col("conversion_type").isNotNull()
-         & ~F.col("conversion_type").isin(*CONVERSION_PRIORITY)),
+        (
+            "conversion_type",
+            F.col("conversion_type").isNotNull() & ~F.col("conversion_type").isin(*CONVERSION_PRIORITY),
+        ),
     ]
     cond = F.lit(False)
     for _, c in checks:
@@ -116,18 +124,26 @@ def _check_events(events: DataFrame, path: Path) -> None:
     bad = events.where(cond).withColumn("_file", F.input_file_name()).limit(1).collect()
     if bad:
         row = bad[0].asDict()
-        column = next(col for col, _ in checks if
-                      (col in ("user_id", "ts") and row[col] is None)
-                      or (col == "event_type" and row[col] not in EVENT_TYPES)
-                      or (col == "conversion_type" and row[col] is not None and row[col] not in CONVERSION_PRIORITY))
+        column = next(
+            col
+            for col, _ in checks
+            if (col in ("user_id", "ts") and row[col] is None)
+            or (col == "event_type" and row[col] not in EVENT_TYPES)
+            or (col == "conversion_type" and row[col] is not None and row[col] not in CONVERSION_PRIORITY)
+        )
         file = row.pop("_file")
         raise ContractError(
             f"table 'events' at {path}: column {column!r} is invalid ({row.get(column)!r}) in file {file}, row {row}"
         )
 
 
-def _field_lists(p: DataFrame, specs: list[tuple[str, F.Column, str]], recent: dict[str, int],
-                 top: dict[str, int], max_chars: int) -> DataFrame:
+def _field_lists(
+    p: DataFrame,
+    specs: list[tuple[str, F.Column, str]],
+    recent: dict[str, int],
+    top: dict[str, int],
+    max_chars: int,
+) -> DataFrame:
     """All list features in one pass (two shuffles, whatever the number of fields).
 
     ``specs``: (field name, condition on an event, column holding the value). Each event yields one
@@ -135,28 +151,34 @@ def _field_lists(p: DataFrame, specs: list[tuple[str, F.Column, str]], recent: d
     first; fields in ``top`` keep the most frequent values (ties: newest first). Values are
     de-duplicated case-insensitively, keeping the newest spelling.
     """
-    pairs = F.array(*[
-        F.when(cond & F.col(col).isNotNull() & (F.length(F.trim(F.col(col))) > 0),
-               F.struct(F.lit(name).alias("f"), F.trim(F.col(col)).alias("v")))
-        for name, cond, col in specs
-    ])
-    exploded = p.select("user_id", "ts", F.explode(F.filter(pairs, lambda x: x.isNotNull())).alias("_p")).select(
-        "user_id", "ts", F.col("_p.f").alias("f"), F.col("_p.v").alias("v")
+    pairs = F.array(
+        *[
+            F.when(
+                cond & F.col(col).isNotNull() & (F.length(F.trim(F.col(col))) > 0),
+                F.struct(F.lit(name).alias("f"), F.trim(F.col(col)).alias("v")),
+            )
+            for name, cond, col in specs
+        ]
     )
+    exploded = p.select(
+        "user_id", "ts", F.explode(F.filter(pairs, lambda x: x.isNotNull())).alias("_p")
+    ).select("user_id", "ts", F.col("_p.f").alias("f"), F.col("_p.v").alias("v"))
     dedup = exploded.groupBy("user_id", "f", F.lower(F.col("v")).alias("_k")).agg(
         F.max_by(F.substring(F.col("v"), 1, max_chars), F.col("ts")).alias("v"),
         F.max("ts").alias("ts"),
         F.count("*").alias("n"),
     )
     per_user = dedup.groupBy("user_id").agg(F.collect_list(F.struct("f", "n", "ts", "v")).alias("_all"))
+
     def of(name: str) -> F.Column:
         return F.filter("_all", lambda x: x["f"] == F.lit(name))
 
     cols = [F.col("user_id")]
     for name, n in recent.items():
         mine = of(name)
-        ordered = F.sort_array(F.transform(mine, lambda x: F.struct(x["ts"].alias("ts"), x["v"].alias("v"))),
-                               asc=False)
+        ordered = F.sort_array(
+            F.transform(mine, lambda x: F.struct(x["ts"].alias("ts"), x["v"].alias("v"))), asc=False
+        )
         cols.append(F.slice(F.transform(ordered, lambda x: x["v"]), 1, n).alias(name))
     for name, n in top.items():
         mine = of(name)
@@ -183,19 +205,28 @@ def compile_day(spark: SparkSession, cfg: CompileConfig, x: date) -> tuple[DataF
     layout = RawLayout(Path(cfg.data))
     cutoff = datetime(x.year, x.month, x.day) + timedelta(days=1)  # features: ts < cutoff (UTC)
     label_end = cutoff + timedelta(days=cfg.label_days)
-    longest = max(cfg.serving_lookback_days, cfg.search_lookback_days, cfg.url_lookback_days,
-                  cfg.conversion_lookback_days, cfg.category_lookback_days)
+    longest = max(
+        cfg.serving_lookback_days,
+        cfg.search_lookback_days,
+        cfg.url_lookback_days,
+        cfg.conversion_lookback_days,
+        cfg.category_lookback_days,
+    )
     lo_dt = x - timedelta(days=longest + 1)
     hi_dt = x + timedelta(days=cfg.label_days + 1)
 
-    events = _read(spark, layout, "events").where(F.col("dt").cast("date").between(F.lit(lo_dt), F.lit(hi_dt)))
+    events = _read(spark, layout, "events").where(
+        F.col("dt").cast("date").between(F.lit(lo_dt), F.lit(hi_dt))
+    )
     if cfg.validate:  # on the files themselves, so the error can name the file
         _check_events(events, layout.table("events"))
     events = events.persist()
     advertisers = _read(spark, layout, "advertisers")
-    daily = _read(spark, layout, "advertiser_daily").where(
-        F.col("dt").cast("date").between(F.lit(x), F.lit(hi_dt))
-    ).withColumn("dt", F.col("dt").cast("date"))
+    daily = (
+        _read(spark, layout, "advertiser_daily")
+        .where(F.col("dt").cast("date").between(F.lit(x), F.lit(hi_dt)))
+        .withColumn("dt", F.col("dt").cast("date"))
+    )
     users = _read(spark, layout, "users")
 
     def since(days: int) -> F.Column:
@@ -212,7 +243,9 @@ def compile_day(spark: SparkSession, cfg: CompileConfig, x: date) -> tuple[DataF
 
     # Label: first high-priority conversion in (x, x+7d] with an active advertiser spending that day.
     spending = daily.where(F.col("spend") > 0).select(F.col("dt").alias("_day"), "advertiser_id")
-    active = advertisers.where(F.col("is_active")).select("advertiser_id", F.col("name").alias("label_advertiser_name"))
+    active = advertisers.where(F.col("is_active")).select(
+        "advertiser_id", F.col("name").alias("label_advertiser_name")
+    )
     cand = (
         events.where(
             is_conv
@@ -252,27 +285,60 @@ def compile_day(spark: SparkSession, cfg: CompileConfig, x: date) -> tuple[DataF
         ("onsite_searches", (et == "onsite_search") & search_win, "text"),
         ("offsite_searches", (et == "offsite_search") & search_win, "text"),
         ("offsite_urls", (et == "offsite_url") & since(cfg.url_lookback_days), "text"),
-        ("top_categories", et.isin("attributed_conversion", "matched_conversion", "onsite_search", "offsite_search",
-                                   "offsite_url") & cat_win, "category"),
-        ("top_brands", et.isin("attributed_conversion", "matched_conversion", "offsite_search", "offsite_url")
-         & cat_win, "brand"),
+        (
+            "top_categories",
+            et.isin(
+                "attributed_conversion",
+                "matched_conversion",
+                "onsite_search",
+                "offsite_search",
+                "offsite_url",
+            )
+            & cat_win,
+            "category",
+        ),
+        (
+            "top_brands",
+            et.isin("attributed_conversion", "matched_conversion", "offsite_search", "offsite_url") & cat_win,
+            "brand",
+        ),
     ]
     recent = {name: cfg.max_items for name, _, _ in specs[:5]}
-    feats = [_field_lists(p, specs, recent, {"top_categories": cfg.top_k_categories,
-                                              "top_brands": cfg.top_k_brands}, cfg.max_chars)]
+    feats = [
+        _field_lists(
+            p,
+            specs,
+            recent,
+            {"top_categories": cfg.top_k_categories, "top_brands": cfg.top_k_brands},
+            cfg.max_chars,
+        )
+    ]
     act = (
         conv.where(F.col("advertiser_id").isNotNull())
         .groupBy("user_id", "advertiser_id")
         .agg(F.max("ts").alias("_ts"))
-        .join(F.broadcast(advertisers.where(F.col("is_active")).select("advertiser_id", "name")), "advertiser_id")
+        .join(
+            F.broadcast(advertisers.where(F.col("is_active")).select("advertiser_id", "name")),
+            "advertiser_id",
+        )
         .groupBy("user_id")
-        .agg(F.slice(F.sort_array(F.collect_list(F.struct("_ts", "advertiser_id", "name")), asc=False), 1,
-                     cfg.max_items).alias("_a"))
-        .select("user_id", F.transform("_a", lambda s: s["name"]).alias("active_advertisers"),
-                F.transform("_a", lambda s: s["advertiser_id"]).alias("active_advertiser_ids"))
+        .agg(
+            F.slice(
+                F.sort_array(F.collect_list(F.struct("_ts", "advertiser_id", "name")), asc=False),
+                1,
+                cfg.max_items,
+            ).alias("_a")
+        )
+        .select(
+            "user_id",
+            F.transform("_a", lambda s: s["name"]).alias("active_advertisers"),
+            F.transform("_a", lambda s: s["advertiser_id"]).alias("active_advertiser_ids"),
+        )
     )
     counts = p.groupBy("user_id").agg(
-        F.sum(((F.col("event_type") == "attributed_conversion") & conv_win).cast("long")).alias("n_attributed"),
+        F.sum(((F.col("event_type") == "attributed_conversion") & conv_win).cast("long")).alias(
+            "n_attributed"
+        ),
         F.sum(((F.col("event_type") == "matched_conversion") & conv_win).cast("long")).alias("n_matched"),
         F.max("ts").alias("last_event_ts"),
     )
@@ -297,7 +363,9 @@ def compile_day(spark: SparkSession, cfg: CompileConfig, x: date) -> tuple[DataF
     pool = (
         daily.where((F.col("dt") == F.lit(x)) & (F.col("spend") > 0))
         .join(advertisers.where(F.col("is_active")).select("advertiser_id", "name"), "advertiser_id")
-        .withColumn("rank", F.row_number().over(Window.orderBy(F.col("revenue").desc(), F.col("advertiser_id"))))
+        .withColumn(
+            "rank", F.row_number().over(Window.orderBy(F.col("revenue").desc(), F.col("advertiser_id")))
+        )
         .where(F.col("rank") <= cfg.preset_pool_size)
         .select(F.lit(x).alias("anchor_date"), F.col("rank").cast("int"), "advertiser_id", "name", "revenue")
     )
@@ -341,7 +409,9 @@ def load_examples(out: Path, anchor_date: date | None = None):  # -> pandas.Data
     import pyarrow.dataset as pads
 
     ds = pads.dataset(Path(out) / "examples", format="parquet", partitioning="hive")
-    table = ds.to_table(filter=None if anchor_date is None else (pads.field("anchor_date") == anchor_date.isoformat()))
+    table = ds.to_table(
+        filter=None if anchor_date is None else (pads.field("anchor_date") == anchor_date.isoformat())
+    )
     df = table.to_pandas()
     df["anchor_date"] = df["anchor_date"].astype(str).map(date.fromisoformat)
     return df
@@ -409,8 +479,14 @@ def prompt_length_stats(out: Path, x: date, cfg: CompileConfig) -> dict:
 def summarize(out: Path, cfg: CompileConfig) -> dict:
     """Users per set, label coverage, top labels (and prompt lengths, added by the caller)."""
     df = load_examples(out)
-    res: dict = {"config": {k: (str(v) if not isinstance(v, int | float | bool) else v)
-                            for k, v in asdict(cfg).items() if k != "spark"}, "dates": {}}
+    res: dict = {
+        "config": {
+            k: (str(v) if not isinstance(v, int | float | bool) else v)
+            for k, v in asdict(cfg).items()
+            if k != "spark"
+        },
+        "dates": {},
+    }
     for x, g in df.groupby("anchor_date"):
         lab = g["label_advertiser_id"].notna()
         sets = {}
@@ -434,9 +510,17 @@ def summarize(out: Path, cfg: CompileConfig) -> dict:
             "label_coverage": round(float(lab.mean()), 4) if len(g) else 0.0,
             "label_in_past_advertisers": round(sum(in_hist) / max(1, len(in_hist)), 4),
             "top_labels": {k: int(v) for k, v in top.items()},
-            "mean_list_lengths": {c: round(float(g[c].map(len).mean()), 2) for c in
-                                  ("active_advertisers", "attributed_conversions", "matched_conversions",
-                                   "onsite_searches", "offsite_searches", "offsite_urls")},
+            "mean_list_lengths": {
+                c: round(float(g[c].map(len).mean()), 2)
+                for c in (
+                    "active_advertisers",
+                    "attributed_conversions",
+                    "matched_conversions",
+                    "onsite_searches",
+                    "offsite_searches",
+                    "offsite_urls",
+                )
+            },
         }
     return res
 
@@ -444,16 +528,30 @@ def summarize(out: Path, cfg: CompileConfig) -> dict:
 def summary_markdown(summary: dict) -> str:
     lines = ["# Example compilation summary", ""]
     for x, d in summary["dates"].items():
-        lines += [f"## Anchor date {x}", "", "| set | users | train | eval | labelled | labelled train | labelled eval |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## Anchor date {x}",
+            "",
+            "| set | users | train | eval | labelled | labelled train | labelled eval |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name, s in d["sets"].items():
-            lines.append(f"| {name} | {s['users']} | {s['train']} | {s['eval']} | {s['labelled']} | "
-                         f"{s['labelled_train']} | {s['labelled_eval']} |")
-        lines += ["", f"Label coverage (V1): {d['label_coverage']:.1%}; label among the user's past-conversion "
-                  f"advertisers: {d['label_in_past_advertisers']:.1%}", "", "Top labels: "
-                  + ", ".join(f"{k} ({v})" for k, v in d["top_labels"].items()), ""]
+            lines.append(
+                f"| {name} | {s['users']} | {s['train']} | {s['eval']} | {s['labelled']} | "
+                f"{s['labelled_train']} | {s['labelled_eval']} |"
+            )
+        lines += [
+            "",
+            f"Label coverage (V1): {d['label_coverage']:.1%}; label among the user's past-conversion "
+            f"advertisers: {d['label_in_past_advertisers']:.1%}",
+            "",
+            "Top labels: " + ", ".join(f"{k} ({v})" for k, v in d["top_labels"].items()),
+            "",
+        ]
         if "prompt_tokens" in d:
             pt = d["prompt_tokens"]
-            lines += [f"Prompt length in tokens ({pt['tokenizer']}, n={pt['n']}): shared prefix {pt['prefix']}, "
-                      f"per-user suffix p50 {pt['p50']} / p90 {pt['p90']} / p99 {pt['p99']} / max {pt['max']}", ""]
+            lines += [
+                f"Prompt length in tokens ({pt['tokenizer']}, n={pt['n']}): shared prefix {pt['prefix']}, "
+                f"per-user suffix p50 {pt['p50']} / p90 {pt['p90']} / p99 {pt['p99']} / max {pt['max']}",
+                "",
+            ]
     return "\n".join(lines)

@@ -652,10 +652,7 @@ def user_suffix(template: str, example: Mapping[str, Any], budget: PromptBudget 
 
 
 def build_prompt_with_stats(
-    template: str,
-    example: Mapping[str, Any],
-    preset_pool: Sequence[str],
-    budget: PromptBudget | None = None,
+    template: str, example: Mapping[str, Any], preset_pool: Sequence[str], budget: PromptBudget | None = None
 ) -> tuple[str, dict[str, Any]]:
     """:func:`build_prompt` plus per-field kept/dropped item counts and the suffix token count."""
     budget = budget or PromptBudget()
@@ -664,10 +661,7 @@ def build_prompt_with_stats(
 
 
 def build_prompt(
-    template: str,
-    example: Mapping[str, Any],
-    preset_pool: Sequence[str],
-    budget: PromptBudget | None = None,
+    template: str, example: Mapping[str, Any], preset_pool: Sequence[str], budget: PromptBudget | None = None
 ) -> str:
     """The full prompt: :func:`shared_prefix` + :func:`user_suffix`."""
     return build_prompt_with_stats(template, example, preset_pool, budget)[0]

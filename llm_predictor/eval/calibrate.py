@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.dataset as pads
 
-from llm_predictor.eval.baselines import Baselines, recall_at_k
 from llm_predictor.data.compile import load_examples
+from llm_predictor.eval.baselines import Baselines, recall_at_k
 from world.schema import RawLayout
 
 
@@ -58,7 +58,9 @@ def calibration_report(data: Path, examples: Path) -> dict:
         a = by_id.loc[y]
         name, dom = str(a["name"]).lower(), str(a["domain"]).lower()
         u = dom and any(dom in s.lower() for s in r.offsite_urls)
-        s_ = any(name in s.lower() or (dom and dom in s.lower()) for s in (*r.offsite_searches, *r.onsite_searches))
+        s_ = any(
+            name in s.lower() or (dom and dom in s.lower()) for s in (*r.offsite_searches, *r.onsite_searches)
+        )
         b = any(name == s.lower() for s in r.top_brands)
         g = any(by_id.loc[h, "brand_group"] == a["brand_group"] for h in hist if h in by_id.index)
         c = any(by_id.loc[h, "category"] == a["category"] for h in hist if h in by_id.index)
@@ -76,7 +78,9 @@ def calibration_report(data: Path, examples: Path) -> dict:
         "oracle (true propensity)": oracle_rankings(data, ev),
     }
     labels = ev["label_advertiser_id"].tolist()
-    recall = {name: {f"R@{k}": round(recall_at_k(r, labels, k), 4) for k in (1, 5, 20)} for name, r in rank.items()}
+    recall = {
+        name: {f"R@{k}": round(recall_at_k(r, labels, k), 4) for k in (1, 5, 20)} for name, r in rank.items()
+    }
     return {
         "labelled_examples": n,
         "eval_labelled": len(ev),

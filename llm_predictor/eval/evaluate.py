@@ -41,10 +41,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llm_predictor.eval.baselines import Baselines, hits_at_k, recall_at_k
-from llm_predictor.data.compile import read_preset_pool
-from llm_predictor.infer.decoding import DecodeConfig
 from adprior.contracts import LIST_FIELDS, PROFILE_FIELDS
+from llm_predictor.data.compile import read_preset_pool
+from llm_predictor.eval.baselines import Baselines, hits_at_k, recall_at_k
+from llm_predictor.infer.decoding import DecodeConfig
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,9 @@ class EvalConfig:
     device: str = "auto"  # 'auto' | 'cpu' | 'cuda'
     seed: int = 0  # row sampling
     ablations: tuple[str, ...] = ()  # extra LLM runs on altered prompts (Table 4): see ablate_rows
-    engine: bool = True  # greedy list/XML decoding through the serving engine (prefix KV cache); False = plain
+    engine: bool = (
+        True  # greedy list/XML decoding through the serving engine (prefix KV cache); False = plain
+    )
 
 
 ABLATABLE: tuple[str, ...] = (*LIST_FIELDS, "profile")
@@ -140,7 +142,9 @@ def ablate_rows(rows: pd.DataFrame, spec: str, seed: int = 0) -> pd.DataFrame:
             new = []
             for v in out[col]:
                 items = _as_list(v)
-                new.append(items[::-1] if spec == "reverse" else [items[i] for i in rng.permutation(len(items))])
+                new.append(
+                    items[::-1] if spec == "reverse" else [items[i] for i in rng.permutation(len(items))]
+                )
             out[col] = new
         return out
     raise ValueError(f"unknown ablation {spec!r}: use drop:<field>, shuffle or reverse")
@@ -191,8 +195,9 @@ def load_predictions(path: Path) -> dict[Any, list[int]]:
     return out
 
 
-def load_advertisers(data: Path | None, examples: pd.DataFrame | None = None,
-                     pools: Mapping[Any, pd.DataFrame] | None = None) -> pd.DataFrame:
+def load_advertisers(
+    data: Path | None, examples: pd.DataFrame | None = None, pools: Mapping[Any, pd.DataFrame] | None = None
+) -> pd.DataFrame:
     """The raw advertisers table; without a data root, ids and names gathered from the examples."""
     if data is not None and (Path(data) / "advertisers").exists():
         import pyarrow.dataset as pads
@@ -295,9 +300,22 @@ def _category_parts(text: Any) -> tuple[str, ...]:
 # --------------------------------------------------------------------------------------------------
 
 BASE_FEATURES: tuple[str, ...] = (
-    "in_hist", "hist_rank", "hist_len", "cooc_score", "cooc_rank", "pop_count", "pop_rank", "label_count",
-    "preset_rank", "sib_rank", "n_sib_hist", "cat_exact_rank", "cat_prefix_rank", "cat_top_rank",
-    "cat_hist", "cat_top_hist",
+    "in_hist",
+    "hist_rank",
+    "hist_len",
+    "cooc_score",
+    "cooc_rank",
+    "pop_count",
+    "pop_rank",
+    "label_count",
+    "preset_rank",
+    "sib_rank",
+    "n_sib_hist",
+    "cat_exact_rank",
+    "cat_prefix_rank",
+    "cat_top_rank",
+    "cat_hist",
+    "cat_top_hist",
     *(f"{f}_{s}" for f in TEXT_FIELDS for s in ("first", "n")),
 )
 LLM_FEATURES: tuple[str, ...] = ("llm_rank", "llm_top5", "llm_top20", "llm_len")
@@ -317,8 +335,12 @@ class GBDTReranker:
     row's own label does not leak into its co-occurrence and popularity features.
     """
 
-    def __init__(self, cfg: GBDTConfig | None = None, advertisers: pd.DataFrame | None = None,
-                 pools: Mapping[str, pd.DataFrame] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: GBDTConfig | None = None,
+        advertisers: pd.DataFrame | None = None,
+        pools: Mapping[str, pd.DataFrame] | None = None,
+    ) -> None:
         self.cfg = cfg or GBDTConfig()
         self.model: Any = None
         self.use_llm = False
@@ -347,8 +369,9 @@ class GBDTReranker:
         # preset pool rank per anchor date
         self.pool_rank: dict[str, dict[int, int]] = {}
         for d, pool in (pools or {}).items():
-            self.pool_rank[str(d)[:10]] = {int(a): int(k) for a, k in zip(pool["advertiser_id"], pool["rank"],
-                                                                           strict=True)}
+            self.pool_rank[str(d)[:10]] = {
+                int(a): int(k) for a, k in zip(pool["advertiser_id"], pool["rank"], strict=True)
+            }
 
     # --- statistics -----------------------------------------------------------------------------------
     def fit_stats(self, train: pd.DataFrame) -> GBDTReranker:
@@ -407,8 +430,9 @@ class GBDTReranker:
                     score[b] += (n_eff / tot) / (1.0 + rank)
         return score
 
-    def row_candidates(self, row: Mapping[str, Any], loo: bool = False,
-                       llm: Sequence[int] | None = None) -> tuple[list[int], np.ndarray]:
+    def row_candidates(
+        self, row: Mapping[str, Any], loo: bool = False, llm: Sequence[int] | None = None
+    ) -> tuple[list[int], np.ndarray]:
         """Candidate advertiser ids of one row and their feature matrix (candidates x features)."""
         cfg = self.cfg
         hist = list(dict.fromkeys(int(a) for a in _as_list(row.get("active_advertiser_ids"))))
@@ -491,7 +515,9 @@ class GBDTReranker:
             parts = self.category.get(a, ())
             if parts:
                 exact = cat_full.get(parts, nan)
-                pref = [cat_prefix.get(parts, nan)] + [cat_full.get(parts[:j], nan) for j in range(1, len(parts))]
+                pref = [cat_prefix.get(parts, nan)] + [
+                    cat_full.get(parts[:j], nan) for j in range(1, len(parts))
+                ]
                 pref = [p for p in pref if not math.isnan(p)]
                 prefix = min(pref) if pref else nan
                 top = cat_top.get(parts[0], nan)
@@ -524,18 +550,23 @@ class GBDTReranker:
                 feats += [idx[0], len(idx)] if idx else [nan, 0]
             if self.use_llm:
                 r = llm_rank.get(a)
-                feats += [r if r is not None else nan, float(r is not None and r <= 5),
-                          float(r is not None and r <= 20), len(llm_rank)]
+                feats += [
+                    r if r is not None else nan,
+                    float(r is not None and r <= 5),
+                    float(r is not None and r <= 20),
+                    len(llm_rank),
+                ]
             rows_out.append(feats)
         return cands, np.asarray(rows_out, dtype=np.float32).reshape(len(cands), len(self.feature_names))
 
-    def _matrix(self, rows: pd.DataFrame, loo: bool, llm: Sequence[Sequence[int] | None] | None,
-                ) -> tuple[list[list[int]], np.ndarray, list[int]]:
+    def _matrix(
+        self, rows: pd.DataFrame, loo: bool, llm: Sequence[Sequence[int] | None] | None
+    ) -> tuple[list[list[int]], np.ndarray, list[int]]:
         cands_all, blocks, sizes = [], [], []
         for i, row in enumerate(rows.to_dict("records")):
             cands, x = self.row_candidates(row, loo, llm[i] if llm is not None else None)
             if self.use_llm and llm is not None and llm[i] is None:
-                x[:, -len(LLM_FEATURES):] = np.nan  # no LLM prediction for this row
+                x[:, -len(LLM_FEATURES) :] = np.nan  # no LLM prediction for this row
             cands_all.append(cands)
             blocks.append(x)
             sizes.append(len(cands))
@@ -551,8 +582,9 @@ class GBDTReranker:
         return other
 
     # --- model ------------------------------------------------------------------------------------------
-    def fit(self, rows: pd.DataFrame, loo: bool = True,
-            llm: Sequence[Sequence[int] | None] | None = None) -> GBDTReranker:
+    def fit(
+        self, rows: pd.DataFrame, loo: bool = True, llm: Sequence[Sequence[int] | None] | None = None
+    ) -> GBDTReranker:
         """Fit the ranker on labelled ``rows`` (llm: predictions aligned with rows -> LLM features)."""
         import lightgbm as lgb
 
@@ -581,15 +613,23 @@ class GBDTReranker:
                 groups.append(n)
             pos += n
         if not groups:
-            log.warning("reranker: no training row has its label among the candidates; ranking by candidate order")
+            log.warning(
+                "reranker: no training row has its label among the candidates; ranking by candidate order"
+            )
             self.model = None
             return self
         if cfg.objective not in ("lambdarank", "binary"):
             raise ValueError(f"objective must be 'lambdarank' or 'binary', got {cfg.objective!r}")
         params: dict[str, Any] = {
-            "objective": cfg.objective, "learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves,
-            "min_data_in_leaf": cfg.min_child_samples, "num_threads": cfg.n_jobs, "seed": cfg.seed,
-            "verbose": -1, "deterministic": True, "force_col_wise": True,
+            "objective": cfg.objective,
+            "learning_rate": cfg.learning_rate,
+            "num_leaves": cfg.num_leaves,
+            "min_data_in_leaf": cfg.min_child_samples,
+            "num_threads": cfg.n_jobs,
+            "seed": cfg.seed,
+            "verbose": -1,
+            "deterministic": True,
+            "force_col_wise": True,
         }
         if cfg.objective == "lambdarank":
             params["lambdarank_truncation_level"] = 20
@@ -598,8 +638,13 @@ class GBDTReranker:
         self.model = lgb.train(params, data, num_boost_round=cfg.n_estimators)
         return self
 
-    def predict(self, rows: pd.DataFrame, llm: Sequence[Sequence[int] | None] | None = None,
-                loo: bool = False, k: int = 20) -> tuple[list[list[int]], list[bool]]:
+    def predict(
+        self,
+        rows: pd.DataFrame,
+        llm: Sequence[Sequence[int] | None] | None = None,
+        loo: bool = False,
+        k: int = 20,
+    ) -> tuple[list[list[int]], list[bool]]:
         """Top-k advertiser ids per row and whether the row's label was among its candidates."""
         if self.use_llm and llm is None:
             raise ValueError("this reranker was fitted with LLM features; pass llm predictions")
@@ -663,8 +708,9 @@ def combine_with_llm(
         plain = base.clone().fit(fit_rows, loo=True)
         combo = base.clone().fit(fit_rows, loo=True, llm=tr)
         out["gbdt"] = dict(zip(("ranked", "in_candidates"), plain.predict(eval_rows, k=k), strict=True))
-        out["gbdt + llm"] = dict(zip(("ranked", "in_candidates"), combo.predict(eval_rows, ev, k=k),
-                                     strict=True))
+        out["gbdt + llm"] = dict(
+            zip(("ranked", "in_candidates"), combo.predict(eval_rows, ev, k=k), strict=True)
+        )
         out["n_fit_rows"] = len(fit_rows)
         out["importance"] = combo.feature_importance()
         return out
@@ -701,8 +747,9 @@ def hash_fold(user_id: int, k: int) -> int:
     return int((z ^ (z >> 31)) % k)
 
 
-def _align(preds: Sequence[Sequence[int] | None] | Mapping[Any, Sequence[int]],
-           rows: pd.DataFrame) -> list[list[int] | None]:
+def _align(
+    preds: Sequence[Sequence[int] | None] | Mapping[Any, Sequence[int]], rows: pd.DataFrame
+) -> list[list[int] | None]:
     if isinstance(preds, Mapping):
         return [_lookup(preds, r) for r in rows.to_dict("records")]
     if len(preds) != len(rows):
@@ -734,13 +781,20 @@ def _merge_status(statuses: Sequence[str]) -> str:
     return "ok" if all(s == "ok" for s in statuses) else "partial"
 
 
-def run_llm(model: Any, tokenizer: Any, rows: pd.DataFrame, pools: Mapping[str, list[str]], resolver: Any,
-            cfg: EvalConfig, interests: Sequence[str] = ()) -> LLMRun:
+def run_llm(
+    model: Any,
+    tokenizer: Any,
+    rows: pd.DataFrame,
+    pools: Mapping[str, list[str]],
+    resolver: Any,
+    cfg: EvalConfig,
+    interests: Sequence[str] = (),
+) -> LLMRun:
     """Prompt, generate, parse and resolve one model's predictions for ``rows`` (``interests``: the
     interest vocabulary of the constrained answer grammar)."""
-    from llm_predictor.infer.decoding import generate
     from llm_predictor.data.parsing import parse_answer, parse_list, parse_single
     from llm_predictor.data.prompts import PromptBudget, build_prompt, hf_token_counter, sanitize_text
+    from llm_predictor.infer.decoding import generate
 
     fmt = _format_for(cfg)
     dec = dataclasses.replace(cfg.decode, mode=fmt if fmt in ("single", "list") else "answer")
@@ -750,16 +804,28 @@ def run_llm(model: Any, tokenizer: Any, rows: pd.DataFrame, pools: Mapping[str, 
     for r in records:
         pool = pools.get(str(r["anchor_date"])[:10], [])
         if dec.constrained:
-            names = [sanitize_text(n, budget.max_item_chars) for n in [*_as_list(r["active_advertisers"]), *pool]]
+            names = [
+                sanitize_text(n, budget.max_item_chars) for n in [*_as_list(r["active_advertisers"]), *pool]
+            ]
             allowed.append(list(dict.fromkeys(n for n in names if n)))
     use_engine = cfg.engine and fmt != "single" and dec.strategy == "greedy" and dec.expand() == 1
     t0 = time.perf_counter()
     if use_engine:  # the serving path: prefix KV cache, constrained output already wrapped as XML
-        outs = _engine_generate(model, tokenizer, records, pools, allowed if dec.constrained else None, cfg, dec,
-                                budget, interests)
+        outs = _engine_generate(
+            model,
+            tokenizer,
+            records,
+            pools,
+            allowed if dec.constrained else None,
+            cfg,
+            dec,
+            budget,
+            interests,
+        )
     else:
-        prompts = [build_prompt(cfg.template, r, pools.get(str(r["anchor_date"])[:10], []), budget)
-                   for r in records]
+        prompts = [
+            build_prompt(cfg.template, r, pools.get(str(r["anchor_date"])[:10], []), budget) for r in records
+        ]
         outs = generate(model, tokenizer, prompts, dec, allowed if dec.constrained else None, interests)
     seconds = time.perf_counter() - t0
     run = LLMRun([], [], [], [], [], [], seconds)
@@ -795,33 +861,57 @@ def pool_ceiling(rows: pd.DataFrame, pool_ids: Mapping[str, Sequence[int]]) -> n
     return np.array(out, dtype=bool)
 
 
-def _engine_generate(model: Any, tokenizer: Any, records: list[dict[str, Any]], pools: Mapping[str, list[str]],
-                     allowed: list[list[str]] | None, cfg: EvalConfig, dec: Any, budget: Any,
-                     interests: Sequence[str] = ()) -> list[list[str]]:
+def _engine_generate(
+    model: Any,
+    tokenizer: Any,
+    records: list[dict[str, Any]],
+    pools: Mapping[str, list[str]],
+    allowed: list[list[str]] | None,
+    cfg: EvalConfig,
+    dec: Any,
+    budget: Any,
+    interests: Sequence[str] = (),
+) -> list[list[str]]:
     """Greedy list / XML generation through :class:`llm_predictor.infer.engines.TransformersEngine` (what
     ``adprior infer`` serves with): the shared prompt prefix of each anchor date is computed once and its KV
     cache reused, the same tokens as the plain path at a fraction of the prompt compute. Constrained output
     comes back as the XML answer (``wrap_as_answer``)."""
-    from llm_predictor.infer.engines import EngineConfig, TransformersEngine
     from llm_predictor.data.prompts import shared_prefix, user_suffix
+    from llm_predictor.infer.engines import EngineConfig, TransformersEngine
 
     engine = TransformersEngine(
-        EngineConfig(kind="transformers", batch_size=dec.batch_size, max_new_tokens=dec.max_new_tokens,
-                     constrained=dec.constrained, max_names=dec.max_names, max_interests=dec.max_interests,
-                     seed=dec.seed),
-        model=model, tokenizer=tokenizer)
+        EngineConfig(
+            kind="transformers",
+            batch_size=dec.batch_size,
+            max_new_tokens=dec.max_new_tokens,
+            constrained=dec.constrained,
+            max_names=dec.max_names,
+            max_interests=dec.max_interests,
+            seed=dec.seed,
+        ),
+        model=model,
+        tokenizer=tokenizer,
+    )
     by_date: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         by_date.setdefault(str(r["anchor_date"])[:10], []).append(i)
     outs: list[list[str]] = [[] for _ in records]
     for day, idx in by_date.items():
         prefix = shared_prefix(cfg.template, pools.get(day, []), budget.max_item_chars)
-        gens = engine.generate(prefix, [user_suffix(cfg.template, records[i], budget) for i in idx],
-                               [allowed[i] for i in idx] if allowed is not None else None, interests)
+        gens = engine.generate(
+            prefix,
+            [user_suffix(cfg.template, records[i], budget) for i in idx],
+            [allowed[i] for i in idx] if allowed is not None else None,
+            interests,
+        )
         for i, g in zip(idx, gens, strict=True):
             outs[i] = [g.text]
-    log.info("eval engine: %d prompt tokens, %d computed (prefix cache), %d generated",
-             engine.stats["prompt_tokens"], engine.stats["computed_prompt_tokens"], engine.stats["generated_tokens"])
+    log.info(
+        "eval engine: %d prompt tokens, %d computed (prefix cache), %d generated",
+        engine.stats["prompt_tokens"],
+        engine.stats["computed_prompt_tokens"],
+        engine.stats["generated_tokens"],
+    )
     return outs
 
 
@@ -829,8 +919,17 @@ def _format_stats(run: LLMRun, mask: np.ndarray) -> dict[str, float | None]:
     idx = np.flatnonzero(mask)
     n = len(idx)
     if n == 0:
-        return {k: None for k in ("valid_format_rate", "partial_rate", "unparseable_rate", "hallucination_rate",
-                                  "mean_unique_advertisers", "mean_names")}
+        return {
+            k: None
+            for k in (
+                "valid_format_rate",
+                "partial_rate",
+                "unparseable_rate",
+                "hallucination_rate",
+                "mean_unique_advertisers",
+                "mean_names",
+            )
+        }
     st = Counter(run.status[i] for i in idx)
     names = sum(run.n_names[i] for i in idx)
     return {
@@ -860,8 +959,9 @@ def _set_masks(rows: pd.DataFrame, sets: Sequence[str]) -> dict[str, np.ndarray]
     return masks
 
 
-def _recalls(ranked: Sequence[Sequence[int]], rows: pd.DataFrame, masks: Mapping[str, np.ndarray],
-             ks: Sequence[int]) -> dict[str, dict[str, float | None]]:
+def _recalls(
+    ranked: Sequence[Sequence[int]], rows: pd.DataFrame, masks: Mapping[str, np.ndarray], ks: Sequence[int]
+) -> dict[str, dict[str, float | None]]:
     labels = rows["label_advertiser_id"].tolist()
     out: dict[str, dict[str, float | None]] = {}
     for s, m in masks.items():
@@ -871,8 +971,13 @@ def _recalls(ranked: Sequence[Sequence[int]], rows: pd.DataFrame, masks: Mapping
     return out
 
 
-def _recall_cis(ranked: Sequence[Sequence[int]], labels: Sequence[Any], masks: Mapping[str, np.ndarray],
-                ks: Sequence[int], level: float = 0.95) -> dict[str, dict[str, list[float] | None]]:
+def _recall_cis(
+    ranked: Sequence[Sequence[int]],
+    labels: Sequence[Any],
+    masks: Mapping[str, np.ndarray],
+    ks: Sequence[int],
+    level: float = 0.95,
+) -> dict[str, dict[str, list[float] | None]]:
     """Wilson score interval of each Recall@K (``scipy.stats.binomtest``): at 48 rows R@20 = 0.35 is
     [0.23, 0.49], so two methods closer than that are not told apart by their intervals alone."""
     from scipy.stats import binomtest
@@ -881,7 +986,9 @@ def _recall_cis(ranked: Sequence[Sequence[int]], labels: Sequence[Any], masks: M
     for s, m in masks.items():
         out[s] = {}
         for k in ks:
-            hits = [h for h, keep in zip(hits_at_k(ranked, labels, k), m, strict=True) if keep and h is not None]
+            hits = [
+                h for h, keep in zip(hits_at_k(ranked, labels, k), m, strict=True) if keep and h is not None
+            ]
             if not hits:
                 out[s][f"R@{k}"] = None
                 continue
@@ -894,8 +1001,13 @@ PAIRED_KINDS = ("llm", "predictions")  # methods compared with each other and wi
 NON_LLM_KINDS = ("baseline", "gbdt")
 
 
-def _paired_tests(ranked_by: Mapping[str, Sequence[Sequence[int]]], methods: Mapping[str, Mapping[str, Any]],
-                  labels: Sequence[Any], masks: Mapping[str, np.ndarray], ks: Sequence[int]) -> list[dict[str, Any]]:
+def _paired_tests(
+    ranked_by: Mapping[str, Sequence[Sequence[int]]],
+    methods: Mapping[str, Mapping[str, Any]],
+    labels: Sequence[Any],
+    masks: Mapping[str, np.ndarray],
+    ks: Sequence[int],
+) -> list[dict[str, Any]]:
     """Exact McNemar tests on the same rows: every pair of LLM methods (in evaluation order), every LLM
     against the best non-LLM method (baselines, gbdt) of that set and K (picked on these rows: a choice that
     favours the baseline), and every ablation against its full-prompt run. ``a_only`` / ``b_only`` count the
@@ -905,15 +1017,25 @@ def _paired_tests(ranked_by: Mapping[str, Sequence[Sequence[int]]], methods: Map
 
     llms = [n for n, m in methods.items() if m.get("kind") in PAIRED_KINDS and n in ranked_by]
     others = [n for n, m in methods.items() if m.get("kind") in NON_LLM_KINDS and n in ranked_by]
-    ablations = [(n, m["of"]) for n, m in methods.items() if m.get("kind") == "ablation" and m.get("of") in ranked_by]
+    ablations = [
+        (n, m["of"]) for n, m in methods.items() if m.get("kind") == "ablation" and m.get("of") in ranked_by
+    ]
     out: list[dict[str, Any]] = []
     for s, mask in masks.items():
         if not mask.any():
             continue
         for k in ks:
-            hits = {n: np.array([bool(h) for h, keep in zip(hits_at_k(ranked_by[n], labels, k), mask, strict=True)
-                                 if keep]) for n in [*llms, *others, *(a for a, _ in ablations)]}
-            pairs = [(a, b) for i, a in enumerate(llms) for b in llms[i + 1:]]
+            hits = {
+                n: np.array(
+                    [
+                        bool(h)
+                        for h, keep in zip(hits_at_k(ranked_by[n], labels, k), mask, strict=True)
+                        if keep
+                    ]
+                )
+                for n in [*llms, *others, *(a for a, _ in ablations)]
+            }
+            pairs = [(a, b) for i, a in enumerate(llms) for b in llms[i + 1 :]]
             if others:
                 best = max(others, key=lambda n: (hits[n].mean(), -others.index(n)))
                 pairs += [(a, best) for a in llms]
@@ -922,9 +1044,19 @@ def _paired_tests(ranked_by: Mapping[str, Sequence[Sequence[int]]], methods: Map
                 a_only = int((hits[a] & ~hits[b]).sum())
                 b_only = int((~hits[a] & hits[b]).sum())
                 p = binomtest(a_only, a_only + b_only).pvalue if a_only + b_only else 1.0
-                out.append({"set": s, "k": k, "a": a, "b": b, "n": int(mask.sum()), "a_only": a_only,
-                            "b_only": b_only, "diff": round(float(hits[a].mean() - hits[b].mean()), 4),
-                            "p": round(float(p), 4)})
+                out.append(
+                    {
+                        "set": s,
+                        "k": k,
+                        "a": a,
+                        "b": b,
+                        "n": int(mask.sum()),
+                        "a_only": a_only,
+                        "b_only": b_only,
+                        "diff": round(float(hits[a].mean() - hits[b].mean()), 4),
+                        "p": round(float(p), 4),
+                    }
+                )
     return out
 
 
@@ -960,8 +1092,11 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[int]]] | None = None,
-             models: Mapping[str, tuple[Any, Any]] | None = None) -> dict[str, Any]:
+def evaluate(
+    cfg: EvalConfig,
+    predictions: Mapping[str, Mapping[Any, Sequence[int]]] | None = None,
+    models: Mapping[str, tuple[Any, Any]] | None = None,
+) -> dict[str, Any]:
     """Evaluate LLMs, precomputed predictions and baselines on the same eval rows; write the report.
 
     ``predictions``: method name -> {user_id or (user_id, 'YYYY-MM-DD'): advertiser ids} (may cover
@@ -991,8 +1126,13 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
     interests = interest_vocabulary(advertisers["category"]) if "category" in advertisers.columns else []
     ks = tuple(cfg.ks)
     kmax = max(ks)
-    log.info("evaluating on %d labelled %s rows (%s); %d train rows", len(rows), cfg.split,
-             ", ".join(f"{s}={int(m.sum())}" for s, m in masks.items()), len(train))
+    log.info(
+        "evaluating on %d labelled %s rows (%s); %d train rows",
+        len(rows),
+        cfg.split,
+        ", ".join(f"{s}={int(m.sum())}" for s, m in masks.items()),
+        len(train),
+    )
 
     methods: dict[str, dict[str, Any]] = {}
     combos: list[dict[str, Any]] = []
@@ -1025,7 +1165,9 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
     from llm_predictor.data.resolver import AdvertiserResolver
 
     resolver = AdvertiserResolver.from_table(advertisers)
-    in_pools = pool_ceiling(rows, {d: p["advertiser_id"].astype(int).tolist() for d, p in pool_frames.items()})
+    in_pools = pool_ceiling(
+        rows, {d: p["advertiser_id"].astype(int).tolist() for d, p in pool_frames.items()}
+    )
     llm_preds: dict[str, tuple[list[list[int]], dict[Any, list[int]] | None]] = {}
     loaded: dict[str, tuple[Any, Any] | str] = dict(models or {})
     for path in cfg.models:
@@ -1051,8 +1193,9 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
         }
         _write_predictions(out_dir / f"predictions_{_slug(method)}.parquet", rows, run)
         for spec in cfg.ablations:  # Table 4: the same model and rows, one prompt alteration each
-            ab_run = run_llm(model, tok, ablate_rows(rows, spec, cfg.seed), pool_names, resolver, cfg,
-                             interests)
+            ab_run = run_llm(
+                model, tok, ablate_rows(rows, spec, cfg.seed), pool_names, resolver, cfg, interests
+            )
             methods[f"{method} [{spec}]"] = {
                 "kind": "ablation",
                 "ablation": spec,
@@ -1062,9 +1205,13 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
             }
         train_preds = None
         if cfg.llm_train_examples > 0 and cfg.combine and cfg.gbdt is not None:
-            lab_train = _sample_rows(train[train["label_advertiser_id"].notna()], cfg.llm_train_examples, cfg.seed)
+            lab_train = _sample_rows(
+                train[train["label_advertiser_id"].notna()], cfg.llm_train_examples, cfg.seed
+            )
             tr_run = run_llm(model, tok, lab_train, pool_names, resolver, cfg, interests)
-            train_preds = {row_key(r): ids for r, ids in zip(lab_train.to_dict("records"), tr_run.ids, strict=True)}
+            train_preds = {
+                row_key(r): ids for r, ids in zip(lab_train.to_dict("records"), tr_run.ids, strict=True)
+            }
         llm_preds[method] = (run.ids, train_preds)
         del model
     for name, preds in (predictions or {}).items():
@@ -1088,8 +1235,15 @@ def evaluate(cfg: EvalConfig, predictions: Mapping[str, Mapping[Any, Sequence[in
                     "recall": scored(mname, res[key]["ranked"]),
                     "ceiling": {s: _share(res[key]["in_candidates"], m) for s, m in masks.items()},
                 }
-            combos.append({"llm": name, "mode": res["mode"], "n_fit_rows": res["n_fit_rows"],
-                           "gbdt": plain_name, "gbdt + llm": combo_name})
+            combos.append(
+                {
+                    "llm": name,
+                    "mode": res["mode"],
+                    "n_fit_rows": res["n_fit_rows"],
+                    "gbdt": plain_name,
+                    "gbdt + llm": combo_name,
+                }
+            )
 
     labels = rows["label_advertiser_id"].tolist()
     for name, ranked in ranked_by.items():
@@ -1150,8 +1304,16 @@ def eval_markdown(result: Mapping[str, Any]) -> str:
         + f"; train rows: {result['n_train_rows']} ({result['n_train_labelled']} labelled).",
         "",
     ]
-    head = ["method", *(f"{s} R@{k}" for s in sets for k in ks), "valid fmt", "partial", "unparseable",
-            "halluc.", "uniq. adv", "cand. ceiling"]
+    head = [
+        "method",
+        *(f"{s} R@{k}" for s in sets for k in ks),
+        "valid fmt",
+        "partial",
+        "unparseable",
+        "halluc.",
+        "uniq. adv",
+        "cand. ceiling",
+    ]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     first = sets[0] if sets else None
     for name, m in result["methods"].items():
@@ -1159,10 +1321,14 @@ def eval_markdown(result: Mapping[str, Any]) -> str:
         for s in sets:
             cells += [_fmt(m["recall"][s][f"R@{k}"]) for k in ks]
         f = (m.get("format") or {}).get(first) or {}
-        cells += [_fmt(f.get("valid_format_rate"), True), _fmt(f.get("partial_rate"), True),
-                  _fmt(f.get("unparseable_rate"), True), _fmt(f.get("hallucination_rate"), True),
-                  f"{f['mean_unique_advertisers']:.1f}" if f.get("mean_unique_advertisers") is not None else "–",
-                  _fmt((m.get("ceiling") or {}).get(first), True)]
+        cells += [
+            _fmt(f.get("valid_format_rate"), True),
+            _fmt(f.get("partial_rate"), True),
+            _fmt(f.get("unparseable_rate"), True),
+            _fmt(f.get("hallucination_rate"), True),
+            f"{f['mean_unique_advertisers']:.1f}" if f.get("mean_unique_advertisers") is not None else "–",
+            _fmt((m.get("ceiling") or {}).get(first), True),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -1173,9 +1339,22 @@ def eval_markdown(result: Mapping[str, Any]) -> str:
         "",
     ]
     if result.get("combinations"):
-        lines += ["Complementarity (same fitting rows for both): "
-                  + "; ".join(f"'{c['gbdt + llm']}' vs '{c['gbdt']}' ({c['mode']}, {c['n_fit_rows']} rows)"
-                              for c in result["combinations"]), ""]
-    lines += ["<details><summary>Configuration</summary>", "", "```json",
-              json.dumps(result["config"], indent=2), "```", "", "</details>", ""]
+        lines += [
+            "Complementarity (same fitting rows for both): "
+            + "; ".join(
+                f"'{c['gbdt + llm']}' vs '{c['gbdt']}' ({c['mode']}, {c['n_fit_rows']} rows)"
+                for c in result["combinations"]
+            ),
+            "",
+        ]
+    lines += [
+        "<details><summary>Configuration</summary>",
+        "",
+        "```json",
+        json.dumps(result["config"], indent=2),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
     return "\n".join(lines)

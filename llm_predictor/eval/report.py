@@ -34,12 +34,22 @@ def _fmt(x: float | None) -> str:
 def _section(name: str, ev: dict, cfg: ReportConfig, png: Path) -> list[str]:
     ks = ev.get("ks", [1, 5, 20])
     sets = [s for s in cfg.sets if ev.get("n_rows", {}).get(s)]
-    lines = [f"## {name}", "", f"Command: `{ev.get('command', '?')}`", "",
-             f"Anchor dates: {', '.join(ev.get('anchor_dates', []))}; labelled eval rows: "
-             + ", ".join(f"{s} = {ev['n_rows'][s]}" for s in sets), ""]
+    lines = [
+        f"## {name}",
+        "",
+        f"Command: `{ev.get('command', '?')}`",
+        "",
+        f"Anchor dates: {', '.join(ev.get('anchor_dates', []))}; labelled eval rows: "
+        + ", ".join(f"{s} = {ev['n_rows'][s]}" for s in sets),
+        "",
+    ]
     first, kmax = (sets[0] if sets else "V1"), max(ks)
-    head = (["method"] + [f"{s} R@{k}" for s in sets for k in ks] + [f"{first} R@{kmax} 95% CI"]
-            + ["valid fmt", "halluc.", "ceiling"])
+    head = (
+        ["method"]
+        + [f"{s} R@{k}" for s in sets for k in ks]
+        + [f"{first} R@{kmax} 95% CI"]
+        + ["valid fmt", "halluc.", "ceiling"]
+    )
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rows = dict(ev.get("methods", {}))  # baselines, LLMs and 'gbdt' / 'gbdt + llm' combinations
     for method, m in rows.items():
@@ -48,18 +58,32 @@ def _section(name: str, ev: dict, cfg: ReportConfig, png: Path) -> list[str]:
         ci = (m.get("recall_ci") or {}).get(first, {}).get(f"R@{kmax}")
         cells.append(f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "–")
         fmt = (m.get("format") or {}).get(first) or {}  # LLM rows only
-        cells += [_fmt(fmt.get("valid_format_rate")), _fmt(fmt.get("hallucination_rate")),
-                  _fmt((m.get("ceiling") or {}).get(first))]
+        cells += [
+            _fmt(fmt.get("valid_format_rate")),
+            _fmt(fmt.get("hallucination_rate")),
+            _fmt((m.get("ceiling") or {}).get(first)),
+        ]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", f"Ceiling ({first}): share of labels the method can reach at all: the reranker's candidate set "
-              "(gbdt rows) or the advertisers the prompt offers, active advertisers + preset pool (llm rows)."]
+    lines += [
+        "",
+        f"Ceiling ({first}): share of labels the method can reach at all: the reranker's candidate set "
+        "(gbdt rows) or the advertisers the prompt offers, active advertisers + preset pool (llm rows).",
+    ]
     paired = [r for r in ev.get("paired", []) if r["set"] == first]
     if paired:
-        lines += ["", f"Paired on the same {first} rows (exact McNemar): a only / b only = rows only one of the two "
-                  "hits; best non-LLM = the best baseline or gbdt at that K on these rows.", "",
-                  "| a | b | K | R@K a − b | a only | b only | p |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['a']} | {r['b']} | {r['k']} | {r['diff']:+.3f} | {r['a_only']} | {r['b_only']} | "
-                  f"{r['p']:.3f} |" for r in paired]
+        lines += [
+            "",
+            f"Paired on the same {first} rows (exact McNemar): a only / b only = rows only one of the two "
+            "hits; best non-LLM = the best baseline or gbdt at that K on these rows.",
+            "",
+            "| a | b | K | R@K a − b | a only | b only | p |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['a']} | {r['b']} | {r['k']} | {r['diff']:+.3f} | {r['a_only']} | {r['b_only']} | "
+            f"{r['p']:.3f} |"
+            for r in paired
+        ]
     lines += ["", f"![{name}]({png.name})", ""]
     _chart(rows, sets[0] if sets else "V1", ks, png, name)
     return lines
@@ -106,20 +130,29 @@ def _models_section(evals: list[dict]) -> list[str]:
             seen.add(model)
             m = summary.get("metrics", {})
             label, written = f"`{model}`", m.get("model_dir")
-            if written and Path(written).resolve() != Path(model).resolve():  # a copy: where the command wrote it
+            if (
+                written and Path(written).resolve() != Path(model).resolve()
+            ):  # a copy: where the command wrote it
                 label += f" (written as `{written}`, then copied)"
             if m.get("stage") == "grpo":
                 curve = f"reward {_fmt(m.get('reward_first'))} -> {_fmt(m.get('reward_last'))}"
             else:
                 curve = f"loss {_fmt(m.get('train_loss_first'))} -> {_fmt(m.get('train_loss_last'))}"
-            rows.append(f"| {label} | {m.get('stage', '?')} | {m.get('template', '?')} | {m.get('steps', '?')} | "
-                        f"{m.get('examples_seen', '?')} | {curve} | {_fmt(m.get('s_per_step'))} | "
-                        f"`{summary.get('command') or '(not recorded)'}` |")
+            rows.append(
+                f"| {label} | {m.get('stage', '?')} | {m.get('template', '?')} | {m.get('steps', '?')} | "
+                f"{m.get('examples_seen', '?')} | {curve} | {_fmt(m.get('s_per_step'))} | "
+                f"`{summary.get('command') or '(not recorded)'}` |"
+            )
     if not rows:
         return []
-    return ["## Trained models", "",
-            "| model | stage | template | steps | examples seen | curve | s/step | command |",
-            "|---|---|---|---|---|---|---|---|", *rows, ""]
+    return [
+        "## Trained models",
+        "",
+        "| model | stage | template | steps | examples seen | curve | s/step | command |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def build_report(cfg: ReportConfig) -> Path:
@@ -129,9 +162,13 @@ def build_report(cfg: ReportConfig) -> Path:
         cfg: the runs to include (folders with eval.json), the output folder, the title and sets.
     """
     cfg.out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# {cfg.title}", "",
-             "Each section is one `adprior eval` run; its command reproduces the numbers. Baselines and "
-             "models are scored on the same labelled eval rows.", ""]
+    lines = [
+        f"# {cfg.title}",
+        "",
+        "Each section is one `adprior eval` run; its command reproduces the numbers. Baselines and "
+        "models are scored on the same labelled eval rows.",
+        "",
+    ]
     if cfg.intro is not None:
         lines += [cfg.intro.read_text().strip(), ""]
     evals = []

@@ -30,8 +30,8 @@ import torch
 from tqdm import tqdm
 from transformers import LogitsProcessorList
 
-from llm_predictor.infer.grammar import GrammarLogitsProcessor, answer_spec
 from llm_predictor.data.prompts import chat_messages
+from llm_predictor.infer.grammar import GrammarLogitsProcessor, answer_spec
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,9 @@ class DecodeConfig:
         if n < 1 or self.num_beams < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
             raise ValueError("num_beams, num_return_sequences, batch_size and max_new_tokens must be >= 1")
         if self.strategy == "greedy" and n != 1:
-            raise ValueError("greedy decoding returns one completion; use 'beam' or 'sample' for K candidates")
+            raise ValueError(
+                "greedy decoding returns one completion; use 'beam' or 'sample' for K candidates"
+            )
         if self.strategy == "beam" and n > self.num_beams:
             raise ValueError(f"num_return_sequences ({n}) cannot exceed num_beams ({self.num_beams})")
         if self.mode == "list" and not 1 <= self.min_names <= self.max_names:
@@ -160,8 +162,14 @@ def specs_for(
     if pools is None:
         raise ValueError("constrained decoding needs allowed_names")
     return [
-        answer_spec(pool, interests, mode=cfg.mode, max_names=cfg.max_names,
-                    min_names=cfg.min_names if cfg.mode == "list" else None, max_interests=cfg.max_interests)
+        answer_spec(
+            pool,
+            interests,
+            mode=cfg.mode,
+            max_names=cfg.max_names,
+            min_names=cfg.min_names if cfg.mode == "list" else None,
+            max_interests=cfg.max_interests,
+        )
         for pool in pools
     ]
 
@@ -200,11 +208,19 @@ def generate(
     out: list[list[str]] = [[] for _ in prompts]
     runnable = [i for i in range(len(prompts)) if specs is None or specs[i].names]
     try:
-        for start in tqdm(range(0, len(runnable), cfg.batch_size), desc="generate", unit="batch", disable=None,
-                          total=math.ceil(len(runnable) / cfg.batch_size)):
+        for start in tqdm(
+            range(0, len(runnable), cfg.batch_size),
+            desc="generate",
+            unit="batch",
+            disable=None,
+            total=math.ceil(len(runnable) / cfg.batch_size),
+        ):
             idx = runnable[start : start + cfg.batch_size]
             enc = tokenizer(
-                [texts[i] for i in idx], add_special_tokens=False, padding=True, padding_side="left",
+                [texts[i] for i in idx],
+                add_special_tokens=False,
+                padding=True,
+                padding_side="left",
                 return_tensors="pt",
             )
             enc = {k: v.to(device) for k, v in enc.items()}
@@ -213,8 +229,9 @@ def generate(
             proc = None
             if specs is not None:
                 rows_per_prompt = cfg.num_beams if cfg.strategy == "beam" else expand  # beams run as rows
-                proc = GrammarLogitsProcessor(tokenizer, [specs[i] for i in idx], rows_per_prompt, prompt_len,
-                                              eos, pad, vocab)
+                proc = GrammarLogitsProcessor(
+                    tokenizer, [specs[i] for i in idx], rows_per_prompt, prompt_len, eos, pad, vocab
+                )
                 kw["logits_processor"] = LogitsProcessorList([proc])
             with torch.no_grad():
                 seqs = model.generate(**enc, **kw)

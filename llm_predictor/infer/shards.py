@@ -44,9 +44,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from llm_predictor.infer.engines import EngineConfig
 from adprior.contracts import PREDICTION_SCHEMA
 from llm_predictor.data.prompts import INFERENCE_TEMPLATE
+from llm_predictor.infer.engines import EngineConfig
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +151,9 @@ def previous_predictions(predictions: Path, before: date) -> dict[int, tuple[dat
     return latest
 
 
-def select_users(examples: Any, previous: dict[int, tuple[datetime, str]], model_version: str,
-                 incremental: bool) -> tuple[Any, dict[str, int]]:
+def select_users(
+    examples: Any, previous: dict[int, tuple[datetime, str]], model_version: str, incremental: bool
+) -> tuple[Any, dict[str, int]]:
     """(rows to infer, counts): with ``incremental``, users with no activity after their last prediction
     by the same model version are skipped."""
     n = len(examples)
@@ -174,8 +175,9 @@ def select_users(examples: Any, previous: dict[int, tuple[datetime, str]], model
 # --------------------------------------------------------------------------------------------------
 
 
-def _fingerprint(cfg: InferConfig, model_version: str, prefix: str, user_ids: Sequence[int],
-                 interests: Sequence[str] = ()) -> str:
+def _fingerprint(
+    cfg: InferConfig, model_version: str, prefix: str, user_ids: Sequence[int], interests: Sequence[str] = ()
+) -> str:
     engine = dataclasses.asdict(cfg.engine)
     engine.pop("model", None)  # the model is identified by model_version (content hash)
     payload = {
@@ -217,7 +219,9 @@ def plan(cfg: InferConfig, model_version: str) -> dict[str, Any]:
     manifest_path = d / "manifest.json"
     examples = load_examples(Path(cfg.examples), cfg.day)
     if examples.empty:
-        raise ValueError(f"no compiled examples for {cfg.day} under {cfg.examples}; run `adprior compile` first")
+        raise ValueError(
+            f"no compiled examples for {cfg.day} under {cfg.examples}; run `adprior compile` first"
+        )
     examples = examples.sort_values("user_id").reset_index(drop=True)
     previous = previous_predictions(Path(cfg.predictions), cfg.day)
     rows, counts = select_users(examples, previous, model_version, cfg.incremental)
@@ -239,7 +243,9 @@ def plan(cfg: InferConfig, model_version: str) -> dict[str, Any]:
         suffixes, allowed = [], []
         for r in chunk:
             suffixes.append(user_suffix(cfg.template, r, budget))
-            names = [sanitize_text(n, budget.max_item_chars) for n in [*_as_list(r["active_advertisers"]), *pool]]
+            names = [
+                sanitize_text(n, budget.max_item_chars) for n in [*_as_list(r["active_advertisers"]), *pool]
+            ]
             allowed.append(list(dict.fromkeys(n for n in names if n)))
         table = pa.table(
             {"user_id": [int(r["user_id"]) for r in chunk], "suffix": suffixes, "allowed_names": allowed},
@@ -267,8 +273,9 @@ def plan(cfg: InferConfig, model_version: str) -> dict[str, Any]:
         shutil.rmtree(d)
     d.mkdir(parents=True, exist_ok=True)
     n_shards = 0
-    for n_shards, _ in enumerate(tqdm(range(0, len(records), cfg.shard_size), desc="plan", unit="shard",
-                                      disable=None), start=1):
+    for n_shards, _ in enumerate(
+        tqdm(range(0, len(records), cfg.shard_size), desc="plan", unit="shard", disable=None), start=1
+    ):
         write_input(n_shards - 1)
     _atomic_write_text(prefix, d / "prefix.txt")
     _atomic_write_text(json.dumps(interests, indent=0), d / "interests.json")
@@ -297,8 +304,8 @@ class ShardWorker:
     def __init__(self, engine: dict[str, Any], day_dir: str, data: str | None, threads: int = 0) -> None:
         import torch
 
-        from llm_predictor.infer.engines import make_engine
         from llm_predictor.data.resolver import AdvertiserResolver
+        from llm_predictor.infer.engines import make_engine
 
         if threads > 0:
             torch.set_num_threads(threads)
@@ -324,8 +331,12 @@ class ShardWorker:
         t0 = time.perf_counter()
         inp = pq.read_table(self.day_dir / "inputs" / f"shard-{shard:05d}.parquet", schema=SHARD_INPUT_SCHEMA)
         user_ids = inp.column("user_id").to_pylist()
-        gens = self.engine.generate(self.prefix, inp.column("suffix").to_pylist(),
-                                    inp.column("allowed_names").to_pylist(), self.interests)
+        gens = self.engine.generate(
+            self.prefix,
+            inp.column("suffix").to_pylist(),
+            inp.column("allowed_names").to_pylist(),
+            self.interests,
+        )
         day = date.fromisoformat(self.manifest["day"])
         ev_ts = event_timestamp(day)
         created = datetime.fromisoformat(self.manifest["created"])
@@ -359,8 +370,11 @@ class ShardWorker:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         """Ray Data entry point: a batch of shard numbers in, one counter row per shard out."""
         rows = [self.process(int(s)) for s in batch["shard"]]
-        return {k: [r[k] for r in rows] for k in rows[0]} if rows else {"shard": [], "users": [],
-                                                                        "seconds": [], "skipped": []}
+        return (
+            {k: [r[k] for r in rows] for k in rows[0]}
+            if rows
+            else {"shard": [], "users": [], "seconds": [], "skipped": []}
+        )
 
 
 def interest_vocabulary_of(data: Path | str | None) -> list[str]:
@@ -415,8 +429,12 @@ def _pending(day_dir: Path, n_shards: int) -> list[int]:
 
 
 def _run_local(cfg: InferConfig, pending: list[int]) -> Iterator[dict[str, Any]]:
-    worker = ShardWorker(dataclasses.asdict(cfg.engine), str(cfg.day_dir()),
-                         str(cfg.data) if cfg.data else None, int(cfg.cpus_per_worker))
+    worker = ShardWorker(
+        dataclasses.asdict(cfg.engine),
+        str(cfg.day_dir()),
+        str(cfg.data) if cfg.data else None,
+        int(cfg.cpus_per_worker),
+    )
     try:
         for shard in pending:
             yield worker.process(shard)
@@ -439,7 +457,9 @@ def _run_ray(cfg: InferConfig, pending: list[int]) -> Iterator[dict[str, Any]]:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver shows one bar over users
-    ctx.execution_no_progress_timeout_s = -1 if cfg.no_progress_timeout_s is None else cfg.no_progress_timeout_s
+    ctx.execution_no_progress_timeout_s = (
+        -1 if cfg.no_progress_timeout_s is None else cfg.no_progress_timeout_s
+    )
     ds = ray.data.from_items([{"shard": s} for s in pending], override_num_blocks=len(pending))
     out = ds.map_batches(
         ShardWorker,
@@ -523,8 +543,11 @@ def run_inference(cfg: InferConfig) -> dict[str, Any]:
             return {**summary, "noop": True}
         # The date finished, but its output was lost since: rebuild it from the committed shards (a shard
         # that is gone or corrupt is recomputed) instead of reporting a no-op over missing predictions.
-        log.warning("%s was inferred but its predictions partition is %s; rebuilding it from the shards",
-                    cfg.day, problem)
+        log.warning(
+            "%s was inferred but its predictions partition is %s; rebuilding it from the shards",
+            cfg.day,
+            problem,
+        )
         success.unlink()
     if cfg.force and d.exists():
         shutil.rmtree(d)
@@ -535,14 +558,28 @@ def run_inference(cfg: InferConfig) -> dict[str, Any]:
     _drop_bad_outputs(d, n_shards)
     pending = _pending(d, n_shards)
     done = n_shards - len(pending)
-    log.info("%s: %d users in %d shards, %d already committed, %d to run (%s runner, engine %s, model %s)",
-             cfg.day, manifest["n_users"], n_shards, done, len(pending), cfg.runner, cfg.engine.kind, mv)
+    log.info(
+        "%s: %d users in %d shards, %d already committed, %d to run (%s runner, engine %s, model %s)",
+        cfg.day,
+        manifest["n_users"],
+        n_shards,
+        done,
+        len(pending),
+        cfg.runner,
+        cfg.engine.kind,
+        mv,
+    )
     t_inf = time.perf_counter()
     users_run = 0
     if pending:
         runner = _run_ray if cfg.runner == "ray" else _run_local
-        with tqdm(total=manifest["n_users"], initial=min(done * cfg.shard_size, manifest["n_users"]),
-                  desc=f"infer {cfg.day}", unit="user", disable=None) as bar:
+        with tqdm(
+            total=manifest["n_users"],
+            initial=min(done * cfg.shard_size, manifest["n_users"]),
+            desc=f"infer {cfg.day}",
+            unit="user",
+            disable=None,
+        ) as bar:
             for r in runner(cfg, pending):
                 users_run += int(r["users"])
                 bar.update(int(r["users"]))
@@ -568,11 +605,15 @@ def run_inference(cfg: InferConfig) -> dict[str, Any]:
         "names": n_names,
         "unresolved_names": n_unres,
         "hallucination_rate": n_unres / n_names if n_names else 0.0,
-        "mean_advertisers": (sum(len(x) for x in table.column("advertiser_ids").to_pylist()) / len(table)
-                             if len(table) else 0.0),
+        "mean_advertisers": (
+            sum(len(x) for x in table.column("advertiser_ids").to_pylist()) / len(table)
+            if len(table)
+            else 0.0
+        ),
         **stats,
-        "prompt_token_fraction_computed": (stats["computed_prompt_tokens"] / stats["prompt_tokens"]
-                                           if stats["prompt_tokens"] else None),
+        "prompt_token_fraction_computed": (
+            stats["computed_prompt_tokens"] / stats["prompt_tokens"] if stats["prompt_tokens"] else None
+        ),
         "infer_seconds": round(infer_seconds, 2),
         "users_per_second": round(users_run / infer_seconds, 4) if users_run and infer_seconds else None,
         "seconds": round(time.perf_counter() - t0, 2),

@@ -58,7 +58,9 @@ class CPTConfig:
     """One continued pre-training phase (paper 3.5)."""
 
     phase: int = 1  # 1: only the SID token embedding rows train; 2: every weight trains
-    model: str | Path | None = None  # HF model folder (phase 2: the phase-1 output); None = ensure_base_model()
+    model: str | Path | None = (
+        None  # HF model folder (phase 2: the phase-1 output); None = ensure_base_model()
+    )
     sids: Path = Path("runs/sid")  # build_sids output folder (sid_map.parquet, sid_summary.json)
     examples: Path | None = None  # examples with sid_sequences (attach output); None = item texts only
     output_dir: Path = Path("models/cpt1")  # where the model, tokenizer and train_summary.json go
@@ -75,9 +77,13 @@ class CPTConfig:
     learning_rate: float | None = None  # peak AdamW learning rate; None = 1e-3 (phase 1) or 2e-5 (phase 2)
     lr_scheduler_type: str = "linear"  # transformers scheduler name
     warmup_steps: int = 0  # linear warm-up steps
-    weight_decay: float = 0.0  # AdamW weight decay in phase 2 (phase 1 always uses 0: decay would move frozen rows)
+    weight_decay: float = (
+        0.0  # AdamW weight decay in phase 2 (phase 1 always uses 0: decay would move frozen rows)
+    )
     max_grad_norm: float = 1.0  # gradient clipping norm
-    init_noise_std: float = 0.0  # std of noise added to the mean-initialised new SID rows (0 = exactly the mean)
+    init_noise_std: float = (
+        0.0  # std of noise added to the mean-initialised new SID rows (0 = exactly the mean)
+    )
     seed: int = 42  # seed of text sampling, data order and initialisation
     logging_steps: int = 1  # optimizer steps between log records
     bf16: bool = False  # bf16 mixed precision; only honoured on a GPU
@@ -101,8 +107,9 @@ def _embedding_params(model: Any) -> list[Any]:
     return params
 
 
-def add_sid_tokens(model: Any, tokenizer: Any, tokens: Sequence[str], noise_std: float = 0.0,
-                   seed: int = 0) -> list[int]:
+def add_sid_tokens(
+    model: Any, tokenizer: Any, tokens: Sequence[str], noise_std: float = 0.0, seed: int = 0
+) -> list[int]:
     """Add the SID ``tokens`` missing from ``tokenizer`` to it and to ``model``; return the ids of all ``tokens``.
 
     The embedding matrix (and an untied LM head) is resized to hold the new ids; the new rows are set to
@@ -133,8 +140,13 @@ def add_sid_tokens(model: Any, tokenizer: Any, tokens: Sequence[str], noise_std:
                 if noise_std > 0:
                     rows += torch.randn(rows.shape, generator=gen) * noise_std
                 w[new_idx] = rows.to(w.dtype)
-    log.info("SID tokens: %d requested, %d added; embedding rows %d -> %d", len(tokens), len(new), old_rows,
-             model.get_input_embeddings().weight.shape[0])
+    log.info(
+        "SID tokens: %d requested, %d added; embedding rows %d -> %d",
+        len(tokens),
+        len(new),
+        old_rows,
+        model.get_input_embeddings().weight.shape[0],
+    )
     return list(ids)
 
 
@@ -181,11 +193,17 @@ def item_alignment_texts(sid_map: pd.DataFrame) -> list[str]:
 def general_texts(sid_map: pd.DataFrame) -> list[str]:
     """SID-free sentences about the catalogue (the stand-in for general-domain text; see the module doc)."""
     out = []
-    for title, brand, cat in zip(sid_map["title"], sid_map["advertiser_name"], sid_map["category"], strict=True):
+    for title, brand, cat in zip(
+        sid_map["title"], sid_map["advertiser_name"], sid_map["category"], strict=True
+    ):
         title, brand, cat = _clean(title).rstrip("."), _clean(brand), _clean(cat).replace(" > ", ", ")
         if not title:
             continue
-        sentence = f"{title}" + (f" is sold by {brand}" if brand else "") + (f" in the category {cat}" if cat else "")
+        sentence = (
+            f"{title}"
+            + (f" is sold by {brand}" if brand else "")
+            + (f" in the category {cat}" if cat else "")
+        )
         out.append(sentence + ".")
     return out
 
@@ -207,7 +225,9 @@ def sequence_texts(examples: pd.DataFrame, sid_map: pd.DataFrame, max_history: i
         if len(chrono) >= 2:
             hist, nxt = chrono[:-1][-max_history:], chrono[-1]
             name = _clean(adv.get(nxt, ""))
-            out.append(f"A user converted with {' '.join(hist)}. Next item: {nxt}" + (f" ({name})." if name else "."))
+            out.append(
+                f"A user converted with {' '.join(hist)}. Next item: {nxt}" + (f" ({name})." if name else ".")
+            )
         label = _clean(getattr(row, "label_advertiser_name", None)) if has_label else ""
         if chrono and label:
             out.append(f"A user converted with {' '.join(chrono[-max_history:])}. Next advertiser: {label}.")
@@ -245,8 +265,13 @@ def cpt_texts(cfg: CPTConfig) -> tuple[list[str], dict[str, int]]:
         n_general = len(general)
         texts += general
     rng.shuffle(texts)
-    return texts, {"item_texts": n_items, "sequence_texts": n_seq, "recommendation_texts": len(rec),
-                   "general_texts": n_general, "texts": len(texts)}
+    return texts, {
+        "item_texts": n_items,
+        "sequence_texts": n_seq,
+        "recommendation_texts": len(rec),
+        "general_texts": n_general,
+        "texts": len(texts),
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -285,7 +310,8 @@ def train_cpt(cfg: CPTConfig) -> dict[str, Any]:
         sid_ids = add_sid_tokens(model, tokenizer, tokens, cfg.init_noise_std, cfg.seed)
         texts, counts = cpt_texts(cfg)
         ds = Dataset.from_dict({"text": texts}).map(
-            lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.max_length), batched=True,
+            lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.max_length),
+            batched=True,
             remove_columns=["text"],
         )
         n_tokens = sum(len(x) for x in ds["input_ids"])
@@ -300,7 +326,11 @@ def train_cpt(cfg: CPTConfig) -> dict[str, Any]:
         else:
             for p in model.parameters():
                 p.requires_grad_(True)
-        lr = cfg.learning_rate if cfg.learning_rate is not None else (PHASE1_LR if cfg.phase == 1 else PHASE2_LR)
+        lr = (
+            cfg.learning_rate
+            if cfg.learning_rate is not None
+            else (PHASE1_LR if cfg.phase == 1 else PHASE2_LR)
+        )
         args = TrainingArguments(
             output_dir=str(cfg.output_dir),
             max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
@@ -324,8 +354,12 @@ def train_cpt(cfg: CPTConfig) -> dict[str, Any]:
         )
         timer = _step_timer(f"cpt{cfg.phase}")
         trainer = Trainer(
-            model=model, args=args, train_dataset=ds, processing_class=tokenizer,
-            data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), callbacks=[timer],
+            model=model,
+            args=args,
+            train_dataset=ds,
+            processing_class=tokenizer,
+            data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+            callbacks=[timer],
         )
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         t0 = time.perf_counter()
@@ -366,8 +400,14 @@ def train_cpt(cfg: CPTConfig) -> dict[str, Any]:
             tokenizer.save_pretrained(str(out))
             metrics["model_dir"] = str(out)
         _write_summary(Path(cfg.output_dir), cfg, metrics, history)
-        log.info("CPT phase %d: %d steps in %.1f s, loss %s -> %s", cfg.phase, trainer.state.global_step, seconds,
-                 metrics["train_loss_first"], metrics["train_loss_last"])
+        log.info(
+            "CPT phase %d: %d steps in %.1f s, loss %s -> %s",
+            cfg.phase,
+            trainer.state.global_step,
+            seconds,
+            metrics["train_loss_first"],
+            metrics["train_loss_last"],
+        )
         return metrics
     finally:
         torch.set_num_threads(old_threads)

@@ -81,7 +81,11 @@ def _as_list(value: Any) -> list[Any]:
 def labelled_rows(examples_df: Any) -> list[dict[str, Any]]:
     """Rows of the examples table (pandas) with a non-empty label name, as dicts, in table order."""
     rows = examples_df.to_dict("records")
-    out = [r for r in rows if not is_missing(r.get("label_advertiser_name")) and str(r["label_advertiser_name"]).strip()]
+    out = [
+        r
+        for r in rows
+        if not is_missing(r.get("label_advertiser_name")) and str(r["label_advertiser_name"]).strip()
+    ]
     if len(out) < len(rows):
         log.info("kept %d labelled of %d example rows", len(out), len(rows))
     return out
@@ -170,10 +174,7 @@ def sft_dataset(
 
 
 def grpo_dataset(
-    examples_df: Any,
-    preset_pool: PresetPool,
-    template: str = "grpo_text",
-    budget: PromptBudget | None = None,
+    examples_df: Any, preset_pool: PresetPool, template: str = "grpo_text", budget: PromptBudget | None = None
 ) -> Dataset:
     """GRPO dataset: conversational prompt plus the reward's ``label_advertiser_name``, labelled rows only.
 
@@ -204,7 +205,9 @@ def _from_records(records: list[dict[str, Any]], message_columns: Sequence[str])
 
 
 def _chat_text(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
 
 
 def token_lengths(dataset: Dataset, tokenizer: Any) -> Dataset:
@@ -214,10 +217,13 @@ def token_lengths(dataset: Dataset, tokenizer: Any) -> Dataset:
 
     def lengths(batch: dict[str, list[Any]]) -> dict[str, list[int]]:
         prompts = [_chat_text(tokenizer, p, True) for p in batch["prompt"]]
-        out = {"prompt_tokens": [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]}
+        out = {
+            "prompt_tokens": [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        }
         if has_completion:
             full = [
-                _chat_text(tokenizer, p + c, False) for p, c in zip(batch["prompt"], batch["completion"], strict=True)
+                _chat_text(tokenizer, p + c, False)
+                for p, c in zip(batch["prompt"], batch["completion"], strict=True)
             ]
             out["total_tokens"] = [len(ids) for ids in tokenizer(full, add_special_tokens=False)["input_ids"]]
         return out
@@ -225,7 +231,9 @@ def token_lengths(dataset: Dataset, tokenizer: Any) -> Dataset:
     return dataset.map(lengths, batched=True, batch_size=64)
 
 
-def drop_long(dataset: Dataset, tokenizer: Any, max_tokens: int | None, column: str) -> tuple[Dataset, dict[str, Any]]:
+def drop_long(
+    dataset: Dataset, tokenizer: Any, max_tokens: int | None, column: str
+) -> tuple[Dataset, dict[str, Any]]:
     """Drop rows whose chat-templated length (``column``: 'prompt_tokens' or 'total_tokens') exceeds
     ``max_tokens``; return the kept rows (length columns removed) and length statistics.
 
@@ -246,7 +254,10 @@ def drop_long(dataset: Dataset, tokenizer: Any, max_tokens: int | None, column: 
         if len(keep) < len(values):
             log.warning(
                 "dropping %d of %d rows longer than %d tokens (%s); raise the limit or lower budget_tokens",
-                len(values) - len(keep), len(values), max_tokens, column,
+                len(values) - len(keep),
+                len(values),
+                max_tokens,
+                column,
             )
         measured = measured.select(keep)
     stats["dropped"] = stats["rows"] - len(measured)

@@ -126,7 +126,9 @@ def _key(name: Any, normalize: bool) -> str:
     return normalize_name(name) if normalize else " ".join(str(name).split()).casefold()
 
 
-def score_completion(completion: Any, label: str | None, config: RewardConfig = DEFAULT_CONFIG) -> RewardBreakdown:
+def score_completion(
+    completion: Any, label: str | None, config: RewardConfig = DEFAULT_CONFIG
+) -> RewardBreakdown:
     """All terms of eq. 1 for one completion (string or chat messages) and its label advertiser name."""
     parsed = parse_answer(
         completion_text(completion),

@@ -41,7 +41,15 @@ from llm_predictor.train.rewards import RewardConfig, make_reward
 log = logging.getLogger(__name__)
 
 # All linear layers of a Llama-style block (SmolLM2, Llama, Qwen, Mistral use these names).
-DEFAULT_LORA_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+DEFAULT_LORA_TARGETS: tuple[str, ...] = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+)
 SUMMARY_FILE = "train_summary.json"
 
 
@@ -56,7 +64,9 @@ class SFTRunConfig:
 
     examples: Path | None = None  # compiled examples folder (compile output: examples/, preset_pool/)
     output_dir: Path = Path("models/sft")  # where the trained model and train_summary.json go
-    model: str | Path | None = None  # HF model folder to start from; None = ensure_base_model() (SmolLM2-135M)
+    model: str | Path | None = (
+        None  # HF model folder to start from; None = ensure_base_model() (SmolLM2-135M)
+    )
     anchor_dates: list[date] | None = None  # anchor dates to train on; None = all compiled dates
     split: str | None = "train"  # examples split used ('train' | 'eval'); None = both
     v0_only: bool = False  # True: only V0 users (rich matched and attributed histories)
@@ -77,7 +87,9 @@ class SFTRunConfig:
     lora_r: int = 16  # LoRA rank
     lora_alpha: int = 32  # LoRA scaling numerator (scale = alpha / r)
     lora_dropout: float = 0.0  # dropout on the LoRA input; 0 skips it (on CPU it cost ~15% of a SmolLM2 step)
-    lora_target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))  # wrapped layers
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS)
+    )  # wrapped layers
     max_train_examples: int | None = None  # cap on labelled rows (a seeded sample); None = all
     seed: int = 42  # seed of sampling, data order and initialisation
     logging_steps: int = 1  # optimizer steps between log records
@@ -109,7 +121,9 @@ class GRPORunConfig:
     num_train_epochs: float = 1.0  # passes over the data when max_steps <= 0
     batch_size: int = 4  # distinct prompts per optimizer step
     num_generations: int = 4  # completions sampled per prompt (the GRPO group); >= 2
-    micro_batch_size: int | None = None  # completions per forward/backward; None = batch_size * num_generations
+    micro_batch_size: int | None = (
+        None  # completions per forward/backward; None = batch_size * num_generations
+    )
     learning_rate: float = 1e-6  # peak AdamW learning rate (TRL's GRPO default)
     lr_scheduler_type: str = "linear"  # transformers scheduler name
     warmup_steps: int = 0  # linear warm-up steps
@@ -123,13 +137,17 @@ class GRPORunConfig:
     lora_r: int = 16  # LoRA rank
     lora_alpha: int = 32  # LoRA scaling numerator
     lora_dropout: float = 0.0  # dropout on the LoRA input; 0 skips it (on CPU it cost ~15% of a SmolLM2 step)
-    lora_target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))  # wrapped layers
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS)
+    )  # wrapped layers
     max_train_examples: int | None = None  # cap on labelled rows (a seeded sample); None = all
     seed: int = 42  # seed of sampling, data order, generation and initialisation
     logging_steps: int = 1  # optimizer steps between log records
     gradient_checkpointing: bool = False  # recompute activations in backward
     bf16: bool = False  # bf16 mixed precision; only honoured on a GPU
-    log_completions: bool = False  # TRL prints sample completions and writes them under output_dir/completions
+    log_completions: bool = (
+        False  # TRL prints sample completions and writes them under output_dir/completions
+    )
     cpu_score_labelled_only: bool = True  # on CPU, score only completion positions (see score_labelled_only)
     save: bool = True  # save the trained (merged) model and tokenizer into output_dir
     disable_tqdm: bool | None = None  # None = the Trainer's default progress bar
@@ -210,12 +228,7 @@ def _device_kwargs(bf16: bool) -> dict[str, Any]:
     import torch
 
     cuda = torch.cuda.is_available()
-    return {
-        "use_cpu": not cuda,
-        "bf16": bool(bf16 and cuda),
-        "fp16": False,
-        "dataloader_pin_memory": cuda,
-    }
+    return {"use_cpu": not cuda, "bf16": bool(bf16 and cuda), "fp16": False, "dataloader_pin_memory": cuda}
 
 
 @contextmanager
@@ -255,7 +268,12 @@ def _lora_config(r: int, alpha: int, dropout: float, targets: list[str]) -> Any:
     from peft import LoraConfig
 
     return LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), bias="none", task_type="CAUSAL_LM"
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=list(targets),
+        bias="none",
+        task_type="CAUSAL_LM",
     )
 
 
@@ -353,7 +371,12 @@ def _history_values(history: list[dict[str, Any]], key: str) -> list[float]:
 
 def _write_summary(out: Path, cfg: Any, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"command": shlex.join(sys.argv), "config": asdict(cfg), "metrics": metrics, "log_history": history}
+    payload = {
+        "command": shlex.join(sys.argv),
+        "config": asdict(cfg),
+        "metrics": metrics,
+        "log_history": history,
+    }
     (out / SUMMARY_FILE).write_text(json.dumps(payload, indent=2, default=str))
 
 
@@ -394,7 +417,9 @@ def prepare_sft_data(
     return ds, stats
 
 
-def build_sft_trainer(cfg: SFTRunConfig, dataset: Any, tokenizer: Any, callbacks: list[Any] | None = None) -> Any:
+def build_sft_trainer(
+    cfg: SFTRunConfig, dataset: Any, tokenizer: Any, callbacks: list[Any] | None = None
+) -> Any:
     """A ``trl.SFTTrainer`` for ``cfg`` on a prepared dataset (see :func:`prepare_sft_data`).
 
     Args:
@@ -420,7 +445,9 @@ def build_sft_trainer(cfg: SFTRunConfig, dataset: Any, tokenizer: Any, callbacks
         packing=False,
     )
     peft_config = (
-        _lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules) if cfg.lora else None
+        _lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+        if cfg.lora
+        else None
     )
     return SFTTrainer(
         model=resolve_model(cfg.model),
@@ -446,8 +473,14 @@ def resume_checkpoint(cfg: SFTRunConfig | GRPORunConfig) -> str | None:
     return last
 
 
-def _run_metrics(stage: str, cfg: SFTRunConfig | GRPORunConfig, model_path: str, compact: bool, dataset: Any,
-                 data_stats: dict) -> dict[str, Any]:
+def _run_metrics(
+    stage: str,
+    cfg: SFTRunConfig | GRPORunConfig,
+    model_path: str,
+    compact: bool,
+    dataset: Any,
+    data_stats: dict,
+) -> dict[str, Any]:
     """What every training run reports first: stage, model, template, device, data."""
     import torch
 
@@ -463,8 +496,9 @@ def _run_metrics(stage: str, cfg: SFTRunConfig | GRPORunConfig, model_path: str,
     }
 
 
-def _finish(trainer: Any, tokenizer: Any, cfg: SFTRunConfig | GRPORunConfig, metrics: dict[str, Any],
-            history: list) -> None:
+def _finish(
+    trainer: Any, tokenizer: Any, cfg: SFTRunConfig | GRPORunConfig, metrics: dict[str, Any], history: list
+) -> None:
     """Save the (merged) model when asked, then train_summary.json."""
     if cfg.save:
         metrics.update(_save(trainer, tokenizer, Path(cfg.output_dir)))
@@ -488,7 +522,9 @@ def train_sft(cfg: SFTRunConfig, examples_df: Any = None, preset_pool: Any = Non
     model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path, padding_side="right")
     dataset, data_stats = prepare_sft_data(cfg, tokenizer, examples_df, preset_pool)
-    log.info("SFT on %d examples (%s) from %s, template %s", len(dataset), data_stats, model_path, cfg.template)
+    log.info(
+        "SFT on %d examples (%s) from %s, template %s", len(dataset), data_stats, model_path, cfg.template
+    )
     timer = _step_timer("sft")
     trainer = build_sft_trainer(cfg, dataset, tokenizer, callbacks=[timer])
     t0 = time.perf_counter()
@@ -517,7 +553,10 @@ def train_sft(cfg: SFTRunConfig, examples_df: Any = None, preset_pool: Any = Non
     }
     _finish(trainer, tokenizer, cfg, metrics, history)
     log.info(
-        "SFT done: %d steps in %.1f s, loss %s -> %s", steps, seconds, metrics["train_loss_first"],
+        "SFT done: %d steps in %.1f s, loss %s -> %s",
+        steps,
+        seconds,
+        metrics["train_loss_first"],
         metrics["train_loss_last"],
     )
     return metrics
@@ -615,7 +654,9 @@ def build_grpo_trainer(
         log_completions=cfg.log_completions,
     )
     peft_config = (
-        _lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules) if cfg.lora else None
+        _lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+        if cfg.lora
+        else None
     )
     return GRPOTrainer(
         model=resolve_model(cfg.model),
@@ -653,8 +694,12 @@ def train_grpo(
     tokenizer = load_tokenizer(model_path, padding_side="left")
     dataset, data_stats = prepare_grpo_data(cfg, tokenizer, examples_df, preset_pool)
     log.info(
-        "GRPO on %d prompts (%s) from %s: %d prompts x %d generations per step", len(dataset), data_stats,
-        model_path, cfg.batch_size, cfg.num_generations,
+        "GRPO on %d prompts (%s) from %s: %d prompts x %d generations per step",
+        len(dataset),
+        data_stats,
+        model_path,
+        cfg.batch_size,
+        cfg.num_generations,
     )
     timer = _step_timer("grpo")
     trainer = build_grpo_trainer(cfg, dataset, tokenizer, reward_funcs, callbacks=[timer])
@@ -682,6 +727,11 @@ def train_grpo(
         **_param_counts(trainer),
     }
     _finish(trainer, tokenizer, cfg, metrics, history)
-    log.info("GRPO done: %d steps in %.1f s, reward %s -> %s", steps, seconds, metrics["reward_first"],
-             metrics["reward_last"])
+    log.info(
+        "GRPO done: %d steps in %.1f s, reward %s -> %s",
+        steps,
+        seconds,
+        metrics["reward_first"],
+        metrics["reward_last"],
+    )
     return metrics

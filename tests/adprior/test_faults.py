@@ -28,8 +28,8 @@ import pytest
 from adprior import store as st
 from llm_predictor.data.compile import CompileConfig, compile_examples
 from llm_predictor.infer.shards import InferConfig, run_inference
-from tests.conftest import compiled_world, infer_config
 from tests.adprior.test_store import END, PROFILE, _check_online, _populated_repo
+from tests.conftest import compiled_world, infer_config
 from tests.support.paths import ROOT
 
 pytestmark = [
@@ -44,7 +44,9 @@ ROOT = ROOT
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, spark):
-    return compiled_world(tmp_path_factory.mktemp("faults"), spark, [X], users=60, advertisers=40, days=45, seed=5)
+    return compiled_world(
+        tmp_path_factory.mktemp("faults"), spark, [X], users=60, advertisers=40, days=45, seed=5
+    )
 
 
 def _cfg(world, tmp: Path, model: Path, **kw) -> InferConfig:
@@ -66,10 +68,39 @@ def reference(world, tiny_model_dir, tmp_path_factory):
 
 def _cli(world, tmp: Path, model: Path) -> list[str]:
     data, ex = world
-    return ["infer", "--engine", "transformers", "--examples", str(ex), "--data", str(data), "--date", X.isoformat(),
-            "--work", str(tmp / "work"), "--repo", str(tmp / "repo"), "--model", str(model), "--batch-size", "4",
-            "--max-new-tokens", "120", "--budget-tokens", "160", "--shard-size", str(SHARD), "--runner", "local",
-            "--cpus-per-worker", "1", "--max-names", "4", "--limit-users", str(N_USERS)]
+    return [
+        "infer",
+        "--engine",
+        "transformers",
+        "--examples",
+        str(ex),
+        "--data",
+        str(data),
+        "--date",
+        X.isoformat(),
+        "--work",
+        str(tmp / "work"),
+        "--repo",
+        str(tmp / "repo"),
+        "--model",
+        str(model),
+        "--batch-size",
+        "4",
+        "--max-new-tokens",
+        "120",
+        "--budget-tokens",
+        "160",
+        "--shard-size",
+        str(SHARD),
+        "--runner",
+        "local",
+        "--cpus-per-worker",
+        "1",
+        "--max-names",
+        "4",
+        "--limit-users",
+        str(N_USERS),
+    ]
 
 
 def _check_committed(day_dir: Path) -> int:
@@ -108,8 +139,9 @@ def test_sigkill_at_random_points_then_resume(world, tiny_model_dir, reference, 
 
     def run_and_kill(when: Callable[[], bool], max_delay: float, script: list[str] | None = None) -> int:
         cmd = [sys.executable, *(script or ["-m", "adprior.cli"]), *args]
-        proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = time.time() + 240
         while proc.poll() is None and not when() and time.time() < deadline:
             time.sleep(0.02)
@@ -117,7 +149,9 @@ def test_sigkill_at_random_points_then_resume(world, tiny_model_dir, reference, 
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # the whole job at once, as on a lost machine
         err = proc.communicate()[1].decode(errors="replace")[-3000:]
-        assert proc.returncode == -signal.SIGKILL, f"the run ended (rc {proc.returncode}) before it was killed: {err}"
+        assert proc.returncode == -signal.SIGKILL, (
+            f"the run ended (rc {proc.returncode}) before it was killed: {err}"
+        )
         assert not out.exists() and not (day_dir / "_SUCCESS.json").exists()
         return _check_committed(day_dir)
 
@@ -132,8 +166,9 @@ def test_sigkill_at_random_points_then_resume(world, tiny_model_dir, reference, 
     # 3. Every shard committed, killed while the merged partition is being committed.
     assert run_and_kill(lambda: False, 0.0, ["-c", _KILL_AT_MERGE]) == n_shards
     # The resumed run: nothing left to infer, the merge is redone.
-    resumed = subprocess.run([sys.executable, "-m", "adprior.cli", *args], cwd=ROOT, capture_output=True,
-                             text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "adprior.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     users = pq.read_table(out).column("user_id").to_pylist()
     assert len(users) == len(set(users)) == N_USERS
@@ -191,8 +226,9 @@ def test_corrupt_raw_events_file_fails_naming_it(world, spark, tmp_path, which):
     bad = parts[0] if which == "first" else next(p for p in parts if p.parent.name == "dt=2026-06-15")
     bad.write_bytes(b"\x00garbage, not parquet\xff" * 64)
     with pytest.raises(Exception) as err:
-        compile_examples(CompileConfig(data=raw, out=tmp_path / "ex", anchor_dates=[X], tokenizer=None),
-                         spark=spark)
+        compile_examples(
+            CompileConfig(data=raw, out=tmp_path / "ex", anchor_dates=[X], tokenizer=None), spark=spark
+        )
     msg = str(err.value)
     assert "FAILED_READ_FILE" in msg and str(bad) in msg, msg[:3000]  # Spark's own error names the file
     assert not (tmp_path / "ex" / "summary.json").exists()
@@ -235,22 +271,27 @@ def _run_with_fsize_limit(code: str, limit: int, tmp: Path) -> subprocess.Comple
     script = tmp / "child.py"
     script.write_text(prelude + textwrap.dedent(code))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_disk_full_while_writing_a_partition(tmp_path):
     cfg = st.StoreConfig(repo=tmp_path / "repo")
     old = st.write_partition(cfg, "user_profile", PROFILE, "all")
     before = old.read_bytes()
-    res = _run_with_fsize_limit(f"""
+    res = _run_with_fsize_limit(
+        f"""
         import pandas as pd
         from adprior import store as st
         from tests.adprior.test_store import PROFILE
         big = pd.concat([PROFILE] * 3000, ignore_index=True).assign(user_id=range(9000))
         limit_disk()
         st.write_partition(st.StoreConfig(repo={str(cfg.repo)!r}), "user_profile", big, "all")
-    """, 4096, tmp_path)
+    """,
+        4096,
+        tmp_path,
+    )
     assert res.returncode != 0
     assert "OSError" in res.stderr and "File too large" in res.stderr, res.stderr[-3000:]
     assert "table 'user_profile': cannot write partition" in res.stderr, res.stderr[-3000:]
@@ -263,7 +304,8 @@ def test_disk_full_while_writing_a_partition(tmp_path):
 
 def test_disk_full_while_committing_a_shard(world, tiny_model_dir, reference, tmp_path):
     cfg = _cfg(world, tmp_path, tiny_model_dir)
-    res = _run_with_fsize_limit(f"""
+    res = _run_with_fsize_limit(
+        f"""
         import pickle
         from llm_predictor.infer.engines import model_version
         from llm_predictor.infer.shards import plan, run_inference
@@ -271,7 +313,10 @@ def test_disk_full_while_committing_a_shard(world, tiny_model_dir, reference, tm
         plan(cfg, model_version(cfg.engine.model))  # the plan fits; shard outputs do not
         limit_disk()
         run_inference(cfg)
-    """, 1024, tmp_path)
+    """,
+        1024,
+        tmp_path,
+    )
     assert res.returncode != 0
     day_dir = cfg.day_dir()
     shard0 = day_dir / "outputs" / "shard-00000.parquet"

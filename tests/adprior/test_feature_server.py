@@ -44,9 +44,14 @@ def test_remote_online_store_client_reads_llm_predictions(ranking_world, tmp_pat
     users = [int(u) for u in preds.index[:3]]
     port = st.free_port()
     feast = str(Path(sys.executable).with_name("feast"))
-    proc = subprocess.Popen([feast, "serve", "-h", "127.0.0.1", "-p", str(port)], cwd=cfg.repo,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "FEAST_USAGE": "False"})
+    proc = subprocess.Popen(
+        [feast, "serve", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=cfg.repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "FEAST_USAGE": "False"},
+    )
     try:
         _wait_http(f"http://127.0.0.1:{port}/health", proc)
         client = tmp_path / "client"
@@ -62,7 +67,9 @@ def test_remote_online_store_client_reads_llm_predictions(ranking_world, tmp_pat
 
         remote = FeatureStore(repo_path=str(client))
         service = remote.get_feature_service("llm_predictions_online")
-        got = remote.get_online_features(features=service, entity_rows=[{"user_id": u} for u in users]).to_dict()
+        got = remote.get_online_features(
+            features=service, entity_rows=[{"user_id": u} for u in users]
+        ).to_dict()
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)

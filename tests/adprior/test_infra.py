@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tests.support.paths import ROOT
 
 ROOT = ROOT
@@ -31,8 +32,14 @@ def free_port(avoid: range | None = None) -> int:
 
 
 def run(script: str, action: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(INFRA / script), action], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        ["bash", str(INFRA / script), action],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def listeners(port: int) -> list[str]:
@@ -97,8 +104,13 @@ def test_docker_compose_parses_publishes_on_loopback_and_has_no_password():
     _no_literal_secret(dockerfile)
 
 
-@pytest.mark.parametrize("name,redis_type", [("feature_store.redis-cluster.yaml", "redis_cluster"),
-                                             ("feature_store.redis-sentinel.yaml", "redis_sentinel")])
+@pytest.mark.parametrize(
+    "name,redis_type",
+    [
+        ("feature_store.redis-cluster.yaml", "redis_cluster"),
+        ("feature_store.redis-sentinel.yaml", "redis_sentinel"),
+    ],
+)
 def test_feast_yaml_examples(name, redis_type, monkeypatch):
     text = (INFRA / "feast" / name).read_text()
     _no_literal_secret(text)
@@ -136,14 +148,21 @@ def test_redis_script_password_loopback_idempotent_stop(tmp_path):
 
     password = 'pw with space "and" quote-' + os.urandom(4).hex()
     port = free_port()
-    env = dict(os.environ, ADPRIOR_INFRA_STATE=str(tmp_path / "state"), ADPRIOR_REDIS_PORT=str(port),
-               ADPRIOR_REDIS_PASSWORD=password)
+    env = dict(
+        os.environ,
+        ADPRIOR_INFRA_STATE=str(tmp_path / "state"),
+        ADPRIOR_REDIS_PORT=str(port),
+        ADPRIOR_REDIS_PASSWORD=password,
+    )
     env.pop("ADPRIOR_BIND", None)
     try:
         r = run("redis.sh", "start", env)
         assert r.returncode == 0, r.stderr
         assert f"ADPRIOR_REDIS=127.0.0.1:{port},password=***" in r.stdout
-        assert 'export ADPRIOR_REDIS="127.0.0.1:' + str(port) + ',password=${ADPRIOR_REDIS_PASSWORD}"' in r.stdout
+        assert (
+            'export ADPRIOR_REDIS="127.0.0.1:' + str(port) + ',password=${ADPRIOR_REDIS_PASSWORD}"'
+            in r.stdout
+        )
         assert password not in r.stdout + r.stderr
         pid = int((tmp_path / "state" / "redis" / "redis.pid").read_text())
         assert alive(pid)
@@ -174,8 +193,12 @@ def test_redis_script_password_loopback_idempotent_stop(tmp_path):
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
 def test_redis_script_refuses_public_bind_without_password(tmp_path):
-    env = dict(os.environ, ADPRIOR_INFRA_STATE=str(tmp_path), ADPRIOR_REDIS_PORT=str(free_port()),
-               ADPRIOR_BIND="0.0.0.0")
+    env = dict(
+        os.environ,
+        ADPRIOR_INFRA_STATE=str(tmp_path),
+        ADPRIOR_REDIS_PORT=str(free_port()),
+        ADPRIOR_BIND="0.0.0.0",
+    )
     env.pop("ADPRIOR_REDIS_PASSWORD", None)
     r = run("redis.sh", "start", env)
     assert r.returncode != 0 and "without a password" in r.stderr
@@ -185,12 +208,20 @@ def test_redis_script_refuses_public_bind_without_password(tmp_path):
 # ------------------------------------------------------------------------------------- spark / ray
 
 
-@pytest.mark.skipif(shutil.which("java") is None or not (VENV / "bin" / "python").exists(),
-                    reason="needs Java and the venv's pyspark")
+@pytest.mark.skipif(
+    shutil.which("java") is None or not (VENV / "bin" / "python").exists(),
+    reason="needs Java and the venv's pyspark",
+)
 def test_spark_script_master_and_worker_on_loopback(tmp_path):
     port, ui = free_port(), free_port()
-    env = dict(os.environ, ADPRIOR_INFRA_STATE=str(tmp_path), ADPRIOR_SPARK_PORT=str(port),
-               ADPRIOR_SPARK_UI_PORT=str(ui), ADPRIOR_SPARK_WORKER_MEMORY="512m", ADPRIOR_SPARK_WORKER_CORES="1")
+    env = dict(
+        os.environ,
+        ADPRIOR_INFRA_STATE=str(tmp_path),
+        ADPRIOR_SPARK_PORT=str(port),
+        ADPRIOR_SPARK_UI_PORT=str(ui),
+        ADPRIOR_SPARK_WORKER_MEMORY="512m",
+        ADPRIOR_SPARK_WORKER_CORES="1",
+    )
     env.pop("ADPRIOR_BIND", None)
     pids = []
     try:
@@ -219,8 +250,12 @@ def _loopback(addr: str) -> bool:
 
 def _pids_on(port: int) -> list[int]:
     out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout
-    return [int(m) for line in out.splitlines() if line.split()[3].endswith(f":{port}")
-            for m in re.findall(r"pid=(\d+)", line)]
+    return [
+        int(m)
+        for line in out.splitlines()
+        if line.split()[3].endswith(f":{port}")
+        for m in re.findall(r"pid=(\d+)", line)
+    ]
 
 
 def _cmdline_pids(needle: str) -> list[int]:
@@ -239,8 +274,14 @@ def test_ray_script_token_auth_and_own_stop(tmp_path):
     worker_ports = range(10002, 20000)  # Ray's default worker port range
     port, dash = free_port(worker_ports), free_port(worker_ports)
     temp = Path("/tmp") / f"adprior-ray-test-{os.getpid()}"
-    env = dict(os.environ, ADPRIOR_INFRA_STATE=str(tmp_path), ADPRIOR_RAY_PORT=str(port),
-               ADPRIOR_RAY_DASHBOARD_PORT=str(dash), ADPRIOR_RAY_NUM_CPUS="1", ADPRIOR_RAY_TEMP_DIR=str(temp))
+    env = dict(
+        os.environ,
+        ADPRIOR_INFRA_STATE=str(tmp_path),
+        ADPRIOR_RAY_PORT=str(port),
+        ADPRIOR_RAY_DASHBOARD_PORT=str(dash),
+        ADPRIOR_RAY_NUM_CPUS="1",
+        ADPRIOR_RAY_TEMP_DIR=str(temp),
+    )
     for k in ("ADPRIOR_BIND", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
         env.pop(k, None)
     try:
@@ -254,11 +295,19 @@ def test_ray_script_token_auth_and_own_stop(tmp_path):
         pid = int((tmp_path / "ray" / "ray.pid").read_text())
         assert run("ray.sh", "status", env).returncode == 0
         # a driver with the token runs a task on it
-        drv = (f"import logging, ray; ray.init(address='127.0.0.1:{port}', log_to_driver=False, "
-               "logging_level=logging.WARNING); print('ANSWER', ray.get(ray.remote(lambda: 42).remote()))")
+        drv = (
+            f"import logging, ray; ray.init(address='127.0.0.1:{port}', log_to_driver=False, "
+            "logging_level=logging.WARNING); print('ANSWER', ray.get(ray.remote(lambda: 42).remote()))"
+        )
         denv = dict(env, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
-        d = subprocess.run([str(VENV / "bin" / "python"), "-c", drv], env=denv, capture_output=True, text=True,
-                           timeout=120, cwd=tmp_path)
+        d = subprocess.run(
+            [str(VENV / "bin" / "python"), "-c", drv],
+            env=denv,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
         assert "ANSWER 42" in d.stdout, d.stderr[-2000:]
     finally:
         r = run("ray.sh", "stop", env, timeout=150)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import shutil
 from datetime import date, timedelta
-from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from adprior.nightly import NightlyConfig, run_nightly
 from adprior.store import StoreConfig, lookup
 from llm_predictor.infer.engines import EngineConfig
-from world.simulate import WorldConfig, simulate
 from tests.support.paths import FEATURE_REPO
+from world.simulate import WorldConfig, simulate
 
 REPO = FEATURE_REPO
 X = date(2026, 6, 22)
@@ -24,9 +23,15 @@ def test_two_nights_end_to_end(tmp_path, spark, tiny_model_dir):
     data = tmp_path / "world"
     simulate(WorldConfig(out=data, users=120, advertisers=100, days=60, end_date=date(2026, 6, 30), seed=5))
     cfg = NightlyConfig(
-        day=X, workdir=tmp_path / "work", data=data, store=StoreConfig(repo=repo),
+        day=X,
+        workdir=tmp_path / "work",
+        data=data,
+        store=StoreConfig(repo=repo),
         engine=EngineConfig(model=str(tiny_model_dir), batch_size=8, max_new_tokens=100, max_names=3),
-        budget_tokens=128, shard_size=32, runner="local", cpus_per_worker=1,
+        budget_tokens=128,
+        shard_size=32,
+        runner="local",
+        cpus_per_worker=1,
     )
     first = run_nightly(cfg)
     assert first["infer"]["inferred"] == first["compile"]["V1"]["users"] > 50

@@ -10,9 +10,9 @@ import pytest
 from llm_predictor.data.compile import CompileConfig, compile_examples, load_examples, load_preset_pool
 from llm_predictor.data.parsing import parse_answer
 from llm_predictor.data.prompts import INFERENCE_TEMPLATE, build_prompt, shared_prefix
+from tests.support.paths import AMAZON_SCIENTIFIC
 from world.amazon import AmazonConfig, import_amazon
 from world.simulate import WorldConfig, simulate
-from tests.support.paths import AMAZON_SCIENTIFIC
 
 AMAZON = AMAZON_SCIENTIFIC
 
@@ -21,8 +21,9 @@ def test_simulated_world_compiles(tmp_path: Path, spark) -> None:
     world = tmp_path / "world"
     simulate(WorldConfig(out=world, users=300, advertisers=150, days=60, end_date=date(2026, 6, 30), seed=3))
     x = date(2026, 6, 22)
-    s = compile_examples(CompileConfig(data=world, out=tmp_path / "ex", anchor_dates=[x], tokenizer=None),
-                         spark=spark)
+    s = compile_examples(
+        CompileConfig(data=world, out=tmp_path / "ex", anchor_dates=[x], tokenizer=None), spark=spark
+    )
     d = s["dates"][x.isoformat()]
     assert d["sets"]["V1"]["users"] > 150
     assert 0.1 < d["label_coverage"] < 0.9
@@ -32,7 +33,7 @@ def test_simulated_world_compiles(tmp_path: Path, spark) -> None:
     prompts = [build_prompt(INFERENCE_TEMPLATE, r, pool) for r in df.head(20).to_dict("records")]
     prefix = shared_prefix(INFERENCE_TEMPLATE, pool)
     assert all(p.startswith(prefix) for p in prompts)
-    assert len({p[len(prefix):] for p in prompts}) > 1  # per-user parts differ
+    assert len({p[len(prefix) :] for p in prompts}) > 1  # per-user parts differ
     assert "Nike" in prefix or "Amazon" in prefix or "Walmart" in prefix  # real brands in the pool
 
 
@@ -40,10 +41,17 @@ def test_simulated_world_compiles(tmp_path: Path, spark) -> None:
 def test_amazon_compiles_leave_last_out(tmp_path: Path, spark) -> None:
     raw = tmp_path / "amazon"
     anchor = date(2026, 6, 30)
-    import_amazon(AmazonConfig(inter_path=AMAZON / "Scientific.inter.json", items_path=AMAZON / "Scientific.item.json",
-                               out=raw, anchor_date=anchor))
-    s = compile_examples(CompileConfig(data=raw, out=tmp_path / "ex", anchor_dates=[anchor], tokenizer="base"),
-                         spark=spark)
+    import_amazon(
+        AmazonConfig(
+            inter_path=AMAZON / "Scientific.inter.json",
+            items_path=AMAZON / "Scientific.item.json",
+            out=raw,
+            anchor_date=anchor,
+        )
+    )
+    s = compile_examples(
+        CompileConfig(data=raw, out=tmp_path / "ex", anchor_dates=[anchor], tokenizer="base"), spark=spark
+    )
     d = s["dates"][anchor.isoformat()]
     assert d["sets"]["V1"]["users"] == 8317  # every user's second-to-last review is within 90 days
     assert d["label_coverage"] > 0.95  # the last item (unless its brand is masked) is the label
@@ -55,6 +63,8 @@ def test_amazon_compiles_leave_last_out(tmp_path: Path, spark) -> None:
     row = df[df["label_advertiser_id"].notna()].iloc[0]
     assert row["label_advertiser_name"] not in ("", "Generic", "Unknown")
     # A well-formed answer naming the label parses back to it.
-    ans = parse_answer(f"<answer><advertiser_names>[{row['label_advertiser_name']}]</advertiser_names>"
-                       "<interests>[tools]</interests></answer>")
+    ans = parse_answer(
+        f"<answer><advertiser_names>[{row['label_advertiser_name']}]</advertiser_names>"
+        "<interests>[tools]</interests></answer>"
+    )
     assert ans.advertisers == [row["label_advertiser_name"]]

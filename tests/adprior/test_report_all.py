@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 from adprior.report_all import PAPER_T5, ReportAllConfig, build
 from tests.support.paths import ROOT

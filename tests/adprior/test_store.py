@@ -131,11 +131,26 @@ def _expected_online(user_id: int) -> dict:
     if rows.empty:
         rows = PRED_OLD[PRED_OLD.user_id == user_id]
     if rows.empty:
-        return {k: None for k in ("advertiser_ids", "advertiser_names", "interests", "model_version", "status",
-                                  "n_unresolved")}
+        return {
+            k: None
+            for k in (
+                "advertiser_ids",
+                "advertiser_names",
+                "interests",
+                "model_version",
+                "status",
+                "n_unresolved",
+            )
+        }
     r = rows.iloc[0]
-    return {"advertiser_ids": r.advertiser_ids, "advertiser_names": r.advertiser_names, "interests": r.interests,
-            "model_version": r.model_version, "status": r.status, "n_unresolved": r.n_unresolved}
+    return {
+        "advertiser_ids": r.advertiser_ids,
+        "advertiser_names": r.advertiser_names,
+        "interests": r.interests,
+        "model_version": r.model_version,
+        "status": r.status,
+        "n_unresolved": r.n_unresolved,
+    }
 
 
 def _check_online(cfg: st.StoreConfig) -> None:
@@ -143,16 +158,30 @@ def _check_online(cfg: st.StoreConfig) -> None:
     for uid, row in zip([1, 2, 3], got, strict=True):
         assert row["user_id"] == uid
         assert {k: row[k] for k in _expected_online(uid)} == _expected_online(uid), uid
-    beh = st.lookup(cfg, [1, 2], ["user_behavior:active_advertiser_ids", "user_behavior:top_categories",
-                                  "user_behavior:last_event_ts", "user_behavior:n_attributed", "user_profile:age"])
+    beh = st.lookup(
+        cfg,
+        [1, 2],
+        [
+            "user_behavior:active_advertiser_ids",
+            "user_behavior:top_categories",
+            "user_behavior:last_event_ts",
+            "user_behavior:n_attributed",
+            "user_profile:age",
+        ],
+    )
     assert beh[0]["active_advertiser_ids"] == [505, 101]
     assert beh[0]["top_categories"] == ["Home / Decor", "Apparel"]
     assert beh[0]["last_event_ts"] == datetime(2026, 6, 12, 10, tzinfo=UTC)
     assert (beh[0]["n_attributed"], beh[0]["age"]) == (3, 30)
     assert beh[1]["active_advertiser_ids"] == [] and beh[1]["last_event_ts"] is None
-    adv = st.get_store(cfg).get_online_features(
-        features=["advertiser_stats:name", "advertiser_stats:is_active", "advertiser_stats:spend"],
-        entity_rows=[{"advertiser_id": 505}]).to_dict()
+    adv = (
+        st.get_store(cfg)
+        .get_online_features(
+            features=["advertiser_stats:name", "advertiser_stats:is_active", "advertiser_stats:spend"],
+            entity_rows=[{"advertiser_id": 505}],
+        )
+        .to_dict()
+    )
     assert (adv["name"], adv["is_active"], adv["spend"]) == (["Target"], [True], [3.0])
 
 
@@ -182,7 +211,9 @@ def test_write_partition_validates_and_replaces(tmp_path):
         st.write_partition(cfg, "llm_predictions", PRED_NEW.assign(advertiser_ids=[[1], [2, None]]), "dt=x")
     with pytest.raises(ValueError, match=r"'user_behavior', columns \['user_id', 'event_timestamp'\], row 1"):
         st.write_partition(cfg, "user_behavior", BEHAVIOR.assign(user_id=[7, 7]), "dt=2026-06-12")
-    assert not st.offline_dir(cfg, "user_profile").exists() or not any(st.offline_dir(cfg, "user_profile").iterdir())
+    assert not st.offline_dir(cfg, "user_profile").exists() or not any(
+        st.offline_dir(cfg, "user_profile").iterdir()
+    )
 
     path = st.write_partition(cfg, "user_profile", PROFILE, "all")
     again = st.write_partition(cfg, "user_profile", PROFILE.assign(age=[31, 41, 51]), "all")
@@ -191,18 +222,52 @@ def test_write_partition_validates_and_replaces(tmp_path):
 
 
 def test_write_daily_features(tmp_path):
-    raw = write_raw(tmp_path / "raw", {
-        "users": [{"user_id": u, "age": 20 + u, "gender": "f", "user_state": "core", "country": "US",
-                   "signup_date": date(2026, 1, u)} for u in (1, 2)],
-        "advertisers": [{"advertiser_id": 101, "name": "Nike", "aliases": [], "domain": "nike.com",
-                         "brand_group": "Nike Inc", "category": "Apparel > Athletic", "is_active": True}],
-        "advertiser_daily": [{"dt": date(2026, 6, d), "advertiser_id": 101, "spend": 1.0, "revenue": 2.0,
-                              "bid_type": "OCPM"} for d in (11, 12, 13)],
-    })
+    raw = write_raw(
+        tmp_path / "raw",
+        {
+            "users": [
+                {
+                    "user_id": u,
+                    "age": 20 + u,
+                    "gender": "f",
+                    "user_state": "core",
+                    "country": "US",
+                    "signup_date": date(2026, 1, u),
+                }
+                for u in (1, 2)
+            ],
+            "advertisers": [
+                {
+                    "advertiser_id": 101,
+                    "name": "Nike",
+                    "aliases": [],
+                    "domain": "nike.com",
+                    "brand_group": "Nike Inc",
+                    "category": "Apparel > Athletic",
+                    "is_active": True,
+                }
+            ],
+            "advertiser_daily": [
+                {
+                    "dt": date(2026, 6, d),
+                    "advertiser_id": 101,
+                    "spend": 1.0,
+                    "revenue": 2.0,
+                    "bid_type": "OCPM",
+                }
+                for d in (11, 12, 13)
+            ],
+        },
+    )
     examples = BEHAVIOR.drop(columns=["event_timestamp", "n_active_advertisers"]).assign(split="train")
     cfg = st.StoreConfig(repo=tmp_path / "repo")
     counts = st.write_daily_features(cfg, raw, examples, date(2026, 6, 12))
-    assert counts == {"user_profile": 2, "user_behavior": 2, "advertiser_stats": 2, "advertiser_stats_days": 2}
+    assert counts == {
+        "user_profile": 2,
+        "user_behavior": 2,
+        "advertiser_stats": 2,
+        "advertiser_stats_days": 2,
+    }
     stats = pd.read_parquet(st.offline_dir(cfg, "advertiser_stats") / "dt=2026-06-12.parquet")
     assert stats["event_timestamp"].tolist() == [ts("2026-06-13 00:00:00")]
     assert stats[["name", "category", "is_active"]].iloc[0].tolist() == ["Nike", "Apparel > Athletic", True]
@@ -212,7 +277,9 @@ def test_write_daily_features(tmp_path):
     prof = pd.read_parquet(st.offline_dir(cfg, "user_profile") / "all.parquet")
     assert prof["event_timestamp"].tolist() == [ts("2026-01-01 00:00:00"), ts("2026-01-02 00:00:00")]
     again = st.write_daily_features(cfg, raw, examples, date(2026, 6, 13))
-    assert again["advertiser_stats"] == 1 and again["user_behavior"] == 0  # only the new day; no examples of 06-13
+    assert (
+        again["advertiser_stats"] == 1 and again["user_behavior"] == 0
+    )  # only the new day; no examples of 06-13
 
 
 def test_sqlite_online_readback(sqlite_cfg):
@@ -224,18 +291,29 @@ def test_sqlite_online_readback(sqlite_cfg):
 def test_historical_point_in_time_and_odfvs(sqlite_cfg):
     """Raw Feast with the ranking_llm service (rows chosen to avoid the dask-store bugs, see README)."""
     pred_ts = ts("2026-06-15 00:00:00")  # PRED_NEW becomes known
-    entity = pd.DataFrame({
-        "row": [0, 1, 2, 3],
-        "user_id": [1, 1, 1, 2],
-        "advertiser_id": [505, 505, 101, 202],
-        "event_timestamp": [pred_ts - timedelta(seconds=1), pred_ts, pred_ts + timedelta(seconds=1),
-                            ts("2026-06-16 00:00:00")],
-    })
+    entity = pd.DataFrame(
+        {
+            "row": [0, 1, 2, 3],
+            "user_id": [1, 1, 1, 2],
+            "advertiser_id": [505, 505, 101, 202],
+            "event_timestamp": [
+                pred_ts - timedelta(seconds=1),
+                pred_ts,
+                pred_ts + timedelta(seconds=1),
+                ts("2026-06-16 00:00:00"),
+            ],
+        }
+    )
     entity["candidate_advertiser_id"] = entity["advertiser_id"]
     fs = st.get_store(sqlite_cfg)
-    raw = fs.get_historical_features(
-        entity_df=entity, features=["llm_advertiser_predictions:advertiser_ids", "llm_user_interests:interests"]
-    ).to_df().sort_values("row")
+    raw = (
+        fs.get_historical_features(
+            entity_df=entity,
+            features=["llm_advertiser_predictions:advertiser_ids", "llm_user_interests:interests"],
+        )
+        .to_df()
+        .sort_values("row")
+    )
     ids = [list(v) for v in raw["advertiser_ids"]]
     assert ids == [[101, 202], [202, 505, 101], [202, 505, 101], []]  # never a prediction from after t
     assert list(raw["interests"].iloc[0]) == ["running shoes"]
@@ -265,8 +343,10 @@ def test_historical_point_in_time_and_odfvs(sqlite_cfg):
     # Online, a user without behaviour or predictions scores zeros, no error.
     online = fs.get_online_features(
         features=fs.get_feature_service("ranking_llm"),
-        entity_rows=[{"user_id": 3, "advertiser_id": 101, "candidate_advertiser_id": 101},
-                     {"user_id": 1, "advertiser_id": 101, "candidate_advertiser_id": 101}],
+        entity_rows=[
+            {"user_id": 3, "advertiser_id": 101, "candidate_advertiser_id": 101},
+            {"user_id": 1, "advertiser_id": 101, "candidate_advertiser_id": 101},
+        ],
     ).to_dict()
     assert online["llm_has_prediction"] == [0, 1] and online["llm_rank"] == [0, 3]
     assert online["hist_rank"] == [0, 2] and online["brand_in_top_brands"] == [0, 1]
@@ -275,12 +355,14 @@ def test_historical_point_in_time_and_odfvs(sqlite_cfg):
 def test_historical_features_keeps_every_row(sqlite_cfg):
     """Rows Feast's file store would collapse (one impression, three candidates) or drop (before any data)."""
     t = ts("2026-06-15 12:00:00")
-    entity = pd.DataFrame({
-        "user_id": [1, 1, 1, 1, 3],
-        "advertiser_id": [505, 101, 202, 505, 101],
-        "event_timestamp": [t, t, t, ts("2026-06-10 12:00:00"), t],
-        "label": [1, 0, 0, 1, 0],
-    })
+    entity = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 1, 3],
+            "advertiser_id": [505, 101, 202, 505, 101],
+            "event_timestamp": [t, t, t, ts("2026-06-10 12:00:00"), t],
+            "label": [1, 0, 0, 1, 0],
+        }
+    )
     entity["candidate_advertiser_id"] = entity["advertiser_id"]
     df = st.historical_features(sqlite_cfg, entity, "ranking_llm")
     assert len(df) == 5 and df["label"].tolist() == [1, 0, 0, 1, 0]
@@ -309,7 +391,9 @@ def test_redis_outage_then_rerun(tmp_path, redis_srv, monkeypatch):
         with pytest.raises(st.StoreUnavailable) as err:
             st.materialize(cfg, end=END, check=check)
         msg = str(err.value)
-        assert "'redis'" in msg and redis_srv.address in msg and "repeated" in msg and "ConnectionError" in msg
+        assert (
+            "'redis'" in msg and redis_srv.address in msg and "repeated" in msg and "ConnectionError" in msg
+        )
         assert "s3cret" not in msg
     views = st.get_store(cfg).list_feature_views()
     assert all(fv.most_recent_end_time is None for fv in views)  # Feast recorded nothing as done
@@ -330,8 +414,13 @@ def test_feast_cli_apply_both_yamls(tmp_path, redis_srv, monkeypatch):
     monkeypatch.setenv("ADPRIOR_REDIS", redis_srv.address)
     env = dict(os.environ)
     procs = [
-        subprocess.Popen([str(feast), "-c", str(repo), *args, "apply"], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [str(feast), "-c", str(repo), *args, "apply"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for args in ([], ["-f", str(repo / "feature_store.redis.yaml")])
     ]
     outs = [p.communicate(timeout=180)[0] for p in procs]
@@ -342,9 +431,14 @@ def test_feast_cli_apply_both_yamls(tmp_path, redis_srv, monkeypatch):
         cfg = st.StoreConfig(repo=repo, online=online)
         fs = st.get_store(cfg)
         assert sorted(s.name for s in fs.list_feature_services()) == [
-            "llm_predictions_online", "ranking_baseline", "ranking_llm"]
+            "llm_predictions_online",
+            "ranking_baseline",
+            "ranking_llm",
+        ]
         assert sorted(v.name for v in fs.list_on_demand_feature_views()) == [
-            "behavior_candidate_features", "llm_candidate_features"]
+            "behavior_candidate_features",
+            "llm_candidate_features",
+        ]
     assert not list(repo.rglob("__pycache__"))
 
 
@@ -384,12 +478,24 @@ def test_interest_match_reads_taxonomy_interests_as_paths():
     finally:
         sys.path.remove(str(st.PROJECT_REPO))
     udf = features.llm_candidate_features.feature_transformation.udf
-    inputs = pd.DataFrame({
-        "advertiser_ids": [[1]] * 5,
-        "candidate_advertiser_id": [1] * 5,
-        "interests": [["Apparel / Athletic"], ["Apparel / Athletic"], ["Apparel"], ["Home / Decor"],
-                      ["athletic wear"]],
-        "category": ["Apparel > Athletic", "Apparel > Casual", "Apparel > Casual", "Apparel > Athletic",
-                     "Apparel > Athletic"],
-    })
+    inputs = pd.DataFrame(
+        {
+            "advertiser_ids": [[1]] * 5,
+            "candidate_advertiser_id": [1] * 5,
+            "interests": [
+                ["Apparel / Athletic"],
+                ["Apparel / Athletic"],
+                ["Apparel"],
+                ["Home / Decor"],
+                ["athletic wear"],
+            ],
+            "category": [
+                "Apparel > Athletic",
+                "Apparel > Casual",
+                "Apparel > Casual",
+                "Apparel > Athletic",
+                "Apparel > Athletic",
+            ],
+        }
+    )
     assert udf(inputs)["llm_interest_match"].tolist() == [1, 0, 1, 0, 1]

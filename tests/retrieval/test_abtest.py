@@ -31,8 +31,12 @@ def test_arm_assignment_is_stable_and_balanced():
 
 
 def test_slate_orders_by_score_and_caps_advertisers():
-    cands = [Candidate(1, 10, 0.9, "two_tower"), Candidate(2, 10, 0.8, "two_tower"),
-             Candidate(3, 20, 0.7, "popularity"), Candidate(4, 30, 0.1, "llm")]
+    cands = [
+        Candidate(1, 10, 0.9, "two_tower"),
+        Candidate(2, 10, 0.8, "two_tower"),
+        Candidate(3, 20, 0.7, "popularity"),
+        Candidate(4, 30, 0.1, "llm"),
+    ]
     shown = slate(cands, {10: 0.1, 20: 0.3, 30: 0.5}, slots=3, cap=1)
     assert [c.item_id for c in shown] == [4, 3, 1]
     assert [c.item_id for c in slate(cands, {}, slots=2, cap=2)] == [1, 2]  # no ranker: blend order
@@ -42,12 +46,17 @@ def test_outcomes_follow_the_truth(truth):
     day = truth.days[-1]
     users = [u for (u, d) in truth.propensity if d == day][:50]
     best = {u: max(truth.propensity[(u, day)], key=truth.propensity[(u, day)].get) for u in users}
-    conv_top = sum(draw(truth, u, day, s, best[u], 10.0, 1.0, 0.01, seed=0).converted
-                   for u in users for s in range(40))
-    conv_none = sum(draw(truth, u, day, s, -1, 10.0, 1.0, 0.01, seed=0).converted for u in users for s in range(40))
+    conv_top = sum(
+        draw(truth, u, day, s, best[u], 10.0, 1.0, 0.01, seed=0).converted for u in users for s in range(40)
+    )
+    conv_none = sum(
+        draw(truth, u, day, s, -1, 10.0, 1.0, 0.01, seed=0).converted for u in users for s in range(40)
+    )
     assert conv_none == 0 and conv_top > 0  # unknown advertiser: propensity 0
     o1 = draw(truth, users[0], day, 0, best[users[0]], 10.0, 1.0, 0.01, seed=3)
-    assert o1 == draw(truth, users[0], day, 0, best[users[0]], 10.0, 1.0, 0.01, seed=3)  # common random numbers
+    assert o1 == draw(
+        truth, users[0], day, 0, best[users[0]], 10.0, 1.0, 0.01, seed=3
+    )  # common random numbers
     assert o1.value in (0.0, 10.0) and o1.cost == 0.01
     with pytest.raises(ValueError, match="outside the truth"):
         window(truth, date(2027, 1, 1), 7)
@@ -84,7 +93,9 @@ def test_a_real_effect_is_detected(truth):
         # treatment is shown each user's most likely advertisers, control unknown ones (no conversions)
         advs = good if arms[u] == "treatment" else [-1] * 5
         slates[u] = [Candidate(i, a, 0.0, "llm") for i, a in enumerate(advs)]
-    per_user = simulate_outcomes(slates, arms, truth, days, {i: 10.0 for i in range(5)}, RetrievalConfig(ad_effect=1.0))
+    per_user = simulate_outcomes(
+        slates, arms, truth, days, {i: 10.0 for i in range(5)}, RetrievalConfig(ad_effect=1.0)
+    )
     assert per_user.loc[per_user.arm == "control", "conversions"].sum() == 0
     res = compare_arms(per_user, resamples=300, seed=0)
     assert res["roas"].treatment > 0 and res["roas"].p_value < 0.01

@@ -14,8 +14,11 @@ def _c(items: list[int], src: str, adv: int = 1) -> list[Candidate]:
 
 
 def test_quotas_and_duplicates():
-    cands = {"two_tower": _c([1, 2, 3, 4], "two_tower"), "popularity": _c([2, 5, 1, 6, 7], "popularity"),
-             "llm": _c([5, 8, 9, 10], "llm")}
+    cands = {
+        "two_tower": _c([1, 2, 3, 4], "two_tower"),
+        "popularity": _c([2, 5, 1, 6, 7], "popularity"),
+        "llm": _c([5, 8, 9, 10], "llm"),
+    }
     out = blend(cands, {"two_tower": 2, "popularity": 2, "llm": 3})
     assert [c.item_id for c in out] == [1, 2, 5, 6, 8, 9, 10]
     assert [c.source for c in out] == ["two_tower"] * 2 + ["popularity"] * 2 + ["llm"] * 3
@@ -37,7 +40,7 @@ def test_control_is_a_prefix_of_treatment_when_llm_comes_last():
     q = {"two_tower": 2, "popularity": 2}
     control = blend(base, q)
     treatment = blend({**base, "llm": _c([2, 9], "llm")}, {**q, "llm": 2})
-    assert treatment[: len(control)] == control and [c.item_id for c in treatment[len(control):]] == [9]
+    assert treatment[: len(control)] == control and [c.item_id for c in treatment[len(control) :]] == [9]
 
 
 def test_advertiser_diversity():

@@ -12,9 +12,11 @@ from retrieval.index import IndexConfig, ItemIndex, ranges_bitmap
 N, D, N_ADV = 3000, 16, 40
 TINY = (900, 901)  # advertisers with 3 items and 1 item
 KINDS = ("flat", "ivf", "hnsw")
-STRATEGIES = {"bitmap": {"filter": "selector", "selector": "bitmap"},
-              "batch": {"filter": "selector", "selector": "batch"},
-              "partition": {"filter": "partition"}}
+STRATEGIES = {
+    "bitmap": {"filter": "selector", "selector": "bitmap"},
+    "batch": {"filter": "selector", "selector": "batch"},
+    "partition": {"filter": "partition"},
+}
 
 
 def make_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -37,8 +39,9 @@ _CACHE: dict[tuple[str, str], ItemIndex] = {}
 def get_index(kind: str, strategy: str) -> ItemIndex:
     key = (kind, strategy)
     if key not in _CACHE:
-        _CACHE[key] = ItemIndex(ITEMS, ADVS, VECS, IndexConfig(kind=kind, nprobe=8, ef_search=64, seed=1,
-                                                                **STRATEGIES[strategy]))
+        _CACHE[key] = ItemIndex(
+            ITEMS, ADVS, VECS, IndexConfig(kind=kind, nprobe=8, ef_search=64, seed=1, **STRATEGIES[strategy])
+        )
     return _CACHE[key]
 
 
@@ -81,7 +84,7 @@ def assert_only_allowed(scores: np.ndarray, ids: np.ndarray, sets: list[list[int
         found = i_row >= 0
         assert all(ADV_OF[int(i)] in allowed for i in i_row[found])
         assert np.isneginf(s_row[~found]).all() and np.isfinite(s_row[found]).all()
-        assert not found[np.argmin(found):].any() if (~found).any() else True  # padding only at the end
+        assert not found[np.argmin(found) :].any() if (~found).any() else True  # padding only at the end
         assert (np.diff(s_row[found]) <= 1e-6).all()  # best first
         assert len(set(i_row[found].tolist())) == int(found.sum())  # no duplicates
 
@@ -134,11 +137,18 @@ def test_dropped_when_faiss_misbehaves() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kind", "strategy", "exact"), [
-    ("flat", "bitmap", False), ("flat", "batch", False), ("flat", "partition", False),
-    ("ivf", "partition", False), ("hnsw", "partition", False),
-    ("ivf", "bitmap", True), ("hnsw", "batch", True),
-])
+@pytest.mark.parametrize(
+    ("kind", "strategy", "exact"),
+    [
+        ("flat", "bitmap", False),
+        ("flat", "batch", False),
+        ("flat", "partition", False),
+        ("ivf", "partition", False),
+        ("hnsw", "partition", False),
+        ("ivf", "bitmap", True),
+        ("hnsw", "batch", True),
+    ],
+)
 def test_exact_filtered_equals_numpy(kind: str, strategy: str, exact: bool) -> None:
     index = get_index(kind, strategy)
     q, sets = queries(30, seed=3), allowed_sets(30, seed=4)
@@ -159,11 +169,14 @@ def recall(got: np.ndarray, truth: np.ndarray) -> float:
     return hits / total
 
 
-@pytest.mark.parametrize(("kind", "override", "floor"), [
-    ("ivf", {"nprobe": 10_000}, 1.0),  # every list: exact
-    ("ivf", {"nprobe": 28}, 0.9),  # half of the 55 lists
-    ("hnsw", {"ef_search": 1000}, 0.95),
-])
+@pytest.mark.parametrize(
+    ("kind", "override", "floor"),
+    [
+        ("ivf", {"nprobe": 10_000}, 1.0),  # every list: exact
+        ("ivf", {"nprobe": 28}, 0.9),  # half of the 55 lists
+        ("hnsw", {"ef_search": 1000}, 0.95),
+    ],
+)
 @pytest.mark.parametrize("strategy", ["bitmap", "batch"])
 def test_approximate_filtered_recall(kind: str, override: dict, floor: float, strategy: str) -> None:
     index = get_index(kind, strategy)
@@ -225,9 +238,12 @@ def test_unknown_and_empty_advertisers(kind: str, strategy: str) -> None:
     known = int(ADVS[0]) if ADVS[0] not in TINY else 3
     same = np.repeat(q[:1], 4, axis=0)
     for exact in (False, True):
-        scores, ids = index.search_advertisers(same, [[known, 123456], [known], [known, known], [-1, known]], 10,
-                                               exact=exact)
-        assert (ids == ids[1]).all() and (scores == scores[1]).all()  # unknown ids and duplicates change nothing
+        scores, ids = index.search_advertisers(
+            same, [[known, 123456], [known], [known, known], [-1, known]], 10, exact=exact
+        )
+        assert (ids == ids[1]).all() and (
+            scores == scores[1]
+        ).all()  # unknown ids and duplicates change nothing
         assert (ids[1] >= 0).any()
     assert index.n_allowed([known, 123456, known]) == int(np.isin(ADVS, [known]).sum())
     assert index.n_allowed([]) == 0
@@ -246,10 +262,14 @@ def test_save_load_round_trip(kind: str, strategy: str, tmp_path: Path) -> None:
     index.save(tmp_path / "ix")
     loaded = ItemIndex.load(tmp_path / "ix")
     assert loaded.config == index.config and len(loaded) == len(index) and loaded.dim == D
-    for a, b in ((index.search(q, 30), loaded.search(q, 30)),
-                 (index.search_advertisers(q, sets, 30), loaded.search_advertisers(q, sets, 30)),
-                 (index.search_advertisers(q, sets, 30, exact=True),
-                  loaded.search_advertisers(q, sets, 30, exact=True))):
+    for a, b in (
+        (index.search(q, 30), loaded.search(q, 30)),
+        (index.search_advertisers(q, sets, 30), loaded.search_advertisers(q, sets, 30)),
+        (
+            index.search_advertisers(q, sets, 30, exact=True),
+            loaded.search_advertisers(q, sets, 30, exact=True),
+        ),
+    ):
         np.testing.assert_array_equal(a[1], b[1])
         np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(loaded.advertisers, np.unique(ADVS))
@@ -260,21 +280,24 @@ def test_save_load_round_trip(kind: str, strategy: str, tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("args", "match"), [
-    ((ITEMS, ADVS[:-1], VECS), "advertiser_ids"),
-    ((ITEMS[:-1], ADVS[:-1], VECS), "vectors"),
-    ((ITEMS, ADVS, VECS[:, 0]), "vectors"),
-    ((ITEMS, ADVS, VECS[None]), "vectors"),
-    ((ITEMS, ADVS, np.where(np.arange(N)[:, None] == 7, np.nan, VECS)), "vectors"),
-    ((ITEMS, ADVS, np.where(np.arange(N)[:, None] == 9, np.inf, VECS)), "vectors"),
-    ((ITEMS, ADVS, VECS.astype(np.float64) * 1e300), "vectors"),
-    ((ITEMS.astype(np.float64), ADVS, VECS), "item_ids"),
-    ((ITEMS[:, None], ADVS, VECS), "item_ids"),
-    ((np.zeros(N, np.int64), ADVS, VECS), "item_ids"),
-    ((ITEMS - ITEMS.max() - 1, ADVS, VECS), "item_ids"),
-    ((ITEMS[:0], ADVS[:0], VECS[:0]), "item_ids"),
-    ((ITEMS, ADVS.astype(str), VECS), "advertiser_ids"),
-])
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((ITEMS, ADVS[:-1], VECS), "advertiser_ids"),
+        ((ITEMS[:-1], ADVS[:-1], VECS), "vectors"),
+        ((ITEMS, ADVS, VECS[:, 0]), "vectors"),
+        ((ITEMS, ADVS, VECS[None]), "vectors"),
+        ((ITEMS, ADVS, np.where(np.arange(N)[:, None] == 7, np.nan, VECS)), "vectors"),
+        ((ITEMS, ADVS, np.where(np.arange(N)[:, None] == 9, np.inf, VECS)), "vectors"),
+        ((ITEMS, ADVS, VECS.astype(np.float64) * 1e300), "vectors"),
+        ((ITEMS.astype(np.float64), ADVS, VECS), "item_ids"),
+        ((ITEMS[:, None], ADVS, VECS), "item_ids"),
+        ((np.zeros(N, np.int64), ADVS, VECS), "item_ids"),
+        ((ITEMS - ITEMS.max() - 1, ADVS, VECS), "item_ids"),
+        ((ITEMS[:0], ADVS[:0], VECS[:0]), "item_ids"),
+        ((ITEMS, ADVS.astype(str), VECS), "advertiser_ids"),
+    ],
+)
 def test_bad_build_input(args: tuple, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         ItemIndex(*args)

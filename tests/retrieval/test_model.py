@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from adprior import store as st
-from llm_predictor.data.compile import CompileConfig, compile_examples, load_examples
 from adprior.io import SparkConfig
+from llm_predictor.data.compile import CompileConfig, compile_examples, load_examples
 from retrieval.config import RetrievalConfig, config_from_dict, config_to_dict
 from retrieval.data import (
     USER_FEATURE_COLUMNS,
@@ -68,17 +68,31 @@ def world(tmp_path_factory, spark) -> dict:
     """A small world with one behaviour snapshot in a fresh Feast repo (SQLite online store)."""
     tmp = tmp_path_factory.mktemp("retrieval")
     data = tmp / "world"
-    simulate(WorldConfig(out=data, users=80, advertisers=40, days=40, end_date=date(2026, 6, 30), seed=5,
-                         impression_rate=6.0))
+    simulate(
+        WorldConfig(
+            out=data,
+            users=80,
+            advertisers=40,
+            days=40,
+            end_date=date(2026, 6, 30),
+            seed=5,
+            impression_rate=6.0,
+        )
+    )
     cfg = st.StoreConfig(repo=tmp / "feature_repo")
     st.init_repo(cfg.repo)
     ex = tmp / "examples"
-    compile_examples(CompileConfig(data=data, out=ex, anchor_dates=ANCHORS, tokenizer=None,
-                                   spark=SparkConfig(master="local[2]")))
+    compile_examples(
+        CompileConfig(
+            data=data, out=ex, anchor_dates=ANCHORS, tokenizer=None, spark=SparkConfig(master="local[2]")
+        )
+    )
     for day in ANCHORS:
         st.write_daily_features(cfg, data, load_examples(ex, day), day)
     st.apply(cfg)
-    rcfg = RetrievalConfig(data=data, store=cfg, out=tmp / "models", objective="impression", epochs=4, threads=1)
+    rcfg = RetrievalConfig(
+        data=data, store=cfg, out=tmp / "models", objective="impression", epochs=4, threads=1
+    )
     return {"data": data, "store": cfg, "cfg": rcfg, "examples": ex}
 
 
@@ -99,8 +113,12 @@ def frames(world, trained) -> dict:
     now = pd.DataFrame({"user_id": users, "event_timestamp": NOW, "part": "now"})
     entity = pd.concat([valid[["user_id", "event_timestamp"]].assign(part="valid"), now], ignore_index=True)
     feats = user_features(cfg.store, entity)
-    return {"valid": valid, "valid_features": feats[feats["part"] == "valid"].reset_index(drop=True),
-            "now_features": feats[feats["part"] == "now"].reset_index(drop=True), "users": users}
+    return {
+        "valid": valid,
+        "valid_features": feats[feats["part"] == "valid"].reset_index(drop=True),
+        "now_features": feats[feats["part"] == "now"].reset_index(drop=True),
+        "users": users,
+    }
 
 
 # ---------------------------------------------------------------------------------- interactions
@@ -119,7 +137,9 @@ def test_interaction_rules_per_objective(tmp_path):
         ev("2026-06-03 10:00:00", "attributed_conversion", item=32, conversion_type="checkout"),
         ev("2026-06-03 11:00:00", "ad_conversion", item=33, conversion_type="purchase"),
         ev("2026-06-03 12:00:00", "view_conversion", item=34, conversion_type="checkout"),
-        ev("2026-06-03 13:00:00", "attributed_conversion", item=35, conversion_type="add_to_cart"),  # low priority
+        ev(
+            "2026-06-03 13:00:00", "attributed_conversion", item=35, conversion_type="add_to_cart"
+        ),  # low priority
         ev("2026-06-03 14:00:00", "matched_conversion", item=None, conversion_type="purchase"),  # no item
         ev("2026-06-03 15:00:00", "onsite_search", item=None, text="shoes"),
         ev("2026-06-05 09:00:00", "impression", item=40),  # at the end: excluded
@@ -140,16 +160,35 @@ def test_interaction_rules_per_objective(tmp_path):
     assert math.isclose(w[3], math.log1p(60) / math.log1p(300))
     conv = interactions(root, "conversion", start, end)
     assert conv["item_id"].tolist() == [31, 32, 33, 34] and (conv["weight"] == 1).all()
-    np.testing.assert_allclose(dwell_weight([0, 5, None, 1e9], 100.0, 0.2), [0.2, math.log1p(5) / math.log1p(100), 0.2, 1])
+    np.testing.assert_allclose(
+        dwell_weight([0, 5, None, 1e9], 100.0, 0.2), [0.2, math.log1p(5) / math.log1p(100), 0.2, 1]
+    )
     with pytest.raises(ValueError, match="objective 'views'"):
         interactions(root, "views")
 
 
 def test_corrupt_event_rows_name_the_column(tmp_path):
-    root = write_raw(tmp_path / "a", {"events": [
-        dict(user_id=1, ts=ts("2026-06-02 10:00:00"), event_type="impression", advertiser_id=1, item_id=5),
-        dict(user_id=2, ts=ts("2026-06-02 11:00:00"), event_type="impression", advertiser_id=1, item_id=None),
-    ]})
+    root = write_raw(
+        tmp_path / "a",
+        {
+            "events": [
+                dict(
+                    user_id=1,
+                    ts=ts("2026-06-02 10:00:00"),
+                    event_type="impression",
+                    advertiser_id=1,
+                    item_id=5,
+                ),
+                dict(
+                    user_id=2,
+                    ts=ts("2026-06-02 11:00:00"),
+                    event_type="impression",
+                    advertiser_id=1,
+                    item_id=None,
+                ),
+            ]
+        },
+    )
     with pytest.raises(ValueError, match=r"column 'item_id', row 1 .*dt=2026-06-02.*user_id=2"):
         interactions(root, "impression")
     assert len(interactions(root, "conversion")) == 0  # the broken row is not a conversion
@@ -158,8 +197,12 @@ def test_corrupt_event_rows_name_the_column(tmp_path):
     bad.mkdir(parents=True)
     schema = SCHEMAS["events"]
     rows = {f: [None, None] for f in schema.names}
-    rows.update(user_id=[3, None], ts=[ts("2026-06-02 10:00:00")] * 2, event_type=["click", "click"], item_id=[7, 8])
-    pq.write_table(pa.table({f: pa.array(rows[f], type=schema.field(f).type) for f in schema.names}), bad / "p.parquet")
+    rows.update(
+        user_id=[3, None], ts=[ts("2026-06-02 10:00:00")] * 2, event_type=["click", "click"], item_id=[7, 8]
+    )
+    pq.write_table(
+        pa.table({f: pa.array(rows[f], type=schema.field(f).type) for f in schema.names}), bad / "p.parquet"
+    )
     with pytest.raises(ValueError, match=r"column 'user_id', row 1"):
         interactions(tmp_path / "b", "click_dwell")
 
@@ -167,18 +210,50 @@ def test_corrupt_event_rows_name_the_column(tmp_path):
 def test_item_features_and_vocabularies(world, tmp_path):
     items = item_features(world["data"])
     assert items["item_id"].is_unique and items["item_id"].is_monotonic_increasing
-    assert list(items.columns) == ["item_id", "advertiser_id", "advertiser_name", "category", "price", "brand_group"]
+    assert list(items.columns) == [
+        "item_id",
+        "advertiser_id",
+        "advertiser_name",
+        "category",
+        "price",
+        "brand_group",
+    ]
     assert items[["advertiser_name", "brand_group", "category"]].notna().all().all()
-    assert category_tokens("Apparel > Athletic") == category_tokens("Apparel / Athletic") == ["apparel", "apparel>athletic"]
-    assert [age_bucket(a) for a in (None, 12, 18, 24, 25, 70)] == [None, "<18", "18-24", "18-24", "25-34", "65+"]
+    assert (
+        category_tokens("Apparel > Athletic")
+        == category_tokens("Apparel / Athletic")
+        == ["apparel", "apparel>athletic"]
+    )
+    assert [age_bucket(a) for a in (None, 12, 18, 24, 25, 70)] == [
+        None,
+        "<18",
+        "18-24",
+        "18-24",
+        "25-34",
+        "65+",
+    ]
     v = Vocab.build([303, 101, None, 202.0, 101])
     assert v.tokens == ["101", "202", "303"] and len(v) == 4
     assert v.ids([101, np.int64(303), 202, 999, None, float("nan")]) == [1, 3, 2, 0, 0, 0]
-    users = pd.DataFrame({"gender": ["f", None], "age": [30, None], "user_state": ["core", "new"], "country": ["US", "US"],
-                          "active_advertiser_ids": [[101, 5], None], "top_categories": [["Toys / Games"], []],
-                          "top_brands": [["Nike"], None], "n_attributed": [1, None], "n_matched": [0, None]})
+    users = pd.DataFrame(
+        {
+            "gender": ["f", None],
+            "age": [30, None],
+            "user_state": ["core", "new"],
+            "country": ["US", "US"],
+            "active_advertiser_ids": [[101, 5], None],
+            "top_categories": [["Toys / Games"], []],
+            "top_brands": [["Nike"], None],
+            "n_attributed": [1, None],
+            "n_matched": [0, None],
+        }
+    )
     vocabs = Vocabs.build(items, users, price_buckets=4)
-    assert "toys>games" in vocabs.category.tokens and "nike" in vocabs.brand.tokens and len(vocabs.price_edges) == 3
+    assert (
+        "toys>games" in vocabs.category.tokens
+        and "nike" in vocabs.brand.tokens
+        and len(vocabs.price_edges) == 3
+    )
     vocabs.save(tmp_path / "v.json")
     assert Vocabs.load(tmp_path / "v.json") == vocabs
     enc = encode_users(users, vocabs, max_history=3)
@@ -200,9 +275,11 @@ def test_duplicate_positives_and_own_item_negatives_are_masked():
     logits = retrieval_logits(user, pos, pos_ids, neg, neg_ids, temperature=0.5)
     assert logits.shape == (3, 5)
     inf = torch.isinf(logits)
-    assert inf.tolist() == [[False, False, True, False, False],
-                            [False, False, False, True, False],
-                            [True, False, False, False, False]]
+    assert inf.tolist() == [
+        [False, False, True, False, False],
+        [False, False, False, True, False],
+        [True, False, False, False, False],
+    ]
     raw = torch.cat([user @ pos.T, user @ neg.T], 1) / 0.5
     assert torch.allclose(logits[~inf], raw[~inf])
     # the loss is the softmax over the unmasked columns, row i's target in column i
@@ -228,7 +305,9 @@ def test_logq_correction_subtracts_log_expected_count():
     assert torch.softmax(corrected, 1)[1, 0] < torch.softmax(plain, 1)[1, 0]
     counts = np.array([6, 2, 0, 0])
     got = item_log_q(counts, batch_size=4, mixed_negatives=8)
-    np.testing.assert_allclose(np.exp(got), [4 * 6 / 8 + 2, 4 * 2 / 8 + 2, 4 * 0.5 / 8 + 2, 4 * 0.5 / 8 + 2], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.exp(got), [4 * 6 / 8 + 2, 4 * 2 / 8 + 2, 4 * 0.5 / 8 + 2, 4 * 0.5 / 8 + 2], rtol=1e-6
+    )
 
 
 def test_recall_at_k_counts_strictly_better_items():
@@ -257,13 +336,21 @@ def test_training_lowers_loss_and_beats_random_embeddings(world, trained, frames
     row_of = {int(i): r for r, i in enumerate(model.items["item_id"])}
     pos = torch.tensor([row_of[int(i)] for i in frames["valid"]["item_id"]])
     torch.manual_seed(123)
-    rand = TwoTower(model.vocabs.sizes(), model.cfg.feature_dim, model.cfg.embedding_dim, model.cfg.hidden).eval()
-    random_recall = recall_at_k(_embed_users(rand, valid_users), _embed_items(rand, items), pos, (100,))["100"]
+    rand = TwoTower(
+        model.vocabs.sizes(), model.cfg.feature_dim, model.cfg.embedding_dim, model.cfg.hidden
+    ).eval()
+    random_recall = recall_at_k(_embed_users(rand, valid_users), _embed_items(rand, items), pos, (100,))[
+        "100"
+    ]
     # the saved model reproduces the reported recall from freshly fetched point-in-time features
     ids, vecs = model.embed_items()
     assert ids.tolist() == model.items["item_id"].tolist() and vecs.dtype == np.float32
-    again = recall_at_k(torch.from_numpy(model.embed_users(frames["valid_features"])), torch.from_numpy(vecs), pos,
-                        (10, 50, 100))
+    again = recall_at_k(
+        torch.from_numpy(model.embed_users(frames["valid_features"])),
+        torch.from_numpy(vecs),
+        pos,
+        (10, 50, 100),
+    )
     assert again == pytest.approx(m["recall"], abs=1e-6)
     assert again["100"] > random_recall + 0.1
 
@@ -290,11 +377,19 @@ def test_online_and_historical_user_features_embed_identically(world, trained, f
     def norm(v: object) -> object:
         if isinstance(v, list | np.ndarray):
             return [str(x) for x in as_list(v)]
-        return None if v is None or pd.isna(v) else str(float(v)) if isinstance(v, int | float | np.number) else str(v)
+        return (
+            None
+            if v is None or pd.isna(v)
+            else str(float(v))
+            if isinstance(v, int | float | np.number)
+            else str(v)
+        )
 
     for col in USER_FEATURE_COLUMNS:
         assert [norm(v) for v in online[col]] == [norm(v) for v in hist[col]], col
-    assert online["active_advertiser_ids"].map(lambda v: len(as_list(v))).iloc[:-1].sum() > 0  # real behaviour, not only nulls
+    assert (
+        online["active_advertiser_ids"].map(lambda v: len(as_list(v))).iloc[:-1].sum() > 0
+    )  # real behaviour, not only nulls
     model = trained["model"]
     eo, eh = model.encode_users(online), model.encode_users(hist)
     for k in eo:

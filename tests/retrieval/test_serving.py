@@ -25,10 +25,21 @@ pytestmark = [
 def served(ranking_world, tmp_path_factory) -> dict:
     now = datetime.combine(RANKING_ANCHORS[-1] + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
     st.materialize(ranking_world["store"], end=now + timedelta(hours=1))
-    cfg = RetrievalConfig(data=ranking_world["data"], store=ranking_world["store"],
-                          out=tmp_path_factory.mktemp("retrieval"), epochs=1, batch_size=128, mixed_negatives=32,
-                          end=now.date(), ranking_models=None, quotas={"two_tower": 3, "popularity": 2, "llm": 10},
-                          sweep_llm_quotas=(5, 10), ab_days=3, ab_resamples=100, slots=8)  # no ranker: blend order
+    cfg = RetrievalConfig(
+        data=ranking_world["data"],
+        store=ranking_world["store"],
+        out=tmp_path_factory.mktemp("retrieval"),
+        epochs=1,
+        batch_size=128,
+        mixed_negatives=32,
+        end=now.date(),
+        ranking_models=None,
+        quotas={"two_tower": 3, "popularity": 2, "llm": 10},
+        sweep_llm_quotas=(5, 10),
+        ab_days=3,
+        ab_resamples=100,
+        slots=8,
+    )  # no ranker: blend order
     train(cfg)
     return {"cfg": cfg, "now": now}
 

@@ -63,12 +63,7 @@ ITEMS = {
         "categories": "Industrial & Scientific,Test,Multimeters",
     },
 }
-INTER = {
-    "0": [0, 3, 5, 1],
-    "1": [6, 4, 3, 7, 2],
-    "2": [5, 6, 7, 7, 0, 3],
-    "10": [1, 5, 6, 4, 2, 3, 7, 0],
-}
+INTER = {"0": [0, 3, 5, 1], "1": [6, 4, 3, 7, 2], "2": [5, 6, 7, 7, 0, 3], "10": [1, 5, 6, 4, 2, 3, 7, 0]}
 ANCHOR = dt.date(2026, 6, 30)
 
 
@@ -202,7 +197,9 @@ def test_trailing_conversions_window():
     assert m.shape == (11, 2)
     for i, d in enumerate(range(10, 21)):
         for a in (0, 1):
-            assert m[i, a] == sum(1 for x, y in zip(ev_days, ev_adv, strict=True) if y == a and d - 3 < x <= d)
+            assert m[i, a] == sum(
+                1 for x, y in zip(ev_days, ev_adv, strict=True) if y == a and d - 3 < x <= d
+            )
     one = trailing_conversions(ev_days, ev_adv, 2, 10, 20, window=1)  # window 1 = that day's conversions
     assert one[5].tolist() == [0, 2] and one.sum() == 6
     with pytest.raises(ValueError, match="revenue_window_days"):

@@ -20,8 +20,16 @@ TRUTH_TABLES = ("user_params", "affinity", "propensity")
 
 
 def _cfg(out: Path, **kw) -> WorldConfig:
-    base = dict(out=out, users=USERS, advertisers=ADVERTISERS, days=DAYS, end_date=END, seed=0,
-                chunk_users=USERS, workers=1)
+    base = dict(
+        out=out,
+        users=USERS,
+        advertisers=ADVERTISERS,
+        days=DAYS,
+        end_date=END,
+        seed=0,
+        chunk_users=USERS,
+        workers=1,
+    )
     base.update(kw)
     return WorldConfig(**base)
 
@@ -233,7 +241,9 @@ def test_clicks_have_dwell_time(events):
     assert (clicks["duration_s"] > 0).all()
 
 
-@pytest.mark.parametrize(("conversion", "before"), [("ad_conversion", "click"), ("view_conversion", "impression")])
+@pytest.mark.parametrize(
+    ("conversion", "before"), [("ad_conversion", "click"), ("view_conversion", "impression")]
+)
 def test_ad_conversions_are_preceded(events, conversion, before):
     conv = events.loc[events["event_type"] == conversion, ["user_id", "item_id", "ts"]]
     assert len(conv) > 0, f"no {conversion} in the tiny world"

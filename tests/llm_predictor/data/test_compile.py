@@ -15,18 +15,42 @@ X = date(2026, 6, 10)  # anchor date: features use ts < 2026-06-11 00:00, labels
 
 
 def _adv(i: int, name: str, active: bool = True) -> dict:
-    return dict(advertiser_id=i, name=name, aliases=[], domain=f"{name.lower()}.com", brand_group=name,
-                category="Apparel > Athletic", is_active=active)
+    return dict(
+        advertiser_id=i,
+        name=name,
+        aliases=[],
+        domain=f"{name.lower()}.com",
+        brand_group=name,
+        category="Apparel > Athletic",
+        is_active=active,
+    )
 
 
 def _user(i: int, country: str = "US") -> dict:
-    return dict(user_id=i, age=30, gender="female", user_state="core", country=country, signup_date=date(2025, 1, 1))
+    return dict(
+        user_id=i, age=30, gender="female", user_state="core", country=country, signup_date=date(2025, 1, 1)
+    )
 
 
-def _conv(uid: int, when: str, adv: int, kind: str = "matched_conversion", ctype: str = "purchase",
-          text: str = "item") -> dict:
-    return dict(user_id=uid, ts=ts(when), event_type=kind, text=text, advertiser_id=adv, category="Apparel > Athletic",
-                brand=None, conversion_type=ctype, value=10.0)
+def _conv(
+    uid: int,
+    when: str,
+    adv: int,
+    kind: str = "matched_conversion",
+    ctype: str = "purchase",
+    text: str = "item",
+) -> dict:
+    return dict(
+        user_id=uid,
+        ts=ts(when),
+        event_type=kind,
+        text=text,
+        advertiser_id=adv,
+        category="Apparel > Athletic",
+        brand=None,
+        conversion_type=ctype,
+        value=10.0,
+    )
 
 
 def _ev(uid: int, when: str, kind: str, text: str, **kw) -> dict:
@@ -39,8 +63,13 @@ ALPHA, BETA, GAMMA, DELTA, EPS = 1, 2, 3, 4, 5
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory, spark) -> Path:
     root = tmp_path_factory.mktemp("raw")
-    advs = [_adv(ALPHA, "Alpha"), _adv(BETA, "Beta"), _adv(GAMMA, "Gamma", active=False), _adv(DELTA, "Delta"),
-            _adv(EPS, "Eps")]
+    advs = [
+        _adv(ALPHA, "Alpha"),
+        _adv(BETA, "Beta"),
+        _adv(GAMMA, "Gamma", active=False),
+        _adv(DELTA, "Delta"),
+        _adv(EPS, "Eps"),
+    ]
     daily = []
     for d in range(-100, 12):
         day = X + timedelta(days=d)
@@ -49,7 +78,9 @@ def compiled(tmp_path_factory: pytest.TempPathFactory, spark) -> Path:
             if a["advertiser_id"] == GAMMA or (a["advertiser_id"] == DELTA and day == date(2026, 6, 12)):
                 spend = 0.0
             revenue = {ALPHA: 900.0, BETA: 500.0, GAMMA: 9999.0, DELTA: 300.0, EPS: 100.0}[a["advertiser_id"]]
-            daily.append(dict(dt=day, advertiser_id=a["advertiser_id"], spend=spend, revenue=revenue, bid_type="OCPM"))
+            daily.append(
+                dict(dt=day, advertiser_id=a["advertiser_id"], spend=spend, revenue=revenue, bid_type="OCPM")
+            )
     users = [_user(i) for i in (1, 2, 3, 5, 6, 7)] + [_user(4, country="CA")]
     ev: list[dict] = []
     # u1: the label is Beta on 06-14, the first conversion that qualifies.
@@ -64,12 +95,20 @@ def compiled(tmp_path_factory: pytest.TempPathFactory, spark) -> Path:
         _ev(1, "2026-06-05 09:00:00", "offsite_url", "https://beta.com/p/1", brand="Beta"),
         # After the anchor: never in features. Every such text contains FUTURE.
         _ev(1, "2026-06-11 00:00:00", "onsite_search", "FUTURE query at cutoff"),
-        _ev(1, "2026-06-12 00:00:00", "offsite_url", "https://FUTURE.com", brand="FUTURE brand",
-            category="FUTURE cat"),
+        _ev(
+            1,
+            "2026-06-12 00:00:00",
+            "offsite_url",
+            "https://FUTURE.com",
+            brand="FUTURE brand",
+            category="FUTURE cat",
+        ),
         _conv(1, "2026-06-12 08:00:00", DELTA, text="FUTURE delta"),  # Delta has no spend that day
         _conv(1, "2026-06-12 09:00:00", GAMMA, text="FUTURE gamma"),  # Gamma inactive
         _conv(1, "2026-06-13 09:00:00", BETA, ctype="page_visit", text="FUTURE low priority"),
-        _conv(1, "2026-06-14 09:00:00", BETA, kind="attributed_conversion", ctype="checkout", text="FUTURE beta"),
+        _conv(
+            1, "2026-06-14 09:00:00", BETA, kind="attributed_conversion", ctype="checkout", text="FUTURE beta"
+        ),
         _conv(1, "2026-06-15 09:00:00", ALPHA, text="FUTURE alpha later"),
     ]
     # u2: served, but its only future conversion is outside (x, x+7d]; the one at 23:00 on x is past.
@@ -88,7 +127,9 @@ def compiled(tmp_path_factory: pytest.TempPathFactory, spark) -> Path:
         ev.append(_conv(5, f"2026-05-{10 + i:02d} 11:00:00", EPS, kind="attributed_conversion", text=f"a{i}"))
         ev.append(_conv(6, f"2026-05-{10 + i:02d} 10:00:00", EPS, kind="matched_conversion", text=f"m{i}"))
         if i < 9:
-            ev.append(_conv(6, f"2026-05-{10 + i:02d} 11:00:00", EPS, kind="attributed_conversion", text=f"a{i}"))
+            ev.append(
+                _conv(6, f"2026-05-{10 + i:02d} 11:00:00", EPS, kind="attributed_conversion", text=f"a{i}")
+            )
     # u7: two qualifying conversions on the last day of the window; the earlier one is the label.
     ev += [
         _conv(7, "2026-06-01 10:00:00", EPS),
@@ -123,8 +164,16 @@ def test_label_is_first_qualifying_conversion(compiled: Path) -> None:
 
 def test_no_feature_uses_events_after_anchor(compiled: Path) -> None:
     df = load_examples(compiled, X)
-    list_cols = ["active_advertisers", "attributed_conversions", "matched_conversions", "onsite_searches",
-                 "offsite_searches", "offsite_urls", "top_categories", "top_brands"]
+    list_cols = [
+        "active_advertisers",
+        "attributed_conversions",
+        "matched_conversions",
+        "onsite_searches",
+        "offsite_searches",
+        "offsite_urls",
+        "top_categories",
+        "top_brands",
+    ]
     for c in list_cols:
         for values in df[c]:
             assert not any("FUTURE" in v for v in values), (c, values)
@@ -159,13 +208,19 @@ def test_split_by_user_is_stable_and_disjoint(tmp_path: Path, spark) -> None:
     n = 600
     advs = [_adv(ALPHA, "Alpha")]
     d2 = X + timedelta(days=7)
-    daily = [dict(dt=X + timedelta(days=d), advertiser_id=ALPHA, spend=1.0, revenue=1.0, bid_type="OCPM")
-             for d in range(-5, 20)]
+    daily = [
+        dict(dt=X + timedelta(days=d), advertiser_id=ALPHA, spend=1.0, revenue=1.0, bid_type="OCPM")
+        for d in range(-5, 20)
+    ]
     users = [_user(i) for i in range(n)]
     ev = [_conv(i, "2026-06-05 10:00:00", ALPHA) for i in range(n)]
-    write_raw(tmp_path / "raw", {"advertisers": advs, "advertiser_daily": daily, "users": users, "events": ev})
-    compile_examples(CompileConfig(data=tmp_path / "raw", out=tmp_path / "ex", anchor_dates=[X, d2], tokenizer=None),
-                     spark=spark)
+    write_raw(
+        tmp_path / "raw", {"advertisers": advs, "advertiser_daily": daily, "users": users, "events": ev}
+    )
+    compile_examples(
+        CompileConfig(data=tmp_path / "raw", out=tmp_path / "ex", anchor_dates=[X, d2], tokenizer=None),
+        spark=spark,
+    )
     df = load_examples(tmp_path / "ex")
     assert len(df) == 2 * n
     per_user = df.groupby("user_id")["split"].nunique()
@@ -181,8 +236,15 @@ def test_corrupt_events_fail_naming_column_and_row(tmp_path: Path, spark) -> Non
 
     advs = [_adv(ALPHA, "Alpha")]
     daily = [dict(dt=X, advertiser_id=ALPHA, spend=1.0, revenue=1.0, bid_type="OCPM")]
-    write_raw(tmp_path / "raw", {"advertisers": advs, "advertiser_daily": daily, "users": [_user(1)],
-                                 "events": [_conv(1, "2026-06-05 10:00:00", ALPHA)]})
+    write_raw(
+        tmp_path / "raw",
+        {
+            "advertisers": advs,
+            "advertiser_daily": daily,
+            "users": [_user(1)],
+            "events": [_conv(1, "2026-06-05 10:00:00", ALPHA)],
+        },
+    )
     # A second shard written by a broken producer: an event type outside the contract.
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -195,8 +257,10 @@ def test_corrupt_events_fail_naming_column_and_row(tmp_path: Path, spark) -> Non
     (tmp_path / "raw" / "events" / "dt=2026-06-06").mkdir(parents=True)
     pq.write_table(t, tmp_path / "raw" / "events" / "dt=2026-06-06" / "bad.parquet")
     with pytest.raises(ContractError, match=r"column 'event_type'.*teleport.*bad\.parquet.*42"):
-        compile_examples(CompileConfig(data=tmp_path / "raw", out=tmp_path / "ex", anchor_dates=[X], tokenizer=None),
-                         spark=spark)
+        compile_examples(
+            CompileConfig(data=tmp_path / "raw", out=tmp_path / "ex", anchor_dates=[X], tokenizer=None),
+            spark=spark,
+        )
 
 
 def test_missing_column_fails_naming_it(tmp_path: Path, spark) -> None:
@@ -205,11 +269,21 @@ def test_missing_column_fails_naming_it(tmp_path: Path, spark) -> None:
 
     from world.schema import ContractError
 
-    write_raw(tmp_path / "raw", {"advertisers": [_adv(ALPHA, "Alpha")], "users": [_user(1)],
-                                 "events": [_conv(1, "2026-06-05 10:00:00", ALPHA)]})
+    write_raw(
+        tmp_path / "raw",
+        {
+            "advertisers": [_adv(ALPHA, "Alpha")],
+            "users": [_user(1)],
+            "events": [_conv(1, "2026-06-05 10:00:00", ALPHA)],
+        },
+    )
     (tmp_path / "raw" / "advertiser_daily" / "dt=2026-06-10").mkdir(parents=True)
-    pq.write_table(pa.table({"advertiser_id": [ALPHA], "spend": [1.0], "bid_type": ["OCPM"]}),
-                   tmp_path / "raw" / "advertiser_daily" / "dt=2026-06-10" / "p.parquet")
+    pq.write_table(
+        pa.table({"advertiser_id": [ALPHA], "spend": [1.0], "bid_type": ["OCPM"]}),
+        tmp_path / "raw" / "advertiser_daily" / "dt=2026-06-10" / "p.parquet",
+    )
     with pytest.raises(ContractError, match=r"advertiser_daily.*column 'revenue'.*missing"):
-        compile_examples(CompileConfig(data=tmp_path / "raw", out=tmp_path / "ex", anchor_dates=[X], tokenizer=None),
-                         spark=spark)
+        compile_examples(
+            CompileConfig(data=tmp_path / "raw", out=tmp_path / "ex", anchor_dates=[X], tokenizer=None),
+            spark=spark,
+        )

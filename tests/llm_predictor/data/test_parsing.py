@@ -7,7 +7,14 @@ import time
 
 import pytest
 
-from llm_predictor.data.parsing import ParsedAnswer, parse_answer, parse_batch, parse_list, parse_single, summarize
+from llm_predictor.data.parsing import (
+    ParsedAnswer,
+    parse_answer,
+    parse_batch,
+    parse_list,
+    parse_single,
+    summarize,
+)
 
 NAMES = [f"Advertiser {i}" for i in range(1, 21)]
 A3 = (

@@ -38,12 +38,7 @@ USER_A = {
     "top_categories": ["Shoes", "Beauty"],
     "top_brands": ["Nike", "Sephora"],
 }
-USER_B = {
-    "user_id": 2,
-    "active_advertisers": [],
-    "gender": None,
-    "onsite_searches": ["lipstick"],
-}
+USER_B = {"user_id": 2, "active_advertisers": [], "gender": None, "onsite_searches": ["lipstick"]}
 
 
 def structure(prompt: str) -> tuple[list[str], list[str], list[str], int, int, int]:

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from llm_predictor.infer.decoding import DecodeConfig
+from adprior.contracts import EXAMPLE_SCHEMA, PRESET_POOL_SCHEMA
 from llm_predictor.eval.evaluate import (
     EvalConfig,
     GBDTConfig,
@@ -25,14 +25,40 @@ from llm_predictor.eval.evaluate import (
     pool_ceiling,
     read_preset_pool,
 )
-from adprior.contracts import EXAMPLE_SCHEMA, PRESET_POOL_SCHEMA
+from llm_predictor.infer.decoding import DecodeConfig
 
 X = date(2026, 6, 22)
 NAMES = [
-    "Nike", "Adidas", "Sephora", "Ulta Beauty", "The North Face", "Patagonia", "Best Buy", "Apple", "Samsung",
-    "IKEA", "Wayfair", "Etsy", "Target", "Walmart", "Costco", "Lululemon", "Zara", "Uniqlo", "Dyson", "Sony",
-    "Nintendo", "Glossier", "Fenty Beauty", "H&M", "Crate & Barrel", "Bath & Body Works", "Under Armour",
-    "Lancôme", "Williams Sonoma", "Pottery Barn",
+    "Nike",
+    "Adidas",
+    "Sephora",
+    "Ulta Beauty",
+    "The North Face",
+    "Patagonia",
+    "Best Buy",
+    "Apple",
+    "Samsung",
+    "IKEA",
+    "Wayfair",
+    "Etsy",
+    "Target",
+    "Walmart",
+    "Costco",
+    "Lululemon",
+    "Zara",
+    "Uniqlo",
+    "Dyson",
+    "Sony",
+    "Nintendo",
+    "Glossier",
+    "Fenty Beauty",
+    "H&M",
+    "Crate & Barrel",
+    "Bath & Body Works",
+    "Under Armour",
+    "Lancôme",
+    "Williams Sonoma",
+    "Pottery Barn",
 ]
 CATS = ["Apparel > Shoes", "Beauty > Skincare", "Outdoor > Jackets", "Electronics > TV", "Home > Furniture"]
 FAST = GBDTConfig(n_estimators=40, num_leaves=15, min_child_samples=5, n_jobs=1)
@@ -63,20 +89,30 @@ def _build(tmp: Path, n_train: int = 240, n_eval: int = 80, seed: int = 0) -> tu
     for uid in range(1, n_train + n_eval + 1):
         hist = rng.sample(ids, rng.randint(3, 6))
         label = hist[0] if uid % 4 else rng.choice([a for a in ids if a not in hist])
-        rows.append({
-            "user_id": uid,
-            "split": "train" if uid <= n_train else "eval",
-            "in_v0": uid % 2 == 0,
-            "label_advertiser_id": label,
-            "label_advertiser_name": name_of[label],
-            "gender": "f", "age": 30, "user_state": "core", "country": "US",
-            "active_advertisers": [name_of[a] for a in hist],
-            "active_advertiser_ids": hist,
-            "attributed_conversions": [f"{name_of[hist[0]]} item"],
-            "matched_conversions": [], "onsite_searches": ["gift ideas"], "offsite_searches": [],
-            "offsite_urls": ["https://example.com/a"], "top_categories": ["Home / Furniture"], "top_brands": [],
-            "n_attributed": 1, "n_matched": 0,
-        })
+        rows.append(
+            {
+                "user_id": uid,
+                "split": "train" if uid <= n_train else "eval",
+                "in_v0": uid % 2 == 0,
+                "label_advertiser_id": label,
+                "label_advertiser_name": name_of[label],
+                "gender": "f",
+                "age": 30,
+                "user_state": "core",
+                "country": "US",
+                "active_advertisers": [name_of[a] for a in hist],
+                "active_advertiser_ids": hist,
+                "attributed_conversions": [f"{name_of[hist[0]]} item"],
+                "matched_conversions": [],
+                "onsite_searches": ["gift ideas"],
+                "offsite_searches": [],
+                "offsite_urls": ["https://example.com/a"],
+                "top_categories": ["Home / Furniture"],
+                "top_brands": [],
+                "n_attributed": 1,
+                "n_matched": 0,
+            }
+        )
     # a few unlabelled users (served but no label): ignored by the metrics
     rows.append({**rows[-1], "user_id": 9999, "label_advertiser_id": None, "label_advertiser_name": None})
     ex_schema = pa.schema([f for f in EXAMPLE_SCHEMA if f.name != "anchor_date"])
@@ -84,16 +120,20 @@ def _build(tmp: Path, n_train: int = 240, n_eval: int = 80, seed: int = 0) -> tu
     part.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=ex_schema), part / "part.parquet")
     pool_schema = pa.schema([f for f in PRESET_POOL_SCHEMA if f.name != "anchor_date"])
-    pool = [{"rank": r + 1, "advertiser_id": a, "name": name_of[a], "revenue": 100.0 - r}
-            for r, a in enumerate(ids[:12])]
+    pool = [
+        {"rank": r + 1, "advertiser_id": a, "name": name_of[a], "revenue": 100.0 - r}
+        for r, a in enumerate(ids[:12])
+    ]
     part = tmp / "ex" / "preset_pool" / f"anchor_date={X.isoformat()}"
     part.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(pool, schema=pool_schema), part / "part.parquet")
     from world.schema import SCHEMAS
 
     (tmp / "data" / "advertisers").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(adv, schema=SCHEMAS["advertisers"]),
-                   tmp / "data" / "advertisers" / "part-0.parquet")
+    pq.write_table(
+        pa.Table.from_pylist(adv, schema=SCHEMAS["advertisers"]),
+        tmp / "data" / "advertisers" / "part-0.parquet",
+    )
     return tmp / "ex", tmp / "data"
 
 
@@ -116,10 +156,13 @@ def _frames(world):
 def test_baselines_perfect_llm_and_gbdt(world, tmp_path):
     ex, data = world
     df, _, ev, _, _ = _frames(world)
-    perfect = {int(u): [int(y), 999] for u, y in zip(df["user_id"], df["label_advertiser_id"], strict=True)
-               if y == y}
-    res = evaluate(EvalConfig(examples=ex, data=data, out=tmp_path, max_examples=None, gbdt=FAST, combine=False),
-                   predictions={"perfect": perfect})
+    perfect = {
+        int(u): [int(y), 999] for u, y in zip(df["user_id"], df["label_advertiser_id"], strict=True) if y == y
+    }
+    res = evaluate(
+        EvalConfig(examples=ex, data=data, out=tmp_path, max_examples=None, gbdt=FAST, combine=False),
+        predictions={"perfect": perfect},
+    )
     m = res["methods"]
     assert res["n_rows"]["V1"] == len(ev) and res["n_rows"]["V0"] == int(ev["in_v0"].sum())
     assert m["perfect"]["recall"]["V1"]["R@1"] == 1.0 and m["perfect"]["recall"]["V0"]["R@20"] == 1.0
@@ -172,10 +215,13 @@ def test_reranker_features_text_category_sibling(world):
     _, train, _, adv, pools = _frames(world)
     rr = GBDTReranker(FAST, adv, pools).fit_stats(train)
     row = {
-        "user_id": 1, "anchor_date": X, "label_advertiser_id": None,
+        "user_id": 1,
+        "anchor_date": X,
+        "label_advertiser_id": None,
         "active_advertiser_ids": [100],  # Nike (group0 with Adidas)
         "offsite_urls": ["https://www.sephora.com/product/serum"],
-        "onsite_searches": ["north face jacket"], "top_brands": ["Patagonia"],
+        "onsite_searches": ["north face jacket"],
+        "top_brands": ["Patagonia"],
         "top_categories": ["Outdoor / Jackets"],
     }
     cands, x = rr.row_candidates(row)
@@ -203,14 +249,26 @@ def _one_thread():
     [
         ("grpo_text", DecodeConfig(max_new_tokens=12, batch_size=6)),
         ("grpo_text", DecodeConfig(max_new_tokens=120, batch_size=6, constrained=True, max_names=5)),
-        ("sft_text", DecodeConfig(strategy="beam", num_beams=3, max_new_tokens=12, batch_size=6,
-                                  constrained=True)),
+        (
+            "sft_text",
+            DecodeConfig(strategy="beam", num_beams=3, max_new_tokens=12, batch_size=6, constrained=True),
+        ),
     ],
 )
 def test_end_to_end_tiny_model(world, tmp_path, tiny_model_dir, template, decode):
     ex, data = world
-    cfg = EvalConfig(examples=ex, data=data, out=tmp_path, models=[str(tiny_model_dir)], template=template,
-                     decode=decode, max_examples=6, budget_tokens=256, gbdt=FAST, device="cpu")
+    cfg = EvalConfig(
+        examples=ex,
+        data=data,
+        out=tmp_path,
+        models=[str(tiny_model_dir)],
+        template=template,
+        decode=decode,
+        max_examples=6,
+        budget_tokens=256,
+        gbdt=FAST,
+        device="cpu",
+    )
     res = evaluate(cfg)
     m = res["methods"]["llm: tiny-llama"]
     for s in ("V1", "V0"):
@@ -241,10 +299,21 @@ def test_engine_path_matches_plain_generate(world, tmp_path, tiny_model_dir, con
     import dataclasses
 
     ex, data = world
-    decode = DecodeConfig(max_new_tokens=120 if constrained else 40, batch_size=6, constrained=constrained,
-                          max_names=5)
-    base = EvalConfig(examples=ex, data=data, models=[str(tiny_model_dir)], template="grpo_text", decode=decode,
-                      max_examples=6, budget_tokens=256, gbdt=None, baselines=False, device="cpu")
+    decode = DecodeConfig(
+        max_new_tokens=120 if constrained else 40, batch_size=6, constrained=constrained, max_names=5
+    )
+    base = EvalConfig(
+        examples=ex,
+        data=data,
+        models=[str(tiny_model_dir)],
+        template="grpo_text",
+        decode=decode,
+        max_examples=6,
+        budget_tokens=256,
+        gbdt=None,
+        baselines=False,
+        device="cpu",
+    )
     preds = {}
     for engine in (True, False):
         out = tmp_path / f"engine-{engine}"
@@ -252,8 +321,10 @@ def test_engine_path_matches_plain_generate(world, tmp_path, tiny_model_dir, con
         preds[engine] = pd.read_parquet(out / "predictions_llm_tiny-llama.parquet")
         assert res["n_rows"]["V1"] == 6
     cols = ["user_id", "advertiser_ids", "advertiser_names", "status", "completions"]
-    as_lists = {k: [[list(v) if hasattr(v, "tolist") else v for v in row] for row in d[cols].to_numpy().tolist()]
-                for k, d in preds.items()}
+    as_lists = {
+        k: [[list(v) if hasattr(v, "tolist") else v for v in row] for row in d[cols].to_numpy().tolist()]
+        for k, d in preds.items()
+    }
     assert as_lists[True] == as_lists[False]
     if constrained:
         assert preds[True]["advertiser_ids"].map(len).gt(0).all()
@@ -276,16 +347,25 @@ def test_pool_ceiling(world):
 def test_ablate_rows():
     from llm_predictor.eval.evaluate import ablate_rows
 
-    rows = pd.DataFrame({
-        "user_id": [1, 2], "label_advertiser_id": [10, 20], "gender": ["f", "m"], "age": [30, 40],
-        "user_state": ["core", "new"], "active_advertisers": [["A", "B", "C"], ["D"]],
-        "active_advertiser_ids": [[1, 2, 3], [4]], "offsite_urls": [["u1", "u2"], []],
-    })
+    rows = pd.DataFrame(
+        {
+            "user_id": [1, 2],
+            "label_advertiser_id": [10, 20],
+            "gender": ["f", "m"],
+            "age": [30, 40],
+            "user_state": ["core", "new"],
+            "active_advertisers": [["A", "B", "C"], ["D"]],
+            "active_advertiser_ids": [[1, 2, 3], [4]],
+            "offsite_urls": [["u1", "u2"], []],
+        }
+    )
     dropped = ablate_rows(rows, "drop:offsite_urls")
     assert dropped["offsite_urls"].tolist() == [[], []]
     assert dropped["active_advertisers"].tolist() == rows["active_advertisers"].tolist()
     no_hist = ablate_rows(rows, "drop:active_advertisers")
-    assert no_hist["active_advertisers"].tolist() == [[], []] and no_hist["active_advertiser_ids"].tolist() == [[], []]
+    assert no_hist["active_advertisers"].tolist() == [[], []] and no_hist[
+        "active_advertiser_ids"
+    ].tolist() == [[], []]
     assert ablate_rows(rows, "drop:profile")[["gender", "age", "user_state"]].isna().all().all()
     assert ablate_rows(rows, "reverse")["active_advertisers"].tolist() == [["C", "B", "A"], ["D"]]
     shuffled = ablate_rows(rows, "shuffle", seed=3)["active_advertisers"].tolist()
@@ -301,10 +381,20 @@ def test_ablate_rows():
 @pytest.mark.usefixtures("_one_thread")
 def test_ablation_runs_are_reported(world, tmp_path, tiny_model_dir):
     ex, data = world
-    cfg = EvalConfig(examples=ex, data=data, out=tmp_path, models=[str(tiny_model_dir)], template="grpo_text",
-                     decode=DecodeConfig(max_new_tokens=120, batch_size=6, constrained=True, max_names=4),
-                     max_examples=6, budget_tokens=256, gbdt=None, baselines=False, device="cpu",
-                     ablations=("drop:active_advertisers", "shuffle"))
+    cfg = EvalConfig(
+        examples=ex,
+        data=data,
+        out=tmp_path,
+        models=[str(tiny_model_dir)],
+        template="grpo_text",
+        decode=DecodeConfig(max_new_tokens=120, batch_size=6, constrained=True, max_names=4),
+        max_examples=6,
+        budget_tokens=256,
+        gbdt=None,
+        baselines=False,
+        device="cpu",
+        ablations=("drop:active_advertisers", "shuffle"),
+    )
     res = evaluate(cfg)
     for spec in ("drop:active_advertisers", "shuffle"):
         m = res["methods"][f"llm: tiny-llama [{spec}]"]
@@ -322,8 +412,12 @@ def test_recall_intervals_and_paired_tests():
     b = [[2]] * 8 + [[1]] * 2  # hits 2 / 10: only the last two, where a misses
     ci = _recall_cis(a, labels, masks, (1,))["V1"]["R@1"]
     assert ci == pytest.approx([0.4902, 0.9433], abs=1e-4)  # Wilson 95 % for 8 / 10
-    methods = {"pop": {"kind": "baseline"}, "llm: a": {"kind": "llm"}, "llm: b": {"kind": "llm"},
-               "llm: a [shuffle]": {"kind": "ablation", "of": "llm: a"}}
+    methods = {
+        "pop": {"kind": "baseline"},
+        "llm: a": {"kind": "llm"},
+        "llm: b": {"kind": "llm"},
+        "llm: a [shuffle]": {"kind": "ablation", "of": "llm: a"},
+    }
     ranked = {"pop": [[2]] * 10, "llm: a": a, "llm: b": b, "llm: a [shuffle]": a}
     rows = {(r["a"], r["b"]): r for r in _paired_tests(ranked, methods, labels, masks, (1,))}
     ab = rows[("llm: a", "llm: b")]
@@ -331,6 +425,14 @@ def test_recall_intervals_and_paired_tests():
     assert ab["p"] == pytest.approx(0.1094, abs=1e-4)  # two-sided binomial, 8 of 10 discordant pairs
     assert rows[("llm: a", "pop")]["p"] == pytest.approx(0.0078, abs=1e-4)  # 8 vs 0
     assert rows[("llm: a [shuffle]", "llm: a")] | {"p": None} == {
-        "set": "V1", "k": 1, "a": "llm: a [shuffle]", "b": "llm: a", "n": 10, "a_only": 0, "b_only": 0,
-        "diff": 0.0, "p": None}
+        "set": "V1",
+        "k": 1,
+        "a": "llm: a [shuffle]",
+        "b": "llm: a",
+        "n": 10,
+        "a_only": 0,
+        "b_only": 0,
+        "diff": 0.0,
+        "p": None,
+    }
     assert rows[("llm: a [shuffle]", "llm: a")]["p"] == 1.0  # never disagree

@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from llm_predictor.infer.decoding import DecodeConfig, generate
 from llm_predictor.data.parsing import parse_answer
 from llm_predictor.data.prompts import wrap_as_answer
+from llm_predictor.infer.decoding import DecodeConfig, generate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -103,15 +103,29 @@ def test_constrained_list_tight_budget_is_cut_not_broken(tiny_model, tokenizer, 
     """Out of tokens mid-list: the candidates stay prefixes of valid lists (the grammar never lets a name
     go wrong), and in 'single' mode a cut name is dropped rather than returned."""
     prompts, allowed = rows
-    cfg = DecodeConfig(strategy="sample", constrained=True, mode="list", max_new_tokens=7, batch_size=20,
-                       temperature=3.0, seed=5)
+    cfg = DecodeConfig(
+        strategy="sample",
+        constrained=True,
+        mode="list",
+        max_new_tokens=7,
+        batch_size=20,
+        temperature=3.0,
+        seed=5,
+    )
     outs = generate(tiny_model, tokenizer, prompts, cfg, allowed)
     for cands, pool in zip(outs, allowed, strict=True):
         for c in cands:
             *whole, last = c.split("|")
             assert all(n in pool for n in whole) and any(n.startswith(last) for n in pool), (c, pool)
-    single = generate(tiny_model, tokenizer, prompts, DecodeConfig(strategy="sample", constrained=True,
-                      mode="single", max_new_tokens=1, temperature=3.0, seed=5), allowed)
+    single = generate(
+        tiny_model,
+        tokenizer,
+        prompts,
+        DecodeConfig(
+            strategy="sample", constrained=True, mode="single", max_new_tokens=1, temperature=3.0, seed=5
+        ),
+        allowed,
+    )
     for cands, pool in zip(single, allowed, strict=True):
         assert all(c in pool for c in cands)
 

@@ -15,15 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from llm_predictor.infer.decoding import chat_texts
-from llm_predictor.infer.engines import (
-    Engine,
-    EngineConfig,
-    TransformersEngine,
-    make_engine,
-    model_version,
-)
 from llm_predictor.data.parsing import parse_answer
+from llm_predictor.infer.decoding import chat_texts
+from llm_predictor.infer.engines import Engine, EngineConfig, TransformersEngine, make_engine, model_version
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -148,9 +142,14 @@ def test_bad_rows_get_a_status_not_a_crash(model_dir, tokenizer, suffixes, prefi
     short = parse_answer(gens[2].text)
     assert short.status == "ok" and sorted(short.advertisers) == sorted(catalogue[:3])
     odd = parse_answer(gens[3].text, max_advertisers=5)
-    assert odd.status == "ok" and len(odd.advertisers) == 5 and set(odd.advertisers) <= set(weird) - {"A|B", "[x]"}
+    assert (
+        odd.status == "ok"
+        and len(odd.advertisers) == 5
+        and set(odd.advertisers) <= set(weird) - {"A|B", "[x]"}
+    )
     tight = _engine(model_dir, constrained=True, max_names=5, max_new_tokens=15).generate(
-        prefix, suffixes[:2], [catalogue[:12]] * 2, VOCAB)
+        prefix, suffixes[:2], [catalogue[:12]] * 2, VOCAB
+    )
     assert [g.status for g in tight] == ["truncated", "truncated"]
 
 

@@ -12,6 +12,8 @@ import random
 import pytest
 import torch
 
+from llm_predictor.data.parsing import parse_answer
+from llm_predictor.data.prompts import wrap_as_answer
 from llm_predictor.infer.grammar import (
     DistinctItems,
     answer_ebnf,
@@ -22,14 +24,14 @@ from llm_predictor.infer.grammar import (
     interest_vocabulary,
     token_bytes,
 )
-from llm_predictor.data.parsing import parse_answer
-from llm_predictor.data.prompts import wrap_as_answer
 
 VOCAB = ["Apparel / Athletic", "Beauty / Makeup", "Home / Kitchen"]
 
 
 def test_clean_items_drops_what_a_list_cannot_hold():
-    kept, dropped = clean_items(["Nike", " Nike ", "nike", "A|B", "[x]", "", None, "H&M", "Tom <Toys>", "東京"])
+    kept, dropped = clean_items(
+        ["Nike", " Nike ", "nike", "A|B", "[x]", "", None, "H&M", "Tom <Toys>", "東京"]
+    )
     assert kept == ["Nike", "H&M", "Tom <Toys>", "東京"]
     assert set(dropped) >= {"A|B", "[x]", "nike"}
 
@@ -62,9 +64,11 @@ def test_wrap_as_answer_is_in_the_grammar(tokenizer):
     spec = answer_spec(names, VOCAB, max_names=5)
     m = xgr.GrammarMatcher(compiler.compile_grammar(answer_ebnf(spec)))
     assert m.accept_string(wrap_as_answer(names[::-1], VOCAB[:2])) and m.is_completed()
-    for bad in (wrap_as_answer(names[:4], VOCAB[:1]),  # too few names
-                wrap_as_answer(names, []),  # no interest
-                wrap_as_answer(["Adidas", *names[1:]], VOCAB[:1])):  # outside the pool
+    for bad in (
+        wrap_as_answer(names[:4], VOCAB[:1]),  # too few names
+        wrap_as_answer(names, []),  # no interest
+        wrap_as_answer(["Adidas", *names[1:]], VOCAB[:1]),
+    ):  # outside the pool
         m = xgr.GrammarMatcher(compiler.compile_grammar(answer_ebnf(spec)))
         assert not (m.accept_string(bad) and m.is_completed()), bad
 

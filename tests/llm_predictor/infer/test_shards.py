@@ -14,8 +14,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from llm_predictor.data.compile import load_examples
 from adprior.contracts import PREDICTION_SCHEMA
+from llm_predictor.data.compile import load_examples
 from llm_predictor.infer.shards import InferConfig, event_timestamp, run_inference
 from tests.conftest import compiled_world, infer_config
 
@@ -25,8 +25,9 @@ X2 = X + timedelta(days=1)
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, spark):
-    return compiled_world(tmp_path_factory.mktemp("infer"), spark, [X, X2], users=160, advertisers=120, days=60,
-                          seed=11)
+    return compiled_world(
+        tmp_path_factory.mktemp("infer"), spark, [X, X2], users=160, advertisers=120, days=60, seed=11
+    )
 
 
 def _cfg(world, tmp_path: Path, model: Path, **kw) -> InferConfig:
@@ -77,8 +78,11 @@ def test_incremental_skips_users_without_new_activity(world, tmp_path, tiny_mode
     df1, df2 = load_examples(ex, X), load_examples(ex, X2)
     seen = set(df1["user_id"])
     cut = event_timestamp(X)
-    expected = {int(u) for u, t in zip(df2["user_id"], df2["last_event_ts"], strict=True)
-                if u not in seen or t.to_pydatetime() >= cut}
+    expected = {
+        int(u)
+        for u, t in zip(df2["user_id"], df2["last_event_ts"], strict=True)
+        if u not in seen or t.to_pydatetime() >= cut
+    }
     got = set(pq.read_table(second["output"]).column("user_id").to_pylist())
     assert got == expected
     assert second["skipped_no_new_activity"] == len(df2) - len(expected) > 0
@@ -91,22 +95,53 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(world, tmp_path, tiny_m
     data, ex = world
     ref = run_inference(_cfg(world, tmp_path / "ref", tiny_model_dir, shard_size=8))
     work = tmp_path / "work"
-    cmd = [sys.executable, "-m", "adprior.cli", "infer", "--engine", "transformers", "--examples", str(ex),
-           "--data", str(data),
-           "--date", X.isoformat(), "--work", str(work), "--repo", str(tmp_path / "repo"),
-           "--model", str(tiny_model_dir), "--batch-size", "4", "--max-new-tokens", "120",
-           "--budget-tokens", "160", "--shard-size", "8", "--runner", "ray", "--cpus-per-worker", "1",
-           "--max-names", "4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "adprior.cli",
+        "infer",
+        "--engine",
+        "transformers",
+        "--examples",
+        str(ex),
+        "--data",
+        str(data),
+        "--date",
+        X.isoformat(),
+        "--work",
+        str(work),
+        "--repo",
+        str(tmp_path / "repo"),
+        "--model",
+        str(tiny_model_dir),
+        "--batch-size",
+        "4",
+        "--max-new-tokens",
+        "120",
+        "--budget-tokens",
+        "160",
+        "--shard-size",
+        "8",
+        "--runner",
+        "ray",
+        "--cpus-per-worker",
+        "1",
+        "--max-names",
+        "4",
+    ]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     outputs = work / X.isoformat() / "outputs"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if outputs.exists() and len(list(outputs.glob("shard-*.parquet"))) >= 2:
             break
         time.sleep(0.05)
-    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    assert proc.poll() is None, (
+        f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    )
     os.killpg(proc.pid, signal.SIGKILL)  # the job and its Ray processes die at once, as on a lost machine
     proc.wait()
     n_done = len(list(outputs.glob("shard-*.parquet")))
@@ -126,7 +161,9 @@ def test_ray_no_progress_timeout_and_worker_priority(world, tmp_path, tiny_model
     plan resumes and finishes with the uninterrupted run's predictions. The private Ray's workers are not niced."""
     ray = pytest.importorskip("ray")
     ref = run_inference(_cfg(world, tmp_path / "ref", tiny_model_dir, shard_size=8))
-    cfg = _cfg(world, tmp_path / "ray", tiny_model_dir, shard_size=8, runner="ray", no_progress_timeout_s=0.001)
+    cfg = _cfg(
+        world, tmp_path / "ray", tiny_model_dir, shard_size=8, runner="ray", no_progress_timeout_s=0.001
+    )
     try:
         with pytest.raises(Exception, match="no progress"):
             run_inference(cfg)

@@ -12,8 +12,8 @@ from datetime import date
 import pyarrow.parquet as pq
 import pytest
 
-from llm_predictor.infer.engines import EngineConfig, TransformersEngine, VLLMEngine, make_engine
 from llm_predictor.data.parsing import parse_answer
+from llm_predictor.infer.engines import EngineConfig, TransformersEngine, VLLMEngine, make_engine
 from tests.conftest import compiled_world, infer_config
 
 pytestmark = pytest.mark.slow
@@ -46,8 +46,9 @@ def test_infer_with_vllm_on_ray_actors(tmp_path_factory, spark):
 
     root = tmp_path_factory.mktemp("vllm-infer")
     world = compiled_world(root, spark, [X], users=120, advertisers=80, days=60, seed=5)
-    cfg = infer_config(world, root, ensure_base_model(), day=X, runner="ray", limit_users=4, shard_size=2,
-                       cpus_per_worker=2)
+    cfg = infer_config(
+        world, root, ensure_base_model(), day=X, runner="ray", limit_users=4, shard_size=2, cpus_per_worker=2
+    )
     cfg.engine = EngineConfig(kind="vllm", max_new_tokens=256, max_names=20, threads=2)
     s = run_inference(cfg)
     assert s["inferred"] == 4 and s["status"]["ok"] == 4, s["status"]
@@ -116,7 +117,12 @@ def test_vllm_beam_search_follows_the_grammar(rows):
 
 def test_vllm_bad_rows_get_a_status(vllm_engine, rows, catalogue):
     prefix, suffixes, _ = rows
-    pools = [[], list(catalogue[:3]), ["A|B", "Tom <Toys>", "H&M", "東京ストア", *catalogue[:20]], list(catalogue)]
+    pools = [
+        [],
+        list(catalogue[:3]),
+        ["A|B", "Tom <Toys>", "H&M", "東京ストア", *catalogue[:20]],
+        list(catalogue),
+    ]
     gens = vllm_engine.generate(prefix, suffixes, pools, VOCAB)
     assert [g.status for g in gens] == ["empty_pool", "short_pool", "ok", "ok"]
     assert sorted(parse_answer(gens[1].text).advertisers) == sorted(catalogue[:3])

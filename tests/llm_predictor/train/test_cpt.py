@@ -9,9 +9,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llm_predictor.train.cpt import CPTConfig, add_sid_tokens, cpt_texts, freeze_all_but_rows, train_cpt
 from llm_predictor.sid import attach_sid_sequences, build_sids, load_sid_map, load_sid_tokens
-from tests.llm_predictor.test_sid import X1, X2, example_row, hash_embed, make_raw, tiny_sid_config, write_examples
+from llm_predictor.train.cpt import CPTConfig, add_sid_tokens, cpt_texts, freeze_all_but_rows, train_cpt
+from tests.llm_predictor.test_sid import (
+    X1,
+    X2,
+    example_row,
+    hash_embed,
+    make_raw,
+    tiny_sid_config,
+    write_examples,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -24,10 +32,13 @@ def sid_data(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("cpt")
     raw = make_raw(root / "raw")
     build_sids(tiny_sid_config(raw, root / "sids"), embed_fn=hash_embed)
-    examples = write_examples(root / "examples", {
-        X1: [example_row(1, label="Nike"), example_row(3, split="eval", label="IKEA")],
-        X2: [example_row(1, label="IKEA")],
-    })
+    examples = write_examples(
+        root / "examples",
+        {
+            X1: [example_row(1, label="Nike"), example_row(3, split="eval", label="IKEA")],
+            X2: [example_row(1, label="IKEA")],
+        },
+    )
     attach_sid_sequences(examples, raw, root / "sids", root / "examples_sid")
     return {"sids": root / "sids", "examples": root / "examples_sid", "root": root}
 
@@ -38,9 +49,19 @@ def tied_model_dir(tmp_path_factory, tokenizer) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(1)
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, bos_token_id=1,
-                      eos_token_id=2, pad_token_id=2, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+        tie_word_embeddings=True,
+    )
     path = tmp_path_factory.mktemp("tied") / "tiny-tied"
     LlamaForCausalLM(cfg).save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -52,10 +73,21 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def _cfg(sid_data: dict, model: Path, out: Path, phase: int, **kw) -> CPTConfig:
-    base = {"max_steps": 2, "per_device_train_batch_size": 4, "max_length": 48, "disable_tqdm": True,
-            "learning_rate": 1e-2 if phase == 1 else 1e-3}
-    return CPTConfig(phase=phase, model=model, sids=sid_data["sids"], examples=sid_data["examples"], output_dir=out,
-                     **{**base, **kw})
+    base = {
+        "max_steps": 2,
+        "per_device_train_batch_size": 4,
+        "max_length": 48,
+        "disable_tqdm": True,
+        "learning_rate": 1e-2 if phase == 1 else 1e-3,
+    }
+    return CPTConfig(
+        phase=phase,
+        model=model,
+        sids=sid_data["sids"],
+        examples=sid_data["examples"],
+        output_dir=out,
+        **{**base, **kw},
+    )
 
 
 def test_add_sid_tokens_mean_init_and_tying(tied_model_dir: Path, sid_data: dict) -> None:
@@ -77,7 +109,9 @@ def test_add_sid_tokens_mean_init_and_tying(tied_model_dir: Path, sid_data: dict
     # Freezing: only the embedding weight trains, through a row mask.
     freeze_all_but_rows(model, ids)
     assert [n for n, p in model.named_parameters() if p.requires_grad] == ["model.embed_tokens.weight"]
-    model(input_ids=torch.tensor([[5, ids[0], 7, ids[3]]]), labels=torch.tensor([[5, ids[0], 7, ids[3]]])).loss.backward()
+    model(
+        input_ids=torch.tensor([[5, ids[0], 7, ids[3]]]), labels=torch.tensor([[5, ids[0], 7, ids[3]]])
+    ).loss.backward()
     g = w.grad
     assert g[:v].abs().sum() == 0 and g[v:].abs().sum() > 0
 
@@ -97,8 +131,9 @@ def test_cpt_texts_mix(sid_data: dict) -> None:
 
 
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
-def test_phase1_trains_only_sid_rows(tied: bool, tied_model_dir: Path, tiny_model_dir: Path, sid_data: dict,
-                                     tmp_path: Path) -> None:
+def test_phase1_trains_only_sid_rows(
+    tied: bool, tied_model_dir: Path, tiny_model_dir: Path, sid_data: dict, tmp_path: Path
+) -> None:
     src = tied_model_dir if tied else tiny_model_dir
     out = tmp_path / "cpt1"
     metrics = train_cpt(_cfg(sid_data, src, out, 1))
@@ -129,7 +164,9 @@ def test_phase1_trains_only_sid_rows(tied: bool, tied_model_dir: Path, tiny_mode
     assert (model.get_output_embeddings().weight is model.get_input_embeddings().weight) is tied
 
 
-def test_phase2_changes_all_weights_and_phase3_prompts(tiny_model_dir: Path, sid_data: dict, tmp_path: Path) -> None:
+def test_phase2_changes_all_weights_and_phase3_prompts(
+    tiny_model_dir: Path, sid_data: dict, tmp_path: Path
+) -> None:
     p1 = tmp_path / "cpt1"
     train_cpt(_cfg(sid_data, tiny_model_dir, p1, 1, max_steps=1))
     p2 = tmp_path / "cpt2"
@@ -139,7 +176,10 @@ def test_phase2_changes_all_weights_and_phase3_prompts(tiny_model_dir: Path, sid
     before, after = _weights(p1), _weights(p2)
     v = before["model.embed_tokens.weight"].shape[0] - metrics["sid_tokens"]
     changed = {n for n in before if not torch.equal(before[n], after[n])}
-    assert "model.layers.0.mlp.down_proj.weight" in changed and "model.layers.1.self_attn.q_proj.weight" in changed
+    assert (
+        "model.layers.0.mlp.down_proj.weight" in changed
+        and "model.layers.1.self_attn.q_proj.weight" in changed
+    )
     assert not torch.equal(before["model.embed_tokens.weight"][:v], after["model.embed_tokens.weight"][:v])
     # Phase 3: the SFT data of the SID-aware template, tokenized by the CPT folder's tokenizer, holds SID tokens.
     from llm_predictor.train.trainers import SFTRunConfig, load_tokenizer, prepare_sft_data

@@ -150,7 +150,10 @@ def test_trl_call_signature_and_metrics() -> None:
     logged: dict[str, float] = {}
     got = paper_reward(
         prompts=[[{"role": "user", "content": "p"}]] * 2,
-        completions=[[{"role": "assistant", "content": answer(names(20, 1))}], [{"role": "assistant", "content": "x"}]],
+        completions=[
+            [{"role": "assistant", "content": answer(names(20, 1))}],
+            [{"role": "assistant", "content": "x"}],
+        ],
         completion_ids=[[1, 2], [3]],
         label_advertiser_name=[LABEL, LABEL],
         user_id=[1, 1],

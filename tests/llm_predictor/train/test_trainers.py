@@ -26,10 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llm_predictor.base_model import ensure_base_model
-from llm_predictor.train.datasets import grpo_dataset, sft_dataset, teacher_list
 from adprior.contracts import EXAMPLE_SCHEMA, PRESET_POOL_SCHEMA
+from llm_predictor.base_model import ensure_base_model
 from llm_predictor.data.parsing import parse_answer
+from llm_predictor.train.datasets import grpo_dataset, sft_dataset, teacher_list
 from llm_predictor.train.rewards import paper_reward
 from llm_predictor.train.trainers import (
     GRPORunConfig,
@@ -44,7 +44,18 @@ from llm_predictor.train.trainers import (
 )
 
 X = date(2026, 6, 22)
-POOL = ["Nike", "Sephora", "IKEA", "Target", "Walmart", "Adidas", "Apple", "Best Buy", "Home Depot", "Ulta Beauty"]
+POOL = [
+    "Nike",
+    "Sephora",
+    "IKEA",
+    "Target",
+    "Walmart",
+    "Adidas",
+    "Apple",
+    "Best Buy",
+    "Home Depot",
+    "Ulta Beauty",
+]
 LABELS = ["Nike", "Sephora", "IKEA", "Adidas", "Target", "Apple", "Nike", "Ulta Beauty"]
 
 
@@ -89,11 +100,17 @@ def examples_dir(tmp_path_factory) -> Path:
     part = f"anchor_date={X.isoformat()}"
     schema = pa.schema([f for f in EXAMPLE_SCHEMA if f.name != "anchor_date"])
     (out / "examples" / part).mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(example_rows(), schema=schema), out / "examples" / part / "part-0.parquet")
+    pq.write_table(
+        pa.Table.from_pylist(example_rows(), schema=schema), out / "examples" / part / "part-0.parquet"
+    )
     pool_schema = pa.schema([f for f in PRESET_POOL_SCHEMA if f.name != "anchor_date"])
-    pool = [{"rank": k + 1, "advertiser_id": k + 1, "name": n, "revenue": 100.0 - k} for k, n in enumerate(POOL)]
+    pool = [
+        {"rank": k + 1, "advertiser_id": k + 1, "name": n, "revenue": 100.0 - k} for k, n in enumerate(POOL)
+    ]
     (out / "preset_pool" / part).mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(pool, schema=pool_schema), out / "preset_pool" / part / "part-0.parquet")
+    pq.write_table(
+        pa.Table.from_pylist(pool, schema=pool_schema), out / "preset_pool" / part / "part-0.parquet"
+    )
     return out
 
 
@@ -163,7 +180,11 @@ def test_datasets_formats() -> None:
 
     ds20 = sft_dataset(df, {X.isoformat(): POOL}, template="sft_text_20")
     names = ds20[2]["completion"][0]["content"].split("|")  # row 2: label IKEA, active Adidas, Sephora
-    assert names[:3] == ["IKEA", "Adidas", "Sephora"] and len(names) == len(POOL) and len(set(names)) == len(names)
+    assert (
+        names[:3] == ["IKEA", "Adidas", "Sephora"]
+        and len(names) == len(POOL)
+        and len(set(names)) == len(names)
+    )
     popular = [f"Popular {k}" for k in range(30)]
     assert len(teacher_list("Nike", ["nike", "Adidas"], popular)) == 20
     assert teacher_list("Nike", ["nike", "Adidas"], popular)[:3] == ["Nike", "Adidas", "Popular 0"]
@@ -187,7 +208,9 @@ def test_datasets_formats() -> None:
 
 def test_grpo_batch_args() -> None:
     assert grpo_batch_args(4, 4, None) == {
-        "per_device_train_batch_size": 16, "gradient_accumulation_steps": 1, "generation_batch_size": 16,
+        "per_device_train_batch_size": 16,
+        "gradient_accumulation_steps": 1,
+        "generation_batch_size": 16,
         "num_generations": 4,
     }
     assert grpo_batch_args(4, 4, 8)["gradient_accumulation_steps"] == 2
@@ -252,7 +275,9 @@ def test_sft_full_finetune(examples_dir: Path, tiny_model: Path, tmp_path: Path)
     assert summary["metrics"]["steps"] == 2 and summary["config"]["template"] == "sft_text"
     model = _reload(out)
     assert model.config.hidden_size == 32
-    assert (out / "chat_template.jinja").exists() or "chat_template" in (out / "tokenizer_config.json").read_text()
+    assert (out / "chat_template.jinja").exists() or "chat_template" in (
+        out / "tokenizer_config.json"
+    ).read_text()
 
 
 def test_sft_lora_merged(examples_dir: Path, tiny_model: Path, tmp_path: Path) -> None:
@@ -303,7 +328,9 @@ def test_grpo_steps(examples_dir: Path, tiny_model: Path, tmp_path: Path) -> Non
     assert _reload(out).config.num_hidden_layers == 2
 
 
-def test_sft_resume_equals_uninterrupted(examples_dir: Path, tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
+def test_sft_resume_equals_uninterrupted(
+    examples_dir: Path, tiny_model: Path, tmp_path: Path, monkeypatch
+) -> None:
     """A run stopped after its step-2 checkpoint and resumed with ``resume`` ends where an uninterrupted run
     does: the same losses at every step and the same final weights (optimizer, scheduler and RNG restored)."""
     import torch
@@ -322,8 +349,11 @@ def test_sft_resume_equals_uninterrupted(examples_dir: Path, tiny_model: Path, t
     out = tmp_path / "split"
     build = train_mod.build_sft_trainer
     with monkeypatch.context() as m:  # the first sitting ends after step 2 (its checkpoint is written)
-        m.setattr(train_mod, "build_sft_trainer",
-                  lambda cfg, ds, tok, callbacks=None: build(cfg, ds, tok, [*(callbacks or []), StopAt2()]))
+        m.setattr(
+            train_mod,
+            "build_sft_trainer",
+            lambda cfg, ds, tok, callbacks=None: build(cfg, ds, tok, [*(callbacks or []), StopAt2()]),
+        )
         first = train_sft(sft_cfg(examples_dir, tiny_model, out, **kw))
     assert first["steps"] == 2 and (out / "checkpoint-2").is_dir()
 
@@ -334,8 +364,11 @@ def test_sft_resume_equals_uninterrupted(examples_dir: Path, tiny_model: Path, t
             seen.append(state.global_step)
 
     with monkeypatch.context() as m:  # the second sitting computes steps 3 and 4 only
-        m.setattr(train_mod, "build_sft_trainer",
-                  lambda cfg, ds, tok, callbacks=None: build(cfg, ds, tok, [*(callbacks or []), Count()]))
+        m.setattr(
+            train_mod,
+            "build_sft_trainer",
+            lambda cfg, ds, tok, callbacks=None: build(cfg, ds, tok, [*(callbacks or []), Count()]),
+        )
         resumed = train_sft(sft_cfg(examples_dir, tiny_model, out, resume=True, **kw))
     assert resumed["steps"] == 4 and seen == [3, 4]
 
