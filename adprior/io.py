@@ -1,12 +1,20 @@
-"""One place that builds the Spark session: local mode by default, a cluster by configuration."""
+"""Shared I/O: the Spark session (local by default, a cluster by configuration), the Spark reader of
+raw tables (held to the raw contract), and the one atomic file writer every stage commits through."""
 
 from __future__ import annotations
 
 import os
 import sys
+import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from pyspark.sql import SparkSession
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from world.schema import SCHEMAS, ContractError, RawLayout
 
 
 @dataclass
@@ -45,3 +53,65 @@ def get_spark(cfg: SparkConfig | None = None) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+_SPARK_TYPES = {
+    "int64": "bigint",
+    "int32": "int",
+    "string": "string",
+    "date32[day]": "date",
+    "double": "double",
+    "bool": "boolean",
+    "timestamp[us, tz=UTC]": "timestamp",
+    "list<item: string>": "array<string>",
+}
+
+
+def read_raw(spark: SparkSession, layout: RawLayout, name: str) -> DataFrame:
+    """Read a raw table with Spark and hold it to the contract: every column present, castable to its type."""
+    path = layout.table(name)
+    if not path.exists():
+        raise FileNotFoundError(f"raw table {name!r} not found at {path}")
+    df = spark.read.option("basePath", str(path)).parquet(str(path))
+    have = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+    for col in SCHEMAS[name]:
+        want = _SPARK_TYPES[str(col.type)]
+        if col.name not in have:
+            raise ContractError(f"table {name!r} at {path}: column {col.name!r} ({want}) is missing")
+        if have[col.name] != want:
+            numeric = {"bigint", "int", "smallint", "tinyint", "double", "float"}
+            if not (have[col.name] in numeric and want in numeric):
+                raise ContractError(
+                    f"table {name!r} at {path}: column {col.name!r} is {have[col.name]}, expected {want}"
+                )
+            df = df.withColumn(col.name, F.col(col.name).cast(want))
+    return df
+
+
+def atomic_write_parquet(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` so that it is either complete or absent: a temporary file in the
+    same folder, fsync'ed, then ``os.replace``. An OSError (e.g. a full disk) names the file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())  # a full disk may only show here
+        os.replace(tmp, path)
+    except OSError as exc:  # name the file (pyarrow's message does not)
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)  # nothing partial left behind
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

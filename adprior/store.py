@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -40,9 +39,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from adprior.contracts import BEHAVIOR_FIELDS, EXAMPLE_SCHEMA, LIST_FIELDS, PREDICTION_SCHEMA
+from adprior.io import atomic_write_parquet
+from world.schema import RawLayout
 
 log = logging.getLogger(__name__)
 
@@ -490,32 +490,17 @@ def write_partition(cfg: StoreConfig, table: str, df: pd.DataFrame | pa.Table, p
         raise ValueError(f"table {table!r}: bad partition name {partition!r} (letters, digits, '=_.-' only)")
     data = conform_table(table, df)
     folder = offline_dir(cfg, table)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{partition}.parquet"
-    tmp = folder / f".{partition}.parquet.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        pq.write_table(data, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
-    except OSError as exc:  # e.g. a full disk: say which table and file; the old partition is intact
-        raise OSError(exc.errno, f"table {table!r}: cannot write partition {path}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+        atomic_write_parquet(data, path)  # complete or absent; the old partition stays until replaced
+    except OSError as exc:  # e.g. a full disk: say which table as well
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise OSError(exc.errno, f"table {table!r}: cannot write partition {path}: {why}") from exc
     return path
 
 
 def _midnight(d: date) -> datetime:
     return datetime(d.year, d.month, d.day, tzinfo=UTC)
-
-
-def _read_raw(data_root: Path, name: str) -> pa.Table:
-    """One raw table (hive-partitioned by dt where it has time; dt read as a string)."""
-    path = Path(data_root) / name
-    if not path.exists():
-        raise FileNotFoundError(f"raw table {name!r} not found under {data_root}")
-    part = pads.partitioning(pa.schema([("dt", pa.string())]), flavor="hive")
-    return pads.dataset(path, format="parquet", partitioning=part).to_table()
 
 
 def _list_col(s: pd.Series | None, n: int) -> list[list[Any]]:
@@ -618,7 +603,7 @@ def write_daily_features(
     """
     now = datetime.now(UTC)
     counts: dict[str, int] = {}
-    users = _read_raw(data_root, "users")
+    users = RawLayout(Path(data_root)).read("users")
     write_partition(cfg, "user_profile", user_profile_frame(users, now), "all")
     counts["user_profile"] = users.num_rows
     behavior = user_behavior_frame(examples, day, now)
@@ -627,12 +612,12 @@ def write_daily_features(
 
     folder = offline_dir(cfg, "advertiser_stats")
     done = {p.stem.removeprefix("dt=") for p in folder.glob("dt=*.parquet")} if folder.exists() else set()
-    daily = _read_raw(data_root, "advertiser_daily")
+    daily = RawLayout(Path(data_root)).read("advertiser_daily")
     dts = pc.cast(daily.column("dt"), pa.string())
     wanted = sorted({d for d in dts.unique().to_pylist() if d <= day.isoformat() and d not in done})
     n_stats = 0
     if wanted:
-        advertisers = _read_raw(data_root, "advertisers")
+        advertisers = RawLayout(Path(data_root)).read("advertisers")
         sub = daily.filter(pc.is_in(dts, value_set=pa.array(wanted)))
         frame = advertiser_stats_frame(sub, advertisers, now)
         for d, part in frame.groupby(frame["dt"].astype(str), sort=True):

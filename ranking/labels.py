@@ -80,11 +80,10 @@ def label_impressions(cfg: RankingConfig, first_prediction: datetime | None = No
         A frame with :data:`LABEL_COLUMNS`; ``event_timestamp`` is the impression time (UTC) and
         ``impression_id`` a stable 64-bit hash of (user, item, time).
     """
-    from adprior.io import get_spark
-    from llm_predictor.data.compile import _read
+    from adprior.io import get_spark, read_raw
 
     spark = get_spark(cfg.spark)
-    events = _read(spark, RawLayout(cfg.data), "events")
+    events = read_raw(spark, RawLayout(cfg.data), "events")
     start, end = impression_window(cfg, events, first_prediction)
     log.info("labelling impressions of [%s, %s) under %s", start, end, cfg.data)
     imp = (

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
@@ -146,15 +145,6 @@ def dwell_weight(duration_s: Any, cap_s: float = 300.0, min_weight: float = 0.1)
 # ---------------------------------------------------------------------------------------- raw tables
 
 
-def _read(data_root: Path, name: str, columns: list[str] | None = None, filt: Any = None) -> pa.Table:
-    """One raw table; hive ``dt=`` partitions are read with dt as a string column."""
-    path = RawLayout(Path(data_root)).table(name)
-    if not path.exists():
-        raise FileNotFoundError(f"raw table {name!r} not found under {data_root} (expected {path})")
-    part = pads.partitioning(pa.schema([("dt", pa.string())]), flavor="hive")
-    return pads.dataset(path, format="parquet", partitioning=part).to_table(columns=columns, filter=filt)
-
-
 def item_features(data_root: Path) -> pd.DataFrame:
     """The catalogue: raw ``items`` joined with ``advertisers``, one row per item, sorted by item_id.
 
@@ -164,7 +154,11 @@ def item_features(data_root: Path) -> pd.DataFrame:
     Raises:
         ValueError: a null or duplicated item_id / null advertiser_id (names the column and row).
     """
-    items = _read(data_root, "items", ["item_id", "advertiser_id", "category", "price"]).to_pandas()
+    items = (
+        RawLayout(Path(data_root))
+        .read("items", ["item_id", "advertiser_id", "category", "price"])
+        .to_pandas()
+    )
     for col in ("item_id", "advertiser_id"):
         bad = items[col].isna().to_numpy()
         if bad.any():
@@ -175,7 +169,11 @@ def item_features(data_root: Path) -> pd.DataFrame:
         raise ValueError(
             f"table 'items', column 'item_id', row {row}: duplicate item id {items['item_id'].iloc[row]}"
         )
-    adv = _read(data_root, "advertisers", ["advertiser_id", "name", "brand_group", "category"]).to_pandas()
+    adv = (
+        RawLayout(Path(data_root))
+        .read("advertisers", ["advertiser_id", "name", "brand_group", "category"])
+        .to_pandas()
+    )
     adv = adv.drop_duplicates("advertiser_id").rename(
         columns={"name": "advertiser_name", "category": "adv_category"}
     )
@@ -226,7 +224,7 @@ def interactions(
     if t1 is not None:
         filt = filt & (pc.field("dt") <= t1.date().isoformat())
     cols = ["user_id", "ts", "event_type", "advertiser_id", "item_id", "conversion_type", "duration_s", "dt"]
-    ev = _read(data_root, "events", cols, filt).to_pandas()
+    ev = RawLayout(Path(data_root)).read("events", cols, filt).to_pandas()
     need = ["user_id", "ts"] + (["item_id"] if objective != "conversion" else [])
     for col in need:
         bad = ev[col].isna().to_numpy()

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
 EVENT_TYPES: tuple[str, ...] = (
     "onsite_search",
@@ -120,7 +122,7 @@ class ContractError(ValueError):
 
 @dataclass(frozen=True)
 class RawLayout:
-    """Where the raw tables of one data root live."""
+    """Where the raw tables of one data root live, and the one pyarrow reader of them."""
 
     root: Path  # data root: one sub-folder per table
 
@@ -128,6 +130,16 @@ class RawLayout:
         if name not in SCHEMAS:
             raise KeyError(f"unknown raw table {name!r}; known: {sorted(SCHEMAS)}")
         return self.root / name
+
+    def read(self, name: str, columns: list[str] | None = None, filter: Any = None) -> pa.Table:
+        """One raw table as pyarrow; hive ``dt=`` partitions are read with ``dt`` as a string column."""
+        path = self.table(name)
+        if not path.exists():
+            raise FileNotFoundError(f"raw table {name!r} not found under {self.root} (expected {path})")
+        part = pads.partitioning(pa.schema([("dt", pa.string())]), flavor="hive")
+        return pads.dataset(path, format="parquet", partitioning=part).to_table(
+            columns=columns, filter=filter
+        )
 
     @property
     def truth(self) -> Path:

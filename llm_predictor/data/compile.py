@@ -31,13 +31,12 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from adprior.contracts import EXAMPLE_SCHEMA
-from adprior.io import SparkConfig, get_spark
+from adprior.io import SparkConfig, get_spark, read_raw
 from world.schema import (
     CONVERSION_EVENTS,
     CONVERSION_PRIORITY,
     EVENT_TYPES,
     HIGH_PRIORITY_TYPES,
-    SCHEMAS,
     ContractError,
     RawLayout,
 )
@@ -72,39 +71,6 @@ class CompileConfig:
     split_salt: str = "adprior-split-v1"  # salt of the user_id hash; change it => a new split
     validate: bool = True  # check every event read against the contract (one extra pass)
     spark: SparkConfig = field(default_factory=SparkConfig)  # where Spark runs
-
-
-_SPARK_TYPES = {
-    "int64": "bigint",
-    "int32": "int",
-    "string": "string",
-    "date32[day]": "date",
-    "double": "double",
-    "bool": "boolean",
-    "timestamp[us, tz=UTC]": "timestamp",
-    "list<item: string>": "array<string>",
-}
-
-
-def _read(spark: SparkSession, layout: RawLayout, name: str) -> DataFrame:
-    """Read a raw table and hold it to the contract: every column present, castable to its type."""
-    path = layout.table(name)
-    if not path.exists():
-        raise FileNotFoundError(f"raw table {name!r} not found at {path}")
-    df = spark.read.option("basePath", str(path)).parquet(str(path))
-    have = {f.name: f.dataType.simpleString() for f in df.schema.fields}
-    for col in SCHEMAS[name]:
-        want = _SPARK_TYPES[str(col.type)]
-        if col.name not in have:
-            raise ContractError(f"table {name!r} at {path}: column {col.name!r} ({want}) is missing")
-        if have[col.name] != want:
-            numeric = {"bigint", "int", "smallint", "tinyint", "double", "float"}
-            if not (have[col.name] in numeric and want in numeric):
-                raise ContractError(
-                    f"table {name!r} at {path}: column {col.name!r} is {have[col.name]}, expected {want}"
-                )
-            df = df.withColumn(col.name, F.col(col.name).cast(want))
-    return df
 
 
 def _check_events(events: DataFrame, path: Path) -> None:
@@ -215,19 +181,19 @@ def compile_day(spark: SparkSession, cfg: CompileConfig, x: date) -> tuple[DataF
     lo_dt = x - timedelta(days=longest + 1)
     hi_dt = x + timedelta(days=cfg.label_days + 1)
 
-    events = _read(spark, layout, "events").where(
+    events = read_raw(spark, layout, "events").where(
         F.col("dt").cast("date").between(F.lit(lo_dt), F.lit(hi_dt))
     )
     if cfg.validate:  # on the files themselves, so the error can name the file
         _check_events(events, layout.table("events"))
     events = events.persist()
-    advertisers = _read(spark, layout, "advertisers")
+    advertisers = read_raw(spark, layout, "advertisers")
     daily = (
-        _read(spark, layout, "advertiser_daily")
+        read_raw(spark, layout, "advertiser_daily")
         .where(F.col("dt").cast("date").between(F.lit(x), F.lit(hi_dt)))
         .withColumn("dt", F.col("dt").cast("date"))
     )
-    users = _read(spark, layout, "users")
+    users = read_raw(spark, layout, "users")
 
     def since(days: int) -> F.Column:
         return (F.col("ts") >= F.lit(cutoff - timedelta(days=days))) & (F.col("ts") < F.lit(cutoff))

@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from adprior.contracts import PREDICTION_SCHEMA
+from adprior.io import atomic_write_parquet, atomic_write_text
 from llm_predictor.data.prompts import INFERENCE_TEMPLATE
 from llm_predictor.infer.engines import EngineConfig
 
@@ -99,27 +100,6 @@ class InferConfig:
 def event_timestamp(day: date) -> datetime:
     """When a prediction for anchor date ``day`` becomes available: the end of that day (UTC)."""
     return datetime.combine(day + timedelta(days=1), dtime(0), tzinfo=UTC)
-
-
-def _atomic_write_table(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())  # a full disk may only show here
-        os.replace(tmp, path)
-    except OSError as exc:  # e.g. disk full: name the file (pyarrow's message does not)
-        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)  # nothing partial left behind
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -251,7 +231,7 @@ def plan(cfg: InferConfig, model_version: str) -> dict[str, Any]:
             {"user_id": [int(r["user_id"]) for r in chunk], "suffix": suffixes, "allowed_names": allowed},
             schema=SHARD_INPUT_SCHEMA,
         )
-        _atomic_write_table(table, d / "inputs" / f"shard-{i:05d}.parquet")
+        atomic_write_parquet(table, d / "inputs" / f"shard-{i:05d}.parquet")
 
     if manifest_path.exists():
         old = json.loads(manifest_path.read_text())
@@ -277,8 +257,8 @@ def plan(cfg: InferConfig, model_version: str) -> dict[str, Any]:
         tqdm(range(0, len(records), cfg.shard_size), desc="plan", unit="shard", disable=None), start=1
     ):
         write_input(n_shards - 1)
-    _atomic_write_text(prefix, d / "prefix.txt")
-    _atomic_write_text(json.dumps(interests, indent=0), d / "interests.json")
+    atomic_write_text(prefix, d / "prefix.txt")
+    atomic_write_text(json.dumps(interests, indent=0), d / "interests.json")
     manifest = {
         "fingerprint": fp,
         "day": cfg.day.isoformat(),
@@ -289,7 +269,7 @@ def plan(cfg: InferConfig, model_version: str) -> dict[str, Any]:
         "counts": counts,
         "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
     }
-    _atomic_write_text(json.dumps(manifest, indent=2), manifest_path)  # written last: the plan's commit
+    atomic_write_text(json.dumps(manifest, indent=2), manifest_path)  # written last: the plan's commit
     return manifest
 
 
@@ -364,7 +344,7 @@ class ShardWorker:
         schema = PREDICTION_SCHEMA
         for c in STAT_COLUMNS:
             schema = schema.append(pa.field(c, pa.int64()))
-        _atomic_write_table(pa.table(cols, schema=schema), out_path)
+        atomic_write_parquet(pa.table(cols, schema=schema), out_path)
         return {"shard": shard, "users": len(user_ids), "seconds": time.perf_counter() - t0, "skipped": 0}
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
@@ -586,7 +566,7 @@ def run_inference(cfg: InferConfig) -> dict[str, Any]:
     infer_seconds = time.perf_counter() - t_inf
     table, stats = merge_outputs(d, n_shards)
     out_path = Path(cfg.predictions) / f"dt={cfg.day.isoformat()}.parquet"
-    _atomic_write_table(table, out_path)
+    atomic_write_parquet(table, out_path)
     status = table.column("status").to_pylist()
     n_names = sum(len(x) for x in table.column("raw_names").to_pylist())
     n_unres = int(pc.sum(table.column("n_unresolved")).as_py() or 0) if len(table) else 0
@@ -620,5 +600,5 @@ def run_inference(cfg: InferConfig) -> dict[str, Any]:
         "output": str(out_path),
         "sample_users": table.column("user_id").to_pylist()[:5],
     }
-    _atomic_write_text(json.dumps(summary, indent=2), success)
+    atomic_write_text(json.dumps(summary, indent=2), success)
     return summary
