@@ -98,7 +98,7 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(world, tmp_path, tiny_m
     cmd = [
         sys.executable,
         "-m",
-        "adprior.cli",
+        "adprior",
         "infer",
         "--engine",
         "transformers",

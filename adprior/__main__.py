@@ -1,0 +1,5 @@
+"""``python -m adprior`` = the ``adprior`` command."""
+
+from adprior.cli import main
+
+main()

@@ -1,0 +1,299 @@
+"""Consumer verbs: ``adprior ranking`` (ctcvr / vtcvr GBDT, Table 5) and ``adprior retrieval`` (two-tower, A/B, Table 6)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from adprior.cli.options import console, parse_date, store_options
+
+
+@click.group()
+def ranking() -> None:
+    """ctcvr / vtcvr GBDT models on Feast features, with and without the LLM features (Table 5)."""
+
+
+def _experiment_options(out: str, out_help: str):
+    """--data / --repo / --online / --out of the stages that read the backfilled experiment world."""
+
+    def deco(f):
+        f = click.option(
+            "--data",
+            type=click.Path(path_type=Path),
+            default=Path("runs/ranking/world"),
+            show_default=True,
+            help="Raw-table root (events; its ground truth for the A/B test).",
+        )(f)
+        f = click.option(
+            "--repo",
+            type=click.Path(path_type=Path),
+            default=Path("runs/ranking/feature_repo"),
+            show_default=True,
+            help="Feast repo holding the backfilled features and predictions.",
+        )(f)
+        f = click.option(
+            "--online", type=click.Choice(["sqlite", "redis"]), default="sqlite", show_default=True
+        )(f)
+        return click.option(
+            "--out", type=click.Path(path_type=Path), default=Path(out), show_default=True, help=out_help
+        )(f)
+
+    return deco
+
+
+def _ranking_options(f):
+    f = _experiment_options("runs/ranking/models", "Training set, models, predictions, report.")(f)
+    return click.option(
+        "--resamples", type=int, default=1000, show_default=True, help="User-bootstrap resamples."
+    )(f)
+
+
+def _ranking_config(data: Path, repo: Path, online: str, out: Path, resamples: int, **kw):
+    from adprior.store import StoreConfig
+    from ranking.config import RankingConfig
+
+    return RankingConfig(
+        data=data, store=StoreConfig(repo=repo, online=online), out=out, bootstrap_resamples=resamples, **kw
+    )
+
+
+def _print_table5(results: dict) -> None:
+    t = Table(title="LLM features vs baseline: relative change on the test split (95% user-bootstrap CI)")
+    for c in ("task/library", "positives", "Δ Loss %", "Δ AUC %", "Δ PR-AUC %"):
+        t.add_column(c, justify="right")
+    for key, r in results["comparisons"].items():
+        cells = [
+            f"{r['delta_pct'][m]:+.2f} [{r['ci_pct'][m][0]:+.2f}, {r['ci_pct'][m][1]:+.2f}]"
+            for m in ("loss", "auc", "pr_auc")
+        ]
+        t.add_row(key, str(r["positives"]), *cells)
+    console.print(t)
+
+
+@ranking.command("train")
+@_ranking_options
+@click.option(
+    "--start", callback=parse_date, default=None, help="First impression day (default: first prediction)."
+)
+@click.option(
+    "--end", callback=parse_date, default=None, help="Impressions before this day (default: mature labels)."
+)
+@click.option("--n-estimators", type=int, default=1000, show_default=True)
+@click.option("--reuse-dataset", is_flag=True, help="Reuse <out>/dataset from an earlier run.")
+def ranking_train(
+    data: Path,
+    repo: Path,
+    online: str,
+    out: Path,
+    resamples: int,
+    start: date | None,
+    end: date | None,
+    n_estimators: int,
+    reuse_dataset: bool,
+) -> None:
+    """Label impressions, join Feast features (both services), train xgboost + lightgbm, write Table 5."""
+    import shlex
+    import sys
+
+    from ranking.train import evaluate, train
+
+    cfg = _ranking_config(data, repo, online, out, resamples, start=start, end=end, n_estimators=n_estimators)
+    s = train(cfg, reuse_dataset=reuse_dataset)
+    console.print(f"trained: rounds {s['rounds']}; seconds {s['seconds']['total']}")
+    r = evaluate(cfg, " ".join(shlex.quote(a) for a in ["adprior", *sys.argv[1:]]))
+    _print_table5(r)
+    console.print(f"report: {out / 'report.md'}")
+
+
+@ranking.command("eval")
+@_ranking_options
+def ranking_eval(data: Path, repo: Path, online: str, out: Path, resamples: int) -> None:
+    """Recompute Table 5 (metrics, bootstrap intervals, report) from a trained run's test predictions."""
+    import shlex
+    import sys
+
+    from ranking.train import evaluate
+
+    r = evaluate(
+        _ranking_config(data, repo, online, out, resamples),
+        " ".join(shlex.quote(a) for a in ["adprior", *sys.argv[1:]]),
+    )
+    _print_table5(r)
+    console.print(f"report: {out / 'report.md'}")
+
+
+@ranking.command("score")
+@store_options
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("runs/ranking/models"), show_default=True
+)
+@click.option("--task", type=click.Choice(["ctcvr", "vtcvr"]), default="ctcvr", show_default=True)
+@click.option("--library", type=click.Choice(["xgboost", "lightgbm"]), default="lightgbm", show_default=True)
+@click.option(
+    "--features", "feature_set", type=click.Choice(["llm", "baseline"]), default="llm", show_default=True
+)
+@click.option("--user", type=int, required=True)
+@click.option(
+    "--advertiser",
+    "advertisers",
+    type=int,
+    multiple=True,
+    required=True,
+    help="Candidate ad's advertiser id (repeat).",
+)
+def ranking_score(
+    repo: Path,
+    online: str,
+    out: Path,
+    task: str,
+    library: str,
+    feature_set: str,
+    user: int,
+    advertisers: tuple[int, ...],
+) -> None:
+    """Score candidate ads of a user online: Feast online features -> trained model."""
+    from adprior.store import StoreConfig
+    from ranking.serve import OnlineRanker
+
+    r = OnlineRanker.load(out, task, library, feature_set, StoreConfig(repo=repo, online=online))
+    scores = r.score(user, list(advertisers))
+    console.print_json(
+        json.dumps(
+            [{"advertiser_id": a, "score": float(p)} for a, p in zip(advertisers, scores, strict=True)]
+        )
+    )
+
+
+@click.group()
+def retrieval() -> None:
+    """Two-tower retrieval, the LLM candidate generator, blending and the simulated A/B test (Table 6)."""
+
+
+_retrieval_options = _experiment_options(
+    "runs/retrieval", "Models (<out>/<objective>) and A/B results (<out>/ab)."
+)
+
+
+@retrieval.command("train")
+@_retrieval_options
+@click.option(
+    "--objective",
+    "objectives",
+    type=click.Choice(["impression", "click_dwell", "conversion"]),
+    multiple=True,
+    help="Positives (repeat; default: all three).",
+)
+@click.option("--end", callback=parse_date, default=None, help="Interactions before this day (default: all).")
+@click.option("--epochs", type=int, default=5, show_default=True)
+def retrieval_train(
+    data: Path, repo: Path, online: str, out: Path, objectives: tuple[str, ...], end: date | None, epochs: int
+) -> None:
+    """Train the two-tower model once per objective on Feast point-in-time user features."""
+    from adprior.store import StoreConfig
+    from retrieval.config import OBJECTIVES, RetrievalConfig
+    from retrieval.model import train as run_train
+
+    t = Table(title="two-tower validation recall (whole catalogue)")
+    for c in ("objective", "train rows", "valid rows", "R@10", "R@50", "R@100", "popularity R@100"):
+        t.add_column(c, justify="right")
+    for o in objectives or OBJECTIVES:
+        m = run_train(
+            RetrievalConfig(
+                data=data,
+                store=StoreConfig(repo=repo, online=online),
+                out=out,
+                objective=o,
+                end=end,
+                epochs=epochs,
+            )
+        )
+        r, b = m["recall"], m["baselines"]["popularity"]
+        t.add_row(
+            o,
+            str(m["rows"]["train"]),
+            str(m["rows"]["valid"]),
+            *(f"{r[k]:.3f}" for k in ("10", "50", "100")),
+            f"{b['100']:.3f}",
+        )
+    console.print(t)
+
+
+@retrieval.command("ab-test")
+@_retrieval_options
+@click.option(
+    "--objective",
+    "objectives",
+    type=click.Choice(["impression", "click_dwell", "conversion"]),
+    multiple=True,
+    help="Two-tower model(s) to serve with (repeat; default: impression).",
+)
+@click.option(
+    "--llm-quota",
+    "llm_quotas",
+    type=int,
+    multiple=True,
+    help="LLM generator quota(s) to sweep (repeat; default: the config's 50).",
+)
+@click.option(
+    "--ranking-models",
+    type=click.Path(path_type=Path),
+    default=Path("runs/ranking/models"),
+    show_default=True,
+    help="Trained ranking run that orders the blend ('none': no ranker).",
+)
+@click.option("--aa", is_flag=True, help="A/A: serve treatment like control (checks the harness).")
+@click.option("--days", type=int, default=7, show_default=True)
+@click.option("--resamples", type=int, default=2000, show_default=True)
+def retrieval_ab(
+    data: Path,
+    repo: Path,
+    online: str,
+    out: Path,
+    objectives: tuple[str, ...],
+    llm_quotas: tuple[int, ...],
+    ranking_models: Path,
+    aa: bool,
+    days: int,
+    resamples: int,
+) -> None:
+    """Simulated online A/B: control (two-tower + popularity) vs treatment (+ LLM generator)."""
+    import shlex
+    import sys
+
+    from adprior.store import StoreConfig
+    from retrieval.abtest import run_ab, write_report
+    from retrieval.config import RetrievalConfig
+
+    cfg = RetrievalConfig(
+        data=data,
+        store=StoreConfig(repo=repo, online=online),
+        out=out,
+        ab_days=days,
+        ab_resamples=resamples,
+        ranking_models=None if str(ranking_models) == "none" else ranking_models,
+    )
+    res = run_ab(cfg, objectives or ("impression",), llm_quotas or None, aa=aa)
+    report = write_report(
+        res,
+        cfg,
+        " ".join(shlex.quote(a) for a in ["adprior", *sys.argv[1:]]),
+        Path(out) / ("aa" if aa else "ab"),
+    )
+    t = Table(title="A/B: treatment vs control (all users)")
+    for c in ("objective", "LLM quota", "RoAS", "conversions/user", "CTR", "advertisers/user"):
+        t.add_column(c, justify="right")
+    for r in res["runs"]:
+        t.add_row(
+            r["objective"],
+            str(r["llm_quota"]),
+            *(
+                f"{r['overall'][m]['rel_change']:+.1%} (p={r['overall'][m]['p_value']:.3f})"
+                for m in ("roas", "conversions_per_user", "ctr", "advertisers_per_user")
+            ),
+        )
+    console.print(t)
+    console.print(f"report: {report}")

