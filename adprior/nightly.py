@@ -38,7 +38,7 @@ class NightlyConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)  # model and generation engine
     budget_tokens: int = 256  # token budget of each user's part of the prompt (CPU default; 1024 on GPU)
     shard_size: int = 32  # users per inference shard (unit of commit and resume)
-    runner: str = "ray"  # 'ray' | 'local' (see llm_predictor.infer.shards.InferConfig)
+    runner: str = "ray"  # 'ray' | 'local' (see llm_predictor.infer.plan.InferConfig)
     ray_address: str | None = None  # None: local Ray; else a cluster address
     workers: int = 1  # engine actors
     cpus_per_worker: float = 2.0  # Ray CPUs (and torch threads) per actor
@@ -79,8 +79,10 @@ def run_nightly(cfg: NightlyConfig) -> dict[str, Any]:
     """
     from adprior import store
     from adprior.io import SparkConfig
-    from llm_predictor.data.compile import CompileConfig, compile_examples, load_examples
-    from llm_predictor.infer.shards import InferConfig, event_timestamp, run_inference
+    from llm_predictor.data.compile import CompileConfig, compile_examples
+    from llm_predictor.data.compiled import load_examples
+    from llm_predictor.infer.plan import InferConfig
+    from llm_predictor.infer.shards import event_timestamp, run_inference
 
     stages: dict[str, float] = {}
     cfg.workdir.mkdir(parents=True, exist_ok=True)

@@ -99,7 +99,7 @@ def table_lines(columns: list[tuple[str, str]], rows: list[dict], missing: str =
 
 @contextlib.contextmanager
 def redis_env(enabled: bool = True) -> Iterator[str | None]:
-    """A loopback ``redis-server`` (``adprior.store.RedisServer``) with ``ADPRIOR_REDIS`` pointing at it.
+    """A loopback ``redis-server`` (``tests.support.redis.RedisServer``) with ``ADPRIOR_REDIS`` pointing at it.
 
     On exit the server is stopped and the variable restored. Yields the server's address, or None (and
     starts nothing) when not ``enabled``.
@@ -107,7 +107,7 @@ def redis_env(enabled: bool = True) -> Iterator[str | None]:
     if not enabled:
         yield None
         return
-    from adprior.store import RedisServer
+    from tests.support.redis import RedisServer
 
     old = os.environ.get("ADPRIOR_REDIS")
     redis = RedisServer()

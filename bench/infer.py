@@ -102,15 +102,15 @@ def build_inputs(
     examples: Path, day: date, n: int, seed: int, tokenizer: Any, budget_tokens: int
 ) -> tuple[str, list[str], list[list[str]], list[int]]:
     """(shared prefix, user suffixes, allowed names per user, user ids) for ``n`` sampled users of ``day``."""
-    from llm_predictor.data.compile import load_examples, load_preset_pool
+    from llm_predictor.data.compiled import load_examples, load_preset_pool
     from llm_predictor.data.prompts import (
-        INFERENCE_TEMPLATE,
         PromptBudget,
         hf_token_counter,
         sanitize_text,
         shared_prefix,
         user_suffix,
     )
+    from llm_predictor.data.templates import INFERENCE_TEMPLATE
 
     df = load_examples(examples, day)
     if df.empty:
@@ -135,7 +135,7 @@ def run_variant(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], li
 
     from llm_predictor.data.parsing import parse_answer
     from llm_predictor.infer.engines import EngineConfig, make_engine
-    from llm_predictor.infer.shards import interest_vocabulary_of
+    from llm_predictor.infer.plan import interest_vocabulary_of
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     prefix, suffixes, allowed, _ = build_inputs(

@@ -48,6 +48,9 @@ Threads: builds run with ``--build-threads`` faiss OpenMP threads (0 = faiss's d
 cores), searches with ``--search-threads`` (default 1: one query per call on one thread, as a
 serving worker would; more threads only add OpenMP synchronisation to a single-query search).
 
+The synthetic items and queries are made by ``bench/retrieval_data.py``, the report by
+``bench/retrieval_report.py``.
+
 Usage (from the repository root)::
 
     .venv/bin/python bench/retrieval.py                                    # 100k and 1M items
@@ -72,7 +75,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import header, header_lines, table_lines, write_report  # noqa: E402
+from bench.common import header, write_report  # noqa: E402
+from bench.retrieval_data import make_data  # noqa: E402
+from bench.retrieval_report import markdown, print_table  # noqa: E402
 
 log = logging.getLogger("bench.retrieval")
 MIB = 1024 * 1024
@@ -96,69 +101,6 @@ def _selectors(text: str) -> list[str]:
     if not vals or any(v not in ("bitmap", "batch") for v in vals):
         raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated subset of bitmap,batch")
     return list(dict.fromkeys(vals))
-
-
-# ---------------------------------------------------------------------------------------------
-# Synthetic data
-# ---------------------------------------------------------------------------------------------
-
-
-def mixture(
-    n: int, centers: np.ndarray, spread: float, rng: np.random.Generator, chunk: int = 200_000
-) -> np.ndarray:
-    """``n`` L2-normalised float32 points: a random centre + spread * N(0, I/d) each (built in chunks)."""
-    d = centers.shape[1]
-    out = np.empty((n, d), dtype=np.float32)
-    for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        x = centers[rng.integers(0, len(centers), hi - lo)]
-        x += (spread / np.sqrt(d)) * rng.standard_normal((hi - lo, d), dtype=np.float32)
-        x /= np.linalg.norm(x, axis=1, keepdims=True)
-        out[lo:hi] = x
-    return out
-
-
-def make_data(n: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Items (ids, advertisers, vectors), queries and their allowed advertiser sets for one size."""
-    rng = np.random.default_rng([args.seed, n])
-    centers = rng.standard_normal((args.clusters, args.dim)).astype(np.float32)
-    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
-    weights = 1.0 / np.arange(1, args.advertisers + 1) ** args.zipf
-    weights /= weights.sum()
-    adv_of_rank = rng.permutation(args.advertisers).astype(np.int64) * 7 + 1000  # non-contiguous ids
-    advs = adv_of_rank[rng.choice(args.advertisers, size=n, p=weights)]
-    item_ids = rng.permutation(n).astype(np.int64)
-    vectors = mixture(n, centers, args.spread, rng)
-    nq = args.warmup + args.queries
-    queries = mixture(nq, centers, args.spread, rng)
-    sets = [
-        adv_of_rank[rng.choice(args.advertisers, size=args.allowed, replace=False, p=weights)]
-        for _ in range(nq)
-    ]
-    counts = np.bincount(np.searchsorted(np.sort(adv_of_rank), advs), minlength=args.advertisers)
-    adv_sorted = np.sort(adv_of_rank)
-    count_of = dict(zip(adv_sorted.tolist(), counts.tolist(), strict=True))
-    allowed_items = np.array([sum(count_of[a] for a in s.tolist()) for s in sets[args.warmup :]])
-    adv_by_item = np.empty(n, dtype=np.int64)
-    adv_by_item[item_ids] = advs
-    return {
-        "item_ids": item_ids,
-        "advs": advs,
-        "vectors": vectors,
-        "adv_by_item": adv_by_item,
-        "warm": (queries[: args.warmup], sets[: args.warmup]),
-        "timed": (queries[args.warmup :], sets[args.warmup :]),
-        "stats": {
-            "items": n,
-            "advertisers_with_items": int((counts > 0).sum()),
-            "largest_advertiser_items": int(counts.max()),
-            "median_advertiser_items": float(np.median(counts[counts > 0])),
-            "allowed_items_mean": round(float(allowed_items.mean()), 1),
-            "allowed_items_p10": int(np.percentile(allowed_items, 10)),
-            "allowed_items_p90": int(np.percentile(allowed_items, 90)),
-            "allowed_share_mean": round(float(allowed_items.mean()) / n, 4),
-        },
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +190,7 @@ def build(data: dict[str, Any], cfg: Any, search_threads: int) -> tuple[Any, flo
 
 
 def bench_size(n: int, args: argparse.Namespace, report: dict[str, Any]) -> None:
-    from retrieval.index import IndexConfig
+    from retrieval.index_config import IndexConfig
 
     t_size = time.perf_counter()
     t0 = time.perf_counter()
@@ -321,9 +263,7 @@ def bench_size(n: int, args: argparse.Namespace, report: dict[str, Any]) -> None
         log.info("[%d] building %s ...", n, kind)
         index, mib = build(data, cfg, st)
         log.info("[%d] %s built in %.1f s", n, kind, index.build_seconds["main"])
-        extra = (
-            f"nlist {index._index.nlist}" if kind == "ivf" else f"M {args.hnsw_m}, efC {args.ef_construction}"
-        )
+        extra = f"nlist {index.nlist}" if kind == "ivf" else f"M {args.hnsw_m}, efC {args.ef_construction}"
         first = True
         for v in values:
             urow, _ = unrestricted_row(index, data, k, utruth, **{key: v})
@@ -351,85 +291,6 @@ def bench_size(n: int, args: argparse.Namespace, report: dict[str, Any]) -> None
     stats["size_s"] = round(time.perf_counter() - t_size, 1)
     report["sizes"].append(stats)
     log.info("[%d] done in %.1f s, peak RSS %.0f MiB", n, stats["size_s"], stats["peak_rss_mib"])
-
-
-# ---------------------------------------------------------------------------------------------
-# Report
-# ---------------------------------------------------------------------------------------------
-
-COLUMNS = [
-    ("items", "items"),
-    ("index", "index"),
-    ("filter", "filter"),
-    ("param", "search param"),
-    ("build_s", "build s"),
-    ("index_mib", "index MiB"),
-    ("f_p50_ms", "filtered p50 ms"),
-    ("f_p99_ms", "filtered p99 ms"),
-    ("recall", "filtered recall@k"),
-    ("full_rows", "full rows"),
-    ("u_p50_ms", "unrestricted p50 ms"),
-    ("u_p99_ms", "unrestricted p99 ms"),
-    ("u_recall", "unrestricted recall@k"),
-]
-SIZE_COLUMNS = [
-    ("items", "items"),
-    ("advertisers_with_items", "advertisers with items"),
-    ("largest_advertiser_items", "largest advertiser items"),
-    ("median_advertiser_items", "median advertiser items"),
-    ("allowed_items_mean", "allowed items / query (mean)"),
-    ("allowed_items_p10", "p10"),
-    ("allowed_items_p90", "p90"),
-    ("allowed_share_mean", "allowed share"),
-    ("data_s", "data s"),
-    ("size_s", "size total s"),
-    ("peak_rss_mib", "peak RSS MiB"),
-]
-
-
-def markdown(report: dict[str, Any]) -> str:
-    h, p, m = report["header"], report["params"], report["header"]["machine"]
-    lines = [
-        "# Advertiser-restricted retrieval benchmark (retrieval/index.py)",
-        "",
-        *header_lines(h),
-        f"- versions: faiss {m.get('faiss')}, numpy {m.get('numpy')}; faiss OpenMP threads: build "
-        f"{p['build_threads'] or m.get('faiss_default_threads')}, search {p['search_threads']}",
-        f"- data: d={p['dim']} Gaussian mixture ({p['clusters']} unit centres, spread {p['spread']}, "
-        f"L2-normalised, inner product), {p['advertisers']} advertisers with Zipf skew {p['zipf']} (items and "
-        f"allowed sets), {p['allowed']} allowed advertisers per query, k={p['k']}, {p['queries']} timed "
-        f"queries after {p['warmup']} warm-up, seed {p['seed']}",
-        "",
-        "## Latency and recall",
-        "",
-        "One query per call, each timed on its own (Python wrapper included: ranges, selector, guard, id "
-        "mapping). filtered = `search_advertisers` (recall@k against the exact flat + selector search); "
-        "unrestricted = `search` (recall@k against exact flat search). full rows = share of queries "
-        "answered with k items. build s = the index construction (partition: the per-advertiser indexes "
-        "only); index MiB = `ItemIndex.memory_bytes()` (sorted vector copy + ids + faiss index, partitions "
-        "included; the partition index also holds a flat main index). A blank build cell = the same "
-        "index as the row above, another search setting.",
-        "",
-        *table_lines(COLUMNS, report["rows"]),
-        "",
-        "## Data and memory per size",
-        "",
-        *table_lines(SIZE_COLUMNS, report["sizes"]),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def print_table(report: dict[str, Any]) -> None:
-    """The latency table with rich."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"advertiser-restricted retrieval, k={report['params']['k']}")
-    for _, title in COLUMNS:
-        table.add_column(title, justify="left" if title in ("index", "filter", "search param") else "right")
-    for r in report["rows"]:
-        table.add_row(*("–" if r.get(key) is None else str(r[key]) for key, _ in COLUMNS))
-    Console(width=200).print(table)
 
 
 def _versions() -> dict[str, Any]:

@@ -32,7 +32,10 @@ For each online store (SQLite; Redis = a private ``redis-server`` on a free loop
    Every response of the timed reads, and the full prediction of ``--verify`` users, is compared with
    what was written; any difference aborts the benchmark.
 
-The Redis server, ``feast serve`` and the temporary repo are removed on exit, errors included.
+The Redis server, ``feast serve`` and the temporary repo are removed on exit, errors included. The
+synthetic predictions come from ``bench/synthetic_predictions.py``, the feast processes (CLI, ``feast
+serve``, emptying an online store) from ``bench/feast_procs.py``, the timed and checked one-user reads
+from ``bench/online_reads.py``, the markdown report from ``bench/store_report.py``.
 
 Usage (from the repository root)::
 
@@ -45,15 +48,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import shutil
 import signal
-import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,379 +63,21 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import header, header_lines, redis_env, table_lines, write_report  # noqa: E402
+from bench.common import header, redis_env, write_report  # noqa: E402
+from bench.feast_procs import clear_online, feast_server, redis_version, run_cli  # noqa: E402
+from bench.online_reads import check, http_reader, latency_stats, sdk_reader, time_reads  # noqa: E402
+from bench.store_report import markdown  # noqa: E402
+from bench.synthetic_predictions import prediction_frame  # noqa: E402
 
 log = logging.getLogger("bench.store")
 
 SERVICE = "llm_predictions_online"
 VIEWS = ("llm_advertiser_predictions", "llm_user_interests")  # the views SERVICE reads (one source table)
 STORES = ("sqlite", "redis")
-N_ADVERTISERS = 300
-N_PREDICTED = 20
-N_INTERESTS = 5
-MODEL_VERSION = "smollm2-135m-instruct-sft@3f9a1c2e"
-
-# ---------------------------------------------------------------------------------------------
-# Synthetic predictions
-# ---------------------------------------------------------------------------------------------
-
-_BRAND_A = [
-    "North",
-    "Blue",
-    "Urban",
-    "Golden",
-    "Silver",
-    "Green",
-    "Bright",
-    "Pacific",
-    "Summit",
-    "Maple",
-    "Harbor",
-    "Crescent",
-    "Evergreen",
-    "Prairie",
-    "Lumen",
-    "Atlas",
-    "Cedar",
-    "Nova",
-    "Willow",
-    "Iron",
-]
-_BRAND_B = [
-    "Outfitters",
-    "Home Goods",
-    "Beauty",
-    "Sports",
-    "Kitchen Supply",
-    "Pet Care",
-    "Electronics",
-    "Apparel",
-    "Books",
-    "Travel",
-    "Garden Center",
-    "Footwear",
-    "Toys & Games",
-    "Wellness",
-    "Coffee Co.",
-]
-_INTEREST_A = [
-    "trail",
-    "home",
-    "budget",
-    "organic",
-    "vintage",
-    "smart",
-    "outdoor",
-    "indoor",
-    "family",
-    "premium",
-    "DIY",
-    "sustainable",
-    "travel-size",
-    "wireless",
-    "handmade",
-]
-_INTEREST_B = [
-    "running shoes",
-    "espresso machines",
-    "skincare routines",
-    "camping gear",
-    "board games",
-    "kitchen gadgets",
-    "dog toys",
-    "fitness trackers",
-    "garden furniture",
-    "winter jackets",
-    "children's books",
-    "noise-cancelling headphones",
-    "yoga mats",
-    "road trips",
-    "home decor",
-]
-
-
-def advertiser_names(n: int, rng: np.random.Generator) -> list[str]:
-    """``n`` distinct advertiser names of 12-30 characters (e.g. 'Summit Garden Center')."""
-    names: list[str] = []
-    seen: set[str] = set()
-    while len(names) < n:
-        name = f"{rng.choice(_BRAND_A)} {rng.choice(_BRAND_B)}"
-        if name in seen:
-            name = f"{name} {len(names)}"
-        seen.add(name)
-        names.append(name)
-    return names
-
-
-def prediction_frame(user_ids: np.ndarray, day: date, seed: int) -> Any:
-    """A schema-valid ``llm_predictions`` frame (PREDICTION_SCHEMA) for ``user_ids`` on anchor date ``day``."""
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    n = len(user_ids)
-    pool = advertiser_names(N_ADVERTISERS, rng)
-    pool_ids = np.arange(1, N_ADVERTISERS + 1, dtype=np.int64) * 13 + 1000  # non-contiguous ids
-    picks = np.empty((n, N_PREDICTED), dtype=np.int64)
-    for lo in range(0, n, 5000):  # 20 distinct advertisers per user, in random (model) order
-        hi = min(n, lo + 5000)
-        picks[lo:hi] = np.argsort(rng.random((hi - lo, N_ADVERTISERS)), axis=1)[:, :N_PREDICTED]
-    interest_a = rng.integers(0, len(_INTEREST_A), size=(n, N_INTERESTS))
-    interest_b = np.argsort(rng.random((n, len(_INTEREST_B))), axis=1)[:, :N_INTERESTS]
-    n_unresolved = rng.poisson(0.3, size=n).astype(np.int64)
-    ids_col, names_col, raw_col, interests_col, output_col = [], [], [], [], []
-    for i in range(n):
-        names = [pool[j] for j in picks[i]]
-        interests = [
-            f"{_INTEREST_A[a]} {_INTEREST_B[b]}" for a, b in zip(interest_a[i], interest_b[i], strict=True)
-        ]
-        raw = [x.lower() if k % 4 == 3 else x for k, x in enumerate(names)]
-        raw += [f"Unknown Brand {k}" for k in range(n_unresolved[i])]
-        ids_col.append(pool_ids[picks[i]].tolist())
-        names_col.append(names)
-        raw_col.append(raw)
-        interests_col.append(interests)
-        output_col.append(
-            "Advertisers:\n"
-            + "\n".join(f"{k}. {x}" for k, x in enumerate(raw, 1))
-            + "\nInterests: "
-            + "; ".join(interests)
-        )
-    event_ts = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
-    return pd.DataFrame(
-        {
-            "user_id": user_ids.astype(np.int64),
-            "event_timestamp": pd.Series([event_ts] * n, dtype="datetime64[us, UTC]"),
-            "created_timestamp": pd.Series([datetime.now(UTC)] * n, dtype="datetime64[us, UTC]"),
-            "anchor_date": [day] * n,
-            "advertiser_ids": ids_col,
-            "advertiser_names": names_col,
-            "raw_names": raw_col,
-            "interests": interests_col,
-            "model_version": MODEL_VERSION,
-            "engine": "transformers",
-            "status": np.where(n_unresolved > 0, "partial", "ok"),
-            "n_unresolved": n_unresolved,
-            "raw_output": output_col,
-        }
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Processes and stores
-# ---------------------------------------------------------------------------------------------
-
-
-def feast_exe() -> str:
-    """The feast CLI of this interpreter's environment (else the one on PATH)."""
-    exe = Path(sys.executable).parent / "feast"
-    found = str(exe) if exe.exists() else shutil.which("feast")
-    if not found:
-        raise FileNotFoundError("the feast CLI is not installed in this environment")
-    return found
-
-
-def run_cli(args: list[str], timeout: float = 600.0) -> float:
-    """Run ``feast <args>`` to completion; returns its wall time (s). Raises with its output on failure."""
-    cmd = [feast_exe(), *args]
-    t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
-    seconds = time.perf_counter() - t0
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {res.returncode}:\n{(res.stdout + res.stderr)[-3000:]}")
-    return seconds
-
-
-def clear_online(cfg: Any) -> None:
-    """Empty the online store of ``cfg`` (SQLite: every table's rows; Redis: FLUSHDB)."""
-    if cfg.online == "sqlite":
-        with contextlib.closing(sqlite3.connect(Path(cfg.repo) / "data" / "online_store.db")) as con:
-            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-            for t in tables:
-                con.execute(f'DELETE FROM "{t}"')
-            con.commit()
-    else:
-        import redis
-
-        host, port = os.environ[cfg.redis_env].split(",")[0].rsplit(":", 1)
-        client = redis.Redis(host=host, port=int(port))
-        try:
-            client.flushdb()
-        finally:
-            client.close()
-
-
-@contextlib.contextmanager
-def feast_server(repo: Path, yaml_file: Path, timeout: float = 240.0) -> Iterator[str]:
-    """Run ``feast serve`` on a free loopback port until the block ends; yields its base URL.
-
-    The server runs in its own process group (gunicorn master + worker), which is terminated (then
-    killed) on exit; its output goes to a temporary file, shown when it fails to start.
-    """
-    import requests
-
-    from adprior.store import free_port
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [
-        feast_exe(),
-        "-c",
-        str(repo),
-        "-f",
-        str(yaml_file),
-        "serve",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--max-requests",
-        "0",
-    ]
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True
-        )
-        try:
-            t0 = time.perf_counter()
-            while True:
-                if proc.poll() is not None:
-                    out.seek(0)
-                    raise RuntimeError(
-                        f"feast serve exited {proc.returncode}:\n"
-                        f"{out.read().decode(errors='replace')[-3000:]}"
-                    )
-                with contextlib.suppress(requests.RequestException):
-                    if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                if time.perf_counter() - t0 > timeout:
-                    out.seek(0)
-                    raise RuntimeError(
-                        f"feast serve did not answer within {timeout:.0f} s:\n"
-                        f"{out.read().decode(errors='replace')[-3000:]}"
-                    )
-                time.sleep(0.25)
-            log.info("feast serve up on %s after %.1f s", url, time.perf_counter() - t0)
-            yield url
-        finally:
-            stop_group(proc)
-
-
-def stop_group(proc: subprocess.Popen[Any], timeout: float = 20.0) -> None:
-    """SIGTERM the process group led by ``proc`` (started with start_new_session), SIGKILL if it lingers."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # workers left behind by a master that exited first
-
-
-# ---------------------------------------------------------------------------------------------
-# Measuring
-# ---------------------------------------------------------------------------------------------
-
-
-def latency_stats(ms: list[float]) -> dict[str, float]:
-    a = np.asarray(ms, dtype=float)
-    return {
-        "p50_ms": round(float(np.percentile(a, 50)), 3),
-        "p90_ms": round(float(np.percentile(a, 90)), 3),
-        "p99_ms": round(float(np.percentile(a, 99)), 3),
-        "mean_ms": round(float(a.mean()), 3),
-        "max_ms": round(float(a.max()), 3),
-        "reads_per_s": round(1000.0 / float(a.mean()), 1),
-    }
-
-
-Reader = Callable[[int], dict[str, Any]]
-
-
-def time_reads(read: Reader, warm: list[int], users: list[int]) -> tuple[list[float], list[dict[str, Any]]]:
-    """Warm up on ``warm``, then time ``read(u)`` for each of ``users``; (ms per read, responses)."""
-    for u in warm:
-        read(u)
-    ms, got = [], []
-    for u in users:
-        t0 = time.perf_counter()
-        r = read(u)
-        ms.append((time.perf_counter() - t0) * 1000.0)
-        got.append(r)
-    return ms, got
-
-
-def sdk_reader(store: Any) -> Reader:
-    """One-user lookup through the SDK: features of SERVICE as {name: value}."""
-    service = store.get_feature_service(SERVICE)
-
-    def read(u: int) -> dict[str, Any]:
-        d = store.get_online_features(features=service, entity_rows=[{"user_id": u}]).to_dict()
-        return {k: v[0] for k, v in d.items()}
-
-    return read
-
-
-def http_reader(session: Any, url: str) -> Reader:
-    """One-user lookup through feast serve: features of SERVICE as {name: value}."""
-
-    def read(u: int) -> dict[str, Any]:
-        resp = session.post(
-            f"{url}/get-online-features",
-            json={"feature_service": SERVICE, "entities": {"user_id": [u]}},
-            timeout=30,
-        )
-        resp.raise_for_status()
-        body = resp.json()
-        names = body["metadata"]["feature_names"]
-        return {n: r["values"][0] for n, r in zip(names, body["results"], strict=True)}
-
-    return read
-
-
-def check(
-    label: str,
-    users: list[int],
-    got: list[dict[str, Any]],
-    truth: dict[int, dict[str, Any]],
-    fields: tuple[str, ...],
-) -> None:
-    """Raise when a looked-up value differs from what was written (lists compared element-wise)."""
-    bad = []
-    for u, g in zip(users, got, strict=True):
-        for f in fields:
-            have = g.get(f)
-            have = list(have) if isinstance(have, list | tuple | np.ndarray) else have
-            have = (
-                [x.item() if isinstance(x, np.generic) else x for x in have]
-                if isinstance(have, list)
-                else have
-            )
-            if have != truth[u][f]:
-                bad.append(f"user {u} {f}: wrote {truth[u][f]!r}, read {have!r}")
-    if bad:
-        raise RuntimeError(
-            f"{label}: {len(bad)} value(s) differ from what was written, e.g.\n" + "\n".join(bad[:5])
-        )
-    log.info("%s: %d users x %s match what was written", label, len(users), list(fields))
 
 
 def _chars(values: list[str]) -> int:
     return sum(len(v) for v in values)
-
-
-def redis_version() -> str | None:
-    exe = shutil.which("redis-server")
-    if not exe:
-        return None
-    out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10).stdout
-    return next((p.split("=", 1)[1] for p in out.split() if p.startswith("v=")), out.strip() or None)
 
 
 def _versions() -> dict[str, Any]:
@@ -458,100 +99,6 @@ def _versions() -> dict[str, Any]:
         with contextlib.suppress(ImportError, AttributeError):
             info[mod] = __import__(mod).__version__
     return info
-
-
-# ---------------------------------------------------------------------------------------------
-# Report
-# ---------------------------------------------------------------------------------------------
-
-MAT_COLUMNS = [
-    ("store", "online store"),
-    ("path", "path"),
-    ("rows", "rows"),
-    ("keys", "entity keys"),
-    ("seconds", "s"),
-    ("rows_per_s", "rows/s"),
-    ("wall_s", "wall s"),
-    ("overhead_s", "CLI overhead s"),
-]
-LOOKUP_COLUMNS = [
-    ("store", "online store"),
-    ("path", "path"),
-    ("reads", "reads"),
-    ("p50_ms", "p50 ms"),
-    ("p90_ms", "p90 ms"),
-    ("p99_ms", "p99 ms"),
-    ("mean_ms", "mean ms"),
-    ("max_ms", "max ms"),
-    ("reads_per_s", "reads/s"),
-]
-SETUP_COLUMNS = [
-    ("store", "online store"),
-    ("apply_s", "apply s"),
-    ("warmup_materialize_s", "warm-up materialize s"),
-    ("serve_startup_s", "feast serve start-up s"),
-]
-
-
-def markdown(report: dict) -> str:
-    h, p, m = report["header"], report["params"], report["header"]["machine"]
-    versions = ", ".join(
-        f"{k} {m[k]}"
-        for k in (
-            "feast",
-            "redis_server",
-            "redis_py",
-            "hiredis",
-            "pandas",
-            "pyarrow",
-            "gunicorn",
-            "uvicorn",
-            "requests",
-        )
-        if m.get(k)
-    )
-    lines = [
-        "# Feast store benchmark (materialize, online lookups)",
-        "",
-        *header_lines(h),
-        f"- versions: {versions}",
-        f"- data: {p['users']} users in one `llm_predictions` partition (dt={p['date']}), {N_PREDICTED} advertiser "
-        f"ids + names (pool of {N_ADVERTISERS}) and {N_INTERESTS} interests per user, parquet "
-        f"{report['data']['parquet_mib']} MiB (mean characters per user: "
-        + ", ".join(f"{k} {v}" for k, v in report["data"]["mean_chars_per_user"].items())
-        + f"); materialize window {p['start']} .. {p['end']} (UTC); reads: "
-        f"{p['reads']} timed after {p['warmup']} warm-up, seed {p['seed']}",
-        f"- `feast version` start-up (reference for the CLI overhead): {report.get('cli_startup_s', '–')} s",
-        "",
-        "## Materialize",
-        "",
-        "row = one (user, feature view) pair written to the online store: users x 2 views "
-        f"({', '.join(VIEWS)}, both from the `llm_predictions` table); entity keys = distinct users "
-        "(in Redis both views of a user share one hash key). SDK: `adprior.store.materialize(cfg, end, start)`, "
-        "s = Feast's `store.materialize` call, wall s = the whole function (registry load, Redis PING, row "
-        "count). CLI: `feast -c REPO -f <yaml> materialize START END -v ...` in a subprocess, s = wall "
-        "time including start-up; CLI overhead = CLI s - SDK s. Each run writes into an emptied online "
-        "store; the untimed warm-up materialized an empty window first.",
-        "",
-        *table_lines(MAT_COLUMNS, report["materialize"]),
-        "",
-        "## One-user online lookups",
-        "",
-        f"Sequential reads of the `{SERVICE}` service (advertiser_ids, advertiser_names, model_version, "
-        "status, n_unresolved, interests) for one random user each; latency per read from the client. "
-        "SDK = `get_online_features(...).to_dict()` on one FeatureStore in this process; serve = POST "
-        "`/get-online-features` to `feast serve` (1 gunicorn worker, no access log, max-requests off) "
-        "over one keep-alive `requests` session, incl. `.json()`. Every timed response was checked "
-        "against the written advertiser_ids. GET /health = the same server and session answering "
-        "without an online read (Feast's health check: a cached registry call): HTTP + FastAPI + gunicorn cost.",
-        "",
-        *table_lines(LOOKUP_COLUMNS, report["lookups"]),
-        "",
-        "## Set-up",
-        "",
-        *table_lines(SETUP_COLUMNS, report["setup"]),
-    ]
-    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -622,7 +169,7 @@ def bench_store(
     check(
         f"[{online}] SDK after SDK materialize",
         verify,
-        [sdk_reader(get_store(cfg))(u) for u in verify],
+        [sdk_reader(get_store(cfg), SERVICE)(u) for u in verify],
         truth,
         ("advertiser_ids", "advertiser_names", "interests", "model_version"),
     )
@@ -658,7 +205,7 @@ def bench_store(
     # Lookups through the SDK (the store as the CLI left it).
     fields = ("advertiser_ids",)
     store = get_store(cfg)
-    read = sdk_reader(store)
+    read = sdk_reader(store, SERVICE)
     check(
         f"[{online}] SDK after CLI materialize",
         verify,
@@ -676,7 +223,7 @@ def bench_store(
         t0 = time.perf_counter()
         with feast_server(repo, yaml_path(cfg)) as url, requests.Session() as session:
             setup["serve_startup_s"] = round(time.perf_counter() - t0, 2)
-            read = http_reader(session, url)
+            read = http_reader(session, url, SERVICE)
             check(
                 f"[{online}] feast serve",
                 verify,
@@ -800,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    write_report(report, markdown(report), args.json, args.md)
+    write_report(report, markdown(report, SERVICE, VIEWS), args.json, args.md)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Benchmark of SFT and GRPO training steps (llm_predictor/train/trainers.py) with the real SmolLM2-135M-Instruct.
+"""Benchmark of SFT and GRPO training steps (llm_predictor/train/sft.py, grpo.py) with the real SmolLM2-135M-Instruct.
 
 Variants (each a fresh ``train_sft`` / ``train_grpo`` call on the same rows):
 
@@ -13,7 +13,8 @@ seconds per step, examples (prompts) per second, tokens per second (SFT: prompt 
 batch; GRPO: completions generated), and the model load + data preparation time outside the steps.
 
 The rows are the labelled training rows of a compiled examples folder (``--examples``) or, without it, 16
-synthetic rows with a 60-name preset pool (the compile default size), so prompt lengths are realistic.
+synthetic rows with a 60-name preset pool (the compile default size; ``bench/synthetic_examples.py``), so
+prompt lengths are realistic.
 ``--quick`` shrinks everything (10-name pool, 64-token user budget, batch 2, 2 prompts x 2 generations x 16
 tokens) for a smoke run. Usage (from the repository root)::
 
@@ -26,11 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import random
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import header, header_lines, table_lines, write_report  # noqa: E402
+from bench.synthetic_examples import synthetic_examples  # noqa: E402
 
 log = logging.getLogger("bench.train")
 VARIANTS = ("sft-full", "sft-lora", "grpo")
@@ -61,143 +61,6 @@ def _versions() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------
-
-BRANDS = [
-    "Nike",
-    "Adidas",
-    "Sephora",
-    "Ulta Beauty",
-    "IKEA",
-    "Target",
-    "Walmart",
-    "Best Buy",
-    "Apple",
-    "Samsung",
-    "Home Depot",
-    "Lowe's",
-    "Wayfair",
-    "Etsy",
-    "Chewy",
-    "Petco",
-    "REI",
-    "Patagonia",
-    "The North Face",
-    "Lululemon",
-    "Gap",
-    "Old Navy",
-    "H&M",
-    "Zara",
-    "Uniqlo",
-    "Nordstrom",
-    "Macy's",
-    "Kohl's",
-    "Costco",
-    "Kroger",
-    "Whole Foods",
-    "Starbucks",
-    "Dunkin'",
-    "Nespresso",
-    "KitchenAid",
-    "Williams Sonoma",
-    "Crate & Barrel",
-    "Pottery Barn",
-    "West Elm",
-    "Bed Bath & Beyond",
-    "Dyson",
-    "Shark",
-    "iRobot",
-    "Bose",
-    "Sony",
-    "LG",
-    "Dell",
-    "HP",
-    "Lenovo",
-    "Microsoft",
-    "Nintendo",
-    "PlayStation",
-    "Xbox",
-    "GameStop",
-    "Lego",
-    "Hasbro",
-    "Mattel",
-    "Fabletics",
-    "Glossier",
-    "Fenty Beauty",
-]
-CATEGORIES = [
-    "Apparel > Shoes > Running",
-    "Beauty > Makeup > Lips",
-    "Home > Furniture > Sofas",
-    "Electronics > Audio",
-    "Pets > Dog Food",
-    "Outdoor > Camping > Tents",
-    "Kitchen > Coffee",
-    "Toys > Building Sets",
-]
-QUERIES = [
-    "trail running shoes",
-    "waterproof hiking boots",
-    "matte lipstick",
-    "sectional sofa small space",
-    "noise cancelling headphones",
-    "grain free dog food",
-    "2 person tent",
-    "espresso machine",
-    "lego star wars",
-    "yoga leggings high waist",
-    "robot vacuum pet hair",
-    "gaming laptop under 1000",
-]
-
-
-def _host(brand: str) -> str:
-    return "".join(c for c in brand.lower() if c.isalnum())
-
-
-def synthetic_examples(n: int = 16, seed: int = 0) -> tuple[Any, dict[str, list[str]]]:
-    """``n`` labelled train rows with the examples-table columns and a 60-name preset pool."""
-    import pandas as pd
-
-    rng = random.Random(seed)
-    x = date(2026, 6, 22)
-    pool = BRANDS[:60]
-    rows = []
-    for i in range(n):
-        active = rng.sample(BRANDS, rng.randint(0, 6))
-        label = rng.choice(active) if active and rng.random() < 0.4 else rng.choice(pool)
-        brands = rng.sample(BRANDS, 8)
-        rows.append(
-            {
-                "user_id": 1000 + i,
-                "anchor_date": x,
-                "split": "train",
-                "in_v0": rng.random() < 0.5,
-                "label_advertiser_id": BRANDS.index(label) + 1,
-                "label_advertiser_name": label,
-                "gender": rng.choice(["female", "male", "unknown"]),
-                "age": rng.randint(18, 70),
-                "user_state": rng.choice(["new", "casual", "core", "resurrected"]),
-                "country": "US",
-                "active_advertisers": active,
-                "attributed_conversions": [f"{b} {rng.choice(QUERIES)}" for b in rng.sample(brands, 5)],
-                "matched_conversions": [
-                    f"{b} order #{rng.randint(1000, 9999)}" for b in rng.sample(brands, 4)
-                ],
-                "onsite_searches": rng.sample(QUERIES, 6),
-                "offsite_searches": [f"best {q} 2026" for q in rng.sample(QUERIES, 5)],
-                "offsite_urls": [
-                    f"https://www.{_host(b)}.com/p/{rng.randint(10**5, 10**6)}" for b in rng.sample(brands, 5)
-                ],
-                "top_categories": rng.sample(CATEGORIES, 4),
-                "top_brands": brands[:6],
-            }
-        )
-    return pd.DataFrame(rows), {x.isoformat(): pool}
-
-
-# ---------------------------------------------------------------------------------------------
 # Runs
 # ---------------------------------------------------------------------------------------------
 
@@ -210,36 +73,37 @@ def _timed(step_seconds: list[float], warmup: int) -> list[float]:
 def run_variant(
     name: str, args: argparse.Namespace, df: Any, pools: dict[str, list[str]], work: Path
 ) -> dict:
-    from llm_predictor.train.trainers import GRPORunConfig, SFTRunConfig, train_grpo, train_sft
+    from llm_predictor.train.config import GRPORunConfig, SFTRunConfig, grpo_config, lora_config, sft_config
+    from llm_predictor.train.grpo import train_grpo
+    from llm_predictor.train.sft import train_sft
 
     steps = args.warmup + args.steps
-    common = {
-        "model": args.model,
-        "output_dir": work / name,
-        "max_steps": steps,
-        "budget_tokens": args.budget_tokens,
-        "seed": args.seed,
-        "save": False,
-        "logging_steps": 1,
-    }
+    trl_args = {"output_dir": work / name, "max_steps": steps, "seed": args.seed, "logging_steps": 1}
+    common = {"model": args.model, "budget_tokens": args.budget_tokens, "save": False}
     t0 = time.perf_counter()
     if name.startswith("sft"):
         cfg = SFTRunConfig(
+            sft=sft_config(
+                **trl_args,
+                per_device_train_batch_size=args.sft_batch,
+                max_length=args.max_length,
+                learning_rate=2e-4 if name == "sft-lora" else 2e-5,
+            ),
+            lora=lora_config() if name == "sft-lora" else None,
             **common,
-            per_device_train_batch_size=args.sft_batch,
-            max_length=args.max_length,
-            lora=name == "sft-lora",
-            learning_rate=2e-4 if name == "sft-lora" else 2e-5,
         )
         m = train_sft(cfg, examples_df=df, preset_pool=pools)
         per_step_examples = args.sft_batch
     else:
         cfg = GRPORunConfig(
-            **common,
-            batch_size=args.grpo_batch,
-            num_generations=args.num_generations,
-            max_completion_length=args.max_completion_length,
+            grpo=grpo_config(
+                batch_size=args.grpo_batch,
+                num_generations=args.num_generations,
+                max_completion_length=args.max_completion_length,
+                **trl_args,
+            ),
             max_prompt_length=args.max_length,
+            **common,
         )
         m = train_grpo(cfg, examples_df=df, preset_pool=pools)
         per_step_examples = args.grpo_batch
@@ -309,7 +173,7 @@ COLUMNS = [
 def markdown(report: dict) -> str:
     h, p = report["header"], report["params"]
     lines = [
-        "# Training step benchmark (llm_predictor/train/trainers.py)",
+        "# Training step benchmark (llm_predictor/train/sft.py, grpo.py)",
         "",
         *header_lines(h),
         f"- torch threads: {h['machine']['torch_threads']}; GPU: {h['machine']['cuda'] or 'none'}",
@@ -362,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         args.max_completion_length, args.budget_tokens = 16, 64
         args.rows = min(args.rows, 8)
 
-    from llm_predictor.train.trainers import load_run_examples, resolve_model
+    from llm_predictor.train.common import resolve_model
+    from llm_predictor.train.datasets import load_run_examples
 
     args.model = resolve_model(args.model)
     if args.examples:

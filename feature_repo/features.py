@@ -147,6 +147,8 @@ def llm_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
+    from world.schema import CATEGORY_SEPARATOR, category_levels
+
     stop = {"and", "the", "for", "with", "from", "other", "all", "more"}
 
     def is_null(v: object) -> bool:
@@ -165,14 +167,10 @@ def llm_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
 
     def path(text: object) -> tuple:
         # 'Apparel > Athletic' (advertisers) and 'Apparel / Athletic' (interests) -> ('apparel', 'athletic')
-        return (
-            ()
-            if is_null(text)
-            else tuple(" ".join(p.lower().split()) for p in re.split(r"[>/]", str(text)) if p.strip())
-        )
+        return () if is_null(text) else tuple(level.lower() for level in category_levels(str(text)))
 
     def matches(interest: object, cat_path: tuple, cat_words: set) -> bool:
-        if not is_null(interest) and re.search(r"[>/]", str(interest)):  # a taxonomy term
+        if not is_null(interest) and CATEGORY_SEPARATOR.search(str(interest)):  # a taxonomy term
             ip = path(interest)
             return bool(ip) and cat_path[: len(ip)] == ip
         return bool(words(interest) & cat_words)
@@ -195,10 +193,10 @@ def llm_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
                 if not is_null(x) and int(x) == c:
                     rank[i] = pos
                     break
-        cat_words = set()
-        for level in ("" if is_null(category.iloc[i]) else str(category.iloc[i])).split(">"):
-            cat_words |= words(level)
         cat_path = path(category.iloc[i])
+        cat_words = set()
+        for level in cat_path:
+            cat_words |= words(level)
         if cat_path and any(matches(t, cat_path, cat_words) for t in as_list(interests.iloc[i])):
             match[i] = 1
     return pd.DataFrame(
@@ -235,7 +233,6 @@ def llm_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
 )
 def behavior_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
     """History rank and category / brand overlap of the candidate with the user's behaviour."""
-    import re
 
     import numpy as np
     import pandas as pd
@@ -251,11 +248,11 @@ def behavior_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
     def as_list(v: object) -> list:
         return [] if is_null(v) else list(v)
 
+    from world.schema import category_levels
+
     def path(text: object) -> tuple:
         # 'Home > Decor' (advertisers) and 'Home / Decor' (compiled examples) -> ('home', 'decor')
-        if is_null(text):
-            return ()
-        return tuple(p.strip().lower() for p in re.split(r"[>/]", str(text)) if p.strip())
+        return () if is_null(text) else tuple(level.lower() for level in category_levels(str(text)))
 
     def col(name: str) -> pd.Series:
         return inputs[name] if name in inputs.columns else pd.Series([None] * len(inputs), dtype=object)

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 
 from adprior import store
+from adprior.store.historical import feature_refs
 from ranking.config import SERVICES, RankingConfig
 from ranking.labels import LABEL_COLUMNS, label_impressions
 
@@ -43,7 +44,7 @@ def first_prediction(cfg: RankingConfig) -> datetime | None:
 def service_features(cfg: RankingConfig, service: str) -> list[str]:
     """Output names of a feature service's features (short names, in service order)."""
     fs = store.get_store(cfg.store)
-    return [name for _, name in store._feature_refs(fs, service)]
+    return [name for _, name in feature_refs(fs, service)]
 
 
 def time_split(ts: pd.Series, valid_fraction: float, test_fraction: float) -> pd.Series:

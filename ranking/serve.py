@@ -18,6 +18,7 @@ import pandas as pd
 
 from adprior import store
 from adprior.store import StoreConfig
+from adprior.store.config import translate_outage
 from ranking.config import SERVICES
 from ranking.models import SavedModel
 from ranking.train import model_dir
@@ -45,7 +46,7 @@ def online_features(
         for a in advertiser_ids
     ]
     try:
-        with store._translate_outage(cfg, "online ranking features"):
+        with translate_outage(cfg, "online ranking features"):
             feats = fs.get_feature_service(service, allow_cache=True)  # default False re-reads the registry
             return fs.get_online_features(features=feats, entity_rows=rows).to_df()
     except store.StoreUnavailable:

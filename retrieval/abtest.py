@@ -11,6 +11,9 @@ shown each A/B day. Outcomes come from the world's ground truth (:mod:`retrieval
 common random numbers per (user, day, slot). Metrics per arm, with relative change, user-bootstrap
 95 % interval and permutation p-value (:mod:`retrieval.stats`): RoAS, conversions per user, CTR and
 distinct advertisers among a user's de-duplicated blended candidates; overall and for users with weak on-site signal.
+
+The serving stack of both arms is :class:`retrieval.serving.Serving`; the report of a run
+(``report.md``, ``ab.png``) is written by :func:`retrieval.ab_report.write_report`.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, replace
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import asdict
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +33,10 @@ import pyarrow.dataset as pads
 from rich.progress import track
 
 from adprior import store
-from retrieval import data as rdata
 from retrieval.blend import Candidate, advertiser_diversity, blend
 from retrieval.config import OBJECTIVES, RetrievalConfig
-from retrieval.generators import LLMGenerator, PopularityGenerator, TwoTowerGenerator, predicted_advertisers
-from retrieval.index import ItemIndex
-from retrieval.model import load
 from retrieval.outcomes import Truth, draw, window
+from retrieval.serving import Serving
 from retrieval.stats import Comparison, compare_groups, compare_paired
 
 log = logging.getLogger(__name__)
@@ -204,65 +204,6 @@ def _latest_prediction_day(cfg: RetrievalConfig) -> date:
     return pd.Timestamp(max(col.to_pylist())).tz_convert(UTC).date()
 
 
-class Serving:
-    """Everything the A/B test serves with: models, index, generators, online features, ranker."""
-
-    def __init__(self, cfg: RetrievalConfig, objective: str, now: datetime) -> None:
-        from ranking.serve import OnlineRanker
-
-        self.cfg, self.now = cfg, now
-        model = load(replace(cfg, objective=objective).folder())
-        self.items = model.items
-        item_ids, vecs = model.embed_items()
-        adv = dict(
-            zip(self.items["item_id"].astype(int), self.items["advertiser_id"].astype(int), strict=True)
-        )
-        index = ItemIndex(item_ids, np.array([adv[int(i)] for i in item_ids]), vecs, cfg.index)
-        self.two_tower = TwoTowerGenerator(index, adv)
-        self.llm = LLMGenerator(index, adv)
-        counts = rdata.interactions(cfg.data, "impression", now.date() - timedelta(days=28), now.date())
-        conv = rdata.interactions(cfg.data, "conversion", now.date() - timedelta(days=28), now.date())
-        pop = conv["item_id"].value_counts().astype(float) + 1e-3 * counts["item_id"].value_counts()
-        self.popularity = PopularityGenerator.from_counts(self.items, pop)
-        self.prices = dict(
-            zip(self.items["item_id"].astype(int), self.items["price"].astype(float), strict=True)
-        )
-        self.model = model
-        self.rankers = []
-        if cfg.ranking_models is not None:
-            for task in ("ctcvr", "vtcvr"):
-                self.rankers.append(
-                    OnlineRanker.load(cfg.ranking_models, task, cfg.ranking_library, "llm", cfg.store)
-                )
-
-    def candidates(self, users: list[int]) -> dict[int, dict[str, list[Candidate]]]:
-        """Each user's candidates from every generator at its quota (LLM: the largest swept quota)."""
-        frame = rdata.online_user_features(self.cfg.store, users)
-        vecs = self.model.embed_users(frame)
-        preds = predicted_advertisers(self.cfg.store, users)
-        q = self.cfg.quotas
-        llm_k = max([q.get("llm", 0), *self.cfg.sweep_llm_quotas])
-        out = {}
-        for u, v in zip(users, vecs, strict=True):
-            # ask each generator for more than its quota so that duplicates can be replaced in the blend
-            out[u] = {
-                "two_tower": self.two_tower.retrieve(v, 2 * q.get("two_tower", 0)),
-                "popularity": self.popularity.retrieve(2 * q.get("popularity", 0)),
-                "llm": self.llm.retrieve(v, preds.get(u, []), 2 * llm_k),
-            }
-        return out
-
-    def scores(self, user: int, advertisers: list[int]) -> dict[int, float]:
-        """Expected conversions per impression of each advertiser's ad (sum of the rankers' P)."""
-        distinct = list(dict.fromkeys(advertisers))
-        if not self.rankers or not distinct:
-            return {}
-        total = np.zeros(len(distinct))
-        for r in self.rankers:
-            total += r.score(user, distinct, now=self.now)
-        return dict(zip(distinct, total.tolist(), strict=True))
-
-
 def run_ab(
     cfg: RetrievalConfig,
     objectives: tuple[str, ...] = ("impression",),
@@ -399,102 +340,3 @@ def run_ab(
     out.mkdir(parents=True, exist_ok=True)
     (out / "ab.json").write_text(json.dumps(result, indent=2, default=str))
     return result
-
-
-def write_report(result: dict[str, Any], cfg: RetrievalConfig, command: str, out: Path) -> Path:
-    """``report.md`` (Table 6 analogue and sweeps) and ``ab.png`` for a :func:`run_ab` result."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from retrieval.config import config_to_dict
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    names = {
-        "roas": "RoAS",
-        "conversions_per_user": "conversions / user",
-        "ctr": "CTR",
-        "advertisers_per_user": "advertisers among the blended candidates / user",
-    }
-
-    def cell(c: dict[str, float]) -> str:
-        return f"{c['rel_change']:+.1%} [{c['ci_low']:+.1%}, {c['ci_high']:+.1%}], p={c['p_value']:.3f}"
-
-    lines = [
-        "# Simulated online A/B test of the LLM candidate generator (paper Table 6 analogue)",
-        "",
-        f"Command: `{command}`",
-        "",
-        "Config: `" + json.dumps(config_to_dict(cfg), default=str) + "`",
-        "",
-        f"A/B days {result['days'][0]} .. {result['days'][-1]}, {result['n_users']} users with a prediction; "
-        "relative change treatment vs control, user-bootstrap 95 % interval, permutation p-value.",
-        "",
-    ]
-    for r in result["runs"]:
-        lines += [
-            f"## objective `{r['objective']}`, LLM quota {r['llm_quota']}" + (" (A/A)" if r["aa"] else ""),
-            "",
-            f"Users: control {r['users']['control']}, treatment {r['users']['treatment']} "
-            f"(weak on-site signal: {r['users']['weak']}); LLM-sourced share of treatment impressions "
-            f"{r['llm_impression_share']:.1%}.",
-            "",
-            "Drawn outcomes (one Bernoulli draw per impression):",
-            "",
-            "| metric | control | treatment | all users: change | weak on-site users: change |",
-            "|---|---|---|---|---|",
-        ]
-        for key, wkey, title in (
-            ("overall", "weak", None),
-            (
-                "overall_expected",
-                "weak_expected",
-                "Expected outcomes (the draws' probabilities; no draw noise):",
-            ),
-            (
-                "paired_expected",
-                "paired_weak_expected",
-                "Counterfactual, paired: every user under both policies, expected outcomes "
-                "(no between-user noise; only a simulation can do this):",
-            ),
-        ):
-            if title:
-                lines += [
-                    "",
-                    title,
-                    "",
-                    "| metric | control | treatment | all users: change | weak on-site users: change |",
-                    "|---|---|---|---|---|",
-                ]
-            for m in METRICS:
-                c = r[key][m]
-                w = r[wkey][m] if r[wkey] else None
-                lines.append(
-                    f"| {names[m]} | {c['control']:.4g} | {c['treatment']:.4g} | {cell(c)} | "
-                    f"{cell(w) if w else 'n/a'} |"
-                )
-        lines.append("")
-    lines += ["![A/B sweeps](ab.png)", ""]
-    (out / "report.md").write_text("\n".join(lines))
-
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.5))
-    for ax, m in zip(axes, METRICS, strict=True):
-        for obj in dict.fromkeys(r["objective"] for r in result["runs"]):
-            rs = [r for r in result["runs"] if r["objective"] == obj]
-            x = [r["llm_quota"] for r in rs]
-            e = [r["paired_expected"][m] for r in rs]
-            y = [100 * c["rel_change"] for c in e]
-            lo = [100 * (c["rel_change"] - c["ci_low"]) for c in e]
-            hi = [100 * (c["ci_high"] - c["rel_change"]) for c in e]
-            ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=3, label=obj)
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_title(f"{names[m]} (paired, expected)", fontsize=9)
-        ax.set_xlabel("LLM generator quota")
-        ax.set_ylabel("change vs control, %")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "ab.png", dpi=110)
-    plt.close(fig)
-    return out / "report.md"

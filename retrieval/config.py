@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from adprior.store import StoreConfig
-from retrieval.index import IndexConfig
+from retrieval.index_config import IndexConfig
 
 log = logging.getLogger(__name__)
 

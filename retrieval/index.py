@@ -30,114 +30,34 @@ an empty (or wholly unknown) advertiser set gives an all-padding row without cal
 
 ``faiss.omp_set_num_threads`` is process-wide: with ``IndexConfig.threads > 0`` it is set before
 every build and search of this index (also affecting other faiss users in the process).
+
+The faiss indexes are built (and their memory counted) by :mod:`retrieval.faiss_build`, the range
+arithmetic of both filter strategies (selectors, partition search, the guard) lives in
+:mod:`retrieval.filters`, the settings in :mod:`retrieval.index_config` and the checks of the
+arguments in :mod:`retrieval.index_checks`; this module holds the index itself.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
+from retrieval.faiss_build import build_flat, build_main, build_partitions, faiss_bytes
+from retrieval.filters import allowed_ranges, guard, make_selector, search_partitions
+from retrieval.index_checks import IdArray, Vectors, advertiser_sets, check_k, float_matrix, int_array
+from retrieval.index_config import IndexConfig
+
 log = logging.getLogger(__name__)
 
-KINDS = ("flat", "ivf", "hnsw")
-FILTERS = ("selector", "partition")
-SELECTORS = ("bitmap", "batch")
-METRICS = ("ip", "cosine")
 FORMAT_VERSION = 1
-
-Vectors = np.ndarray | Sequence[Sequence[float]]
-IdArray = np.ndarray | Sequence[int]
-
-
-@dataclass
-class IndexConfig:
-    """How an :class:`ItemIndex` is built and searched."""
-
-    kind: str = (
-        "flat"  # main index: 'flat' (exact IndexFlatIP) | 'ivf' (IndexIVFFlat) | 'hnsw' (IndexHNSWFlat)
-    )
-    metric: str = (
-        "ip"  # 'ip' = inner product of the vectors as given | 'cosine' = L2-normalised copies, then IP
-    )
-    nlist: int = 0  # IVF inverted lists; 0 = auto: round(sqrt(n)), at most n // 39 (>= 39 train points/list)
-    nprobe: int = 32  # IVF lists scanned per query (default; search calls may override it)
-    hnsw_m: int = 32  # HNSW neighbours per node (M); level 0 keeps 2*M links
-    ef_search: int = 128  # HNSW search beam (default; search calls may override it; faiss uses max(ef, k))
-    ef_construction: int = 80  # HNSW build beam: larger = better graph, slower build
-    filter: str = "selector"  # restricted search: 'selector' (IDSelector on the main index) | 'partition'
-    selector: str = (
-        "bitmap"  # 'selector' filter only: 'bitmap' (IDSelectorBitmap) | 'batch' (IDSelectorBatch)
-    )
-    threads: int = 0  # faiss OpenMP threads set before build/search (process-wide); 0 = leave faiss's setting
-    seed: int = 0  # IVF k-means seed (training sample + init) and HNSW level generator seed
-
-    def __post_init__(self) -> None:
-        for name, allowed in (
-            ("kind", KINDS),
-            ("metric", METRICS),
-            ("filter", FILTERS),
-            ("selector", SELECTORS),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"IndexConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("nprobe", "hnsw_m", "ef_search", "ef_construction"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"IndexConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("nlist", "threads"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"IndexConfig.{name} must be >= 0, got {getattr(self, name)}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Input checks
-# ---------------------------------------------------------------------------------------------
-
-
-def _int_array(x: Any, name: str) -> np.ndarray:
-    """``x`` as a 1-D int64 array; ValueError naming ``name`` otherwise."""
-    a = np.asarray(x)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
-    if a.size and not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
-    return a.astype(np.int64, copy=False)
-
-
-def _float_matrix(x: Any, name: str, d: int | None = None) -> np.ndarray:
-    """``x`` as a C-contiguous finite float32 [rows, d] array; ValueError naming ``name`` otherwise."""
-    a = np.asarray(x)
-    if a.dtype == object or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [rows, dim], got shape {a.shape}")
-    if a.shape[1] < 1:
-        raise ValueError(f"{name} has dimension 0")
-    if d is not None and a.shape[1] != d:
-        raise ValueError(f"{name} has dimension {a.shape[1]}, the index has {d}")
-    with np.errstate(over="ignore", invalid="ignore"):  # too large for float32 -> inf, reported below
-        a = np.ascontiguousarray(a, dtype=np.float32)
-    if not np.isfinite(a).all():
-        bad = int(np.flatnonzero(~np.isfinite(a).all(axis=1))[0])
-        raise ValueError(
-            f"{name} holds non-finite values (NaN/inf, or too large for float32), e.g. row {bad}"
-        )
-    return a
-
-
-def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return int(k)
-
 
 # ---------------------------------------------------------------------------------------------
 # The index
@@ -170,13 +90,13 @@ class ItemIndex:
         self, item_ids: IdArray, advertiser_ids: IdArray, vectors: Vectors, config: IndexConfig | None = None
     ) -> None:
         cfg = config or IndexConfig()
-        items = _int_array(item_ids, "item_ids")
-        advs = _int_array(advertiser_ids, "advertiser_ids")
+        items = int_array(item_ids, "item_ids")
+        advs = int_array(advertiser_ids, "advertiser_ids")
         if items.size == 0:
             raise ValueError("item_ids is empty: an index needs at least one item")
         if advs.shape != items.shape:
             raise ValueError(f"advertiser_ids has length {advs.size} but item_ids has length {items.size}")
-        vecs = _float_matrix(vectors, "vectors")
+        vecs = float_matrix(vectors, "vectors")
         if vecs.shape[0] != items.size:
             raise ValueError(f"vectors has {vecs.shape[0]} rows but item_ids has length {items.size}")
         if (items < 0).any():
@@ -192,7 +112,7 @@ class ItemIndex:
         self._setup(cfg, items[order], advs[order], vecs)
         self._set_threads()
         t0 = time.perf_counter()
-        self._index = self._build_main()
+        self._index = build_main(self._vectors, cfg)
         self.build_seconds["main"] = round(time.perf_counter() - t0, 4)
         self._build_partitions()
 
@@ -214,37 +134,11 @@ class ItemIndex:
         self.build_seconds = {}
         self.dropped = 0
 
-    def _nlist(self) -> int:
-        n = self.size
-        return self.config.nlist or max(1, min(round(math.sqrt(n)), n // 39))
-
-    def _build_main(self) -> faiss.Index:
-        cfg, d = self.config, self.dim
-        if cfg.kind == "flat":
-            index = faiss.IndexFlatIP(d)
-        elif cfg.kind == "ivf":
-            quantizer = faiss.IndexFlatIP(d)
-            index = faiss.IndexIVFFlat(quantizer, d, self._nlist(), faiss.METRIC_INNER_PRODUCT)
-            index.cp.seed = cfg.seed
-            index.train(self._vectors)
-            index.nprobe = cfg.nprobe
-        else:
-            index = faiss.IndexHNSWFlat(d, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.rng = faiss.RandomGenerator(cfg.seed)
-            index.hnsw.efConstruction = cfg.ef_construction
-            index.hnsw.efSearch = cfg.ef_search
-        index.add(self._vectors)  # faiss ids = positions 0..n-1
-        return index
-
     def _build_partitions(self) -> None:
         if self.config.filter != "partition":
             return
         t0 = time.perf_counter()
-        self._parts = []
-        for s, e in zip(self._adv_start.tolist(), self._adv_end.tolist(), strict=True):
-            part = faiss.IndexFlatIP(self.dim)
-            part.add(self._vectors[s:e])  # partition id j = position s + j
-            self._parts.append(part)
+        self._parts = build_partitions(self._vectors, self._adv_start, self._adv_end)
         self.build_seconds["partitions"] = round(time.perf_counter() - t0, 4)
 
     def _exact_index(self) -> faiss.Index:
@@ -253,9 +147,7 @@ class ItemIndex:
             return self._index
         if self._flat is None:
             t0 = time.perf_counter()
-            flat = faiss.IndexFlatIP(self.dim)
-            flat.add(self._vectors)
-            self._flat = flat
+            self._flat = build_flat(self._vectors)
             self.build_seconds["exact_flat"] = round(time.perf_counter() - t0, 4)
         return self._flat
 
@@ -274,6 +166,11 @@ class ItemIndex:
     def dim(self) -> int:
         """Vector dimension."""
         return int(self._vectors.shape[1])
+
+    @property
+    def nlist(self) -> int | None:
+        """Inverted lists of the main index (kind 'ivf'), None for the other kinds."""
+        return int(self._index.nlist) if self.config.kind == "ivf" else None
 
     @property
     def advertisers(self) -> np.ndarray:
@@ -307,14 +204,14 @@ class ItemIndex:
         )
         return {
             "arrays": int(arrays),
-            "main": _faiss_bytes(self._index),
-            "partitions": sum(_faiss_bytes(p) for p in self._parts),
-            "exact_flat": 0 if self._flat is None else _faiss_bytes(self._flat),
+            "main": faiss_bytes(self._index),
+            "partitions": sum(faiss_bytes(p) for p in self._parts),
+            "exact_flat": 0 if self._flat is None else faiss_bytes(self._flat),
         }
 
     def n_allowed(self, advertiser_ids: IdArray) -> int:
         """How many items the given advertisers own (unknown ids count 0, duplicates once)."""
-        starts, ends, _ = self._ranges(_int_array(advertiser_ids, "advertiser_ids"))
+        starts, ends, _ = self._ranges(int_array(advertiser_ids, "advertiser_ids"))
         return int((ends - starts).sum())
 
     # --- search -------------------------------------------------------------------------------
@@ -323,7 +220,7 @@ class ItemIndex:
         """Queries as float32 [q, d] (normalised for 'cosine') and whether one 1-D query was given."""
         a = np.asarray(queries)
         single = a.ndim == 1
-        q = _float_matrix(a[None, :] if single else a, "queries", self.dim)
+        q = float_matrix(a[None, :] if single else a, "queries", self.dim)
         if self.config.metric == "cosine":
             q = q.copy()
             faiss.normalize_L2(q)
@@ -372,7 +269,7 @@ class ItemIndex:
         Returns:
             (scores float32 [q, k], item_ids int64 [q, k]), best first; [k] each for a 1-D query.
         """
-        k = _check_k(k)
+        k = check_k(k)
         q, single = self._queries(queries)
         self._set_threads()
         index = self._exact_index() if exact else self._index
@@ -383,22 +280,7 @@ class ItemIndex:
 
     def _ranges(self, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Position ranges (starts, ends, advertiser rows) of the known advertisers in ``allowed``."""
-        a = np.unique(allowed)  # sorted, distinct -> ranges come out sorted and disjoint
-        j = np.searchsorted(self._adv_keys, a)
-        known = j < self._adv_keys.size
-        known[known] = self._adv_keys[j[known]] == a[known]
-        j = j[known]
-        return self._adv_start[j], self._adv_end[j], j
-
-    def _selector(self, starts: np.ndarray, ends: np.ndarray) -> faiss.IDSelector:
-        """An IDSelector for the positions in [starts[i], ends[i])."""
-        if self.config.selector == "batch":
-            return faiss.IDSelectorBatch(
-                np.concatenate(
-                    [self._positions[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
-                )
-            )
-        return faiss.IDSelectorBitmap(ranges_bitmap(starts, ends, self.size))
+        return allowed_ranges(self._adv_keys, self._adv_start, self._adv_end, allowed)
 
     def _search_selected(
         self,
@@ -411,40 +293,18 @@ class ItemIndex:
         nprobe: int | None,
         ef_search: int | None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        params = self._params(self._selector(starts, ends), nprobe, ef_search, kind)
-        scores, pos = index.search(q, k, params=params)
+        sel = make_selector(self.config.selector, self._positions, starts, ends)
+        scores, pos = index.search(q, k, params=self._params(sel, nprobe, ef_search, kind))
         return scores[0], pos[0]
-
-    def _search_partitions(self, q: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k over the given advertisers' partitions, merged."""
-        all_scores, all_pos = [], []
-        for j in rows.tolist():
-            part = self._parts[j]
-            scores, pos = part.search(q, min(k, part.ntotal))
-            all_scores.append(scores[0])
-            all_pos.append(pos[0] + self._adv_start[j])
-        scores, pos = np.concatenate(all_scores), np.concatenate(all_pos)
-        if scores.size > k:
-            top = np.argpartition(-scores, k - 1)[:k]
-            scores, pos = scores[top], pos[top]
-        order = np.argsort(-scores, kind="stable")
-        return scores[order], pos[order]
 
     def _guard(
         self, scores: np.ndarray, pos: np.ndarray, starts: np.ndarray, ends: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Keep only results inside the allowed ranges (order kept), padded to k with (-inf, -1)."""
-        found = pos >= 0
-        r = np.searchsorted(starts, pos, side="right") - 1
-        inside = found & (r >= 0) & (pos < ends[np.clip(r, 0, None)])
-        if (found & ~inside).any():
-            bad = int((found & ~inside).sum())
+        out_s, out_p, bad = guard(scores, pos, starts, ends, k)
+        if bad:
             self.dropped += bad
             log.error("faiss returned %d item(s) outside the allowed advertisers; dropped", bad)
-        out_s = np.full(k, -np.inf, dtype=np.float32)
-        out_p = np.full(k, -1, dtype=np.int64)
-        m = int(inside.sum())
-        out_s[:m], out_p[:m] = scores[inside], pos[inside]
         return out_s, out_p
 
     def search_advertisers(
@@ -475,22 +335,9 @@ class ItemIndex:
             approximate index (IVF within ``nprobe`` lists, HNSW within its ``efSearch`` beam) finds
             fewer than k allowed items. Never an item of another advertiser.
         """
-        k = _check_k(k)
+        k = check_k(k)
         q, single = self._queries(queries)
-        if single:
-            sets = [_int_array(advertiser_ids, "advertiser_ids")]
-        else:
-            if isinstance(advertiser_ids, np.ndarray) and advertiser_ids.ndim != 2:
-                raise ValueError(
-                    f"advertiser_ids must hold one id sequence per query, got shape {advertiser_ids.shape}"
-                )
-            if isinstance(advertiser_ids, str | bytes) or not isinstance(
-                advertiser_ids, Sequence | np.ndarray
-            ):
-                raise ValueError("advertiser_ids must be a sequence with one id sequence per query")
-            if len(advertiser_ids) != q.shape[0]:
-                raise ValueError(f"advertiser_ids has {len(advertiser_ids)} entries for {q.shape[0]} queries")
-            sets = [_int_array(a, f"advertiser_ids[{i}]") for i, a in enumerate(advertiser_ids)]
+        sets = advertiser_sets(advertiser_ids, None if single else q.shape[0])
         self._set_threads()
         out_s = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
         out_p = np.full((q.shape[0], k), -1, dtype=np.int64)
@@ -502,7 +349,7 @@ class ItemIndex:
             if exact:
                 s, p = self._search_selected(self._exact_index(), "flat", qi, k, starts, ends, None, None)
             elif self.config.filter == "partition":
-                s, p = self._search_partitions(qi, k, rows)
+                s, p = search_partitions(self._parts, self._adv_start, qi, k, rows)
             else:
                 s, p = self._search_selected(
                     self._index, self.config.kind, qi, k, starts, ends, nprobe, ef_search
@@ -550,36 +397,3 @@ class ItemIndex:
         self._index = index
         self._build_partitions()
         return self
-
-
-def _faiss_bytes(index: faiss.Index) -> int:
-    """Bytes of a flat / IVF-flat / HNSW-flat index's codes, ids, centroids and graph (else its serialized size)."""
-    if isinstance(index, faiss.IndexFlat):
-        return int(index.ntotal * index.code_size)
-    if isinstance(index, faiss.IndexIVFFlat):
-        return int(index.ntotal * (index.code_size + 8) + _faiss_bytes(faiss.downcast_index(index.quantizer)))
-    if isinstance(index, faiss.IndexHNSW):
-        h = index.hnsw
-        graph = h.neighbors.size() * 4 + h.levels.size() * 4 + h.offsets.size() * 8
-        return int(graph + _faiss_bytes(faiss.downcast_index(index.storage)))
-    return int(faiss.serialize_index(index).nbytes)
-
-
-def ranges_bitmap(starts: np.ndarray, ends: np.ndarray, n: int) -> np.ndarray:
-    """An IDSelectorBitmap bitmap (uint8 [ceil(n / 8)], bit i % 8 of byte i // 8) of the positions in
-    the half-open ranges [starts[i], ends[i]); cost O(n / 8 + number of ranges)."""
-    bm = np.zeros((n + 7) // 8, dtype=np.uint8)
-    for s, e in zip(np.asarray(starts).tolist(), np.asarray(ends).tolist(), strict=True):
-        if e <= s:
-            continue
-        last = e - 1
-        sb, eb = s >> 3, last >> 3
-        lo = (0xFF << (s & 7)) & 0xFF
-        hi = 0xFF >> (7 - (last & 7))
-        if sb == eb:
-            bm[sb] |= lo & hi
-        else:
-            bm[sb] |= lo
-            bm[eb] |= hi
-            bm[sb + 1 : eb] = 0xFF
-    return bm

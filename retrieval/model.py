@@ -1,4 +1,4 @@
-"""The two-tower retrieval model (paper 3.6.1): towers, sampled-softmax loss, training, loading.
+"""The two-tower retrieval model (paper 3.6.1): towers, sampled-softmax loss, embedding, loading.
 
 - :class:`TwoTower`: a user tower (profile embeddings, mean bags of the user's active advertisers,
   top-category tokens and top brands, a few counts -> MLP) and an item tower (item id, advertiser id,
@@ -11,21 +11,17 @@
   uniformly from the catalogue (mixed negative sampling, Yang et al. 2020); optional logQ correction
   (Yi et al. 2019) by each item's expected count among the batch's candidates; an in-batch or mixed
   candidate equal to a row's own positive item is masked out (never a negative of that row).
-- :func:`train`: items, positives of the objective, point-in-time user features (Feast),
-  vocabularies; AdamW over weighted sampled softmax; a time hold-out with recall@k over the whole
-  catalogue; the model folder ``<out>/<objective>/`` (``model.pt``, ``config.json``,
-  ``vocab.json``, ``items.parquet``, ``metrics.json``).
+- :func:`tensors`, :func:`embed_items`, :func:`embed_users`: encoded arrays as tensors, and a model's
+  unit vectors of them (in chunks, without gradients).
 - :func:`load` -> :class:`TrainedTwoTower` with ``embed_items`` and ``embed_users`` (the same code
-  path for historical and online user features).
+  path for historical and online user features), from the model folder ``<out>/<objective>/``
+  (``model.pt``, ``config.json``, ``vocab.json``, ``items.parquet``, ``metrics.json``) that
+  :func:`retrieval.train.train` writes.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import logging
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,21 +30,10 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from retrieval.config import RetrievalConfig, config_from_dict, config_to_dict
-from retrieval.data import (
-    Vocabs,
-    encode_items,
-    encode_users,
-    first_behavior_snapshot,
-    interactions,
-    item_features,
-    user_features,
-)
-
-log = logging.getLogger(__name__)
+from retrieval.config import RetrievalConfig, config_from_dict
+from retrieval.vocab import Vocabs, encode_items, encode_users
 
 N_DENSE = 3  # dense user inputs of encode_users: log1p(n_attributed), log1p(n_matched), has snapshot
 MODEL_FILE, CONFIG_FILE, VOCAB_FILE, ITEMS_FILE, METRICS_FILE = (
@@ -91,7 +76,7 @@ class TwoTower(nn.Module):
         """Build the towers.
 
         Args:
-            sizes: embedding table sizes (:meth:`retrieval.data.Vocabs.sizes`: item, advertiser,
+            sizes: embedding table sizes (:meth:`retrieval.vocab.Vocabs.sizes`: item, advertiser,
                 category, brand, gender, user_state, country, age, price).
             feature_dim: dimension of every input embedding.
             embedding_dim: output dimension of both towers.
@@ -126,7 +111,7 @@ class TwoTower(nn.Module):
         self.item_mlp = _mlp(5 * d, hidden, embedding_dim)
 
     def user_vectors(self, u: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Unit user vectors [n, embedding_dim] from :func:`retrieval.data.encode_users` tensors."""
+        """Unit user vectors [n, embedding_dim] from :func:`retrieval.vocab.encode_users` tensors."""
         x = torch.cat(
             [
                 self.gender(u["gender"]),
@@ -143,7 +128,7 @@ class TwoTower(nn.Module):
         return F.normalize(self.user_mlp(x), dim=1)
 
     def item_vectors(self, it: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Unit item vectors [n, embedding_dim] from :func:`retrieval.data.encode_items` tensors."""
+        """Unit item vectors [n, embedding_dim] from :func:`retrieval.vocab.encode_items` tensors."""
         x = torch.cat(
             [
                 self.item(it["item"]),
@@ -157,7 +142,7 @@ class TwoTower(nn.Module):
         return F.normalize(self.item_mlp(x), dim=1)
 
 
-def _tensors(arrays: dict[str, np.ndarray], rows: Any = None) -> dict[str, torch.Tensor]:
+def tensors(arrays: dict[str, np.ndarray], rows: Any = None) -> dict[str, torch.Tensor]:
     """Numpy arrays (optionally a row selection) as torch tensors."""
     return {
         k: torch.from_numpy(np.ascontiguousarray(v if rows is None else v[rows])) for k, v in arrays.items()
@@ -231,106 +216,11 @@ def item_log_q(counts: np.ndarray, batch_size: int, mixed_negatives: int) -> np.
     return np.log(batch_size * p + mixed_negatives / max(len(counts), 1)).astype(np.float32)
 
 
-# ----------------------------------------------------------------------------------------- evaluation
+# ------------------------------------------------------------------------------------------ embedding
 
 
-def recall_at_k(
-    user_vecs: torch.Tensor,
-    item_vecs: torch.Tensor,
-    pos_rows: torch.Tensor,
-    ks: tuple[int, ...],
-    chunk: int = 2048,
-) -> dict[str, float]:
-    """Share of rows whose positive catalogue row ranks in the top k of all items by dot product.
-
-    The rank is the number of items scoring strictly higher than the positive (exact, in torch).
-    """
-    if len(pos_rows) == 0:
-        return {str(k): float("nan") for k in ks}
-    ranks = []
-    for s in range(0, len(pos_rows), chunk):
-        scores = user_vecs[s : s + chunk] @ item_vecs.T
-        pos = scores.gather(1, pos_rows[s : s + chunk].unsqueeze(1))
-        ranks.append((scores > pos).sum(1))
-    r = torch.cat(ranks)
-    return {str(k): float((r < k).float().mean()) for k in ks}
-
-
-def popularity_recall(
-    counts: np.ndarray, pos_rows: np.ndarray, ks: tuple[int, ...], seed: int
-) -> dict[str, float]:
-    """Recall@k of ranking every user's catalogue by training popularity (ties broken at random)."""
-    jitter = np.random.default_rng(seed).uniform(0.0, 0.5, size=len(counts))
-    score = torch.from_numpy(counts.astype(np.float64) + jitter).unsqueeze(1)
-    ones = torch.ones(len(pos_rows), 1, dtype=torch.float64)
-    return recall_at_k(ones, score, torch.from_numpy(pos_rows), ks)
-
-
-# ------------------------------------------------------------------------------------------- training
-
-
-def _time_split(ts: pd.Series, valid_fraction: float) -> np.ndarray:
-    """True for the latest ``valid_fraction`` of rows by time (a boundary time goes to validation)."""
-    ns = ts.astype("int64").to_numpy()
-    return ns >= np.quantile(ns, 1 - valid_fraction)
-
-
-def _epoch_loss(
-    model: TwoTower,
-    users: dict[str, np.ndarray],
-    items: dict[str, torch.Tensor],
-    pos_rows: np.ndarray,
-    weight: np.ndarray,
-    cfg: RetrievalConfig,
-    log_q: torch.Tensor | None,
-    gen: torch.Generator,
-) -> float:
-    """Mean weighted loss over fixed batches without gradients (the validation loss)."""
-    total, wsum = 0.0, 0.0
-    n_items = len(items["item"])
-    with torch.no_grad():
-        for s in range(0, len(pos_rows), cfg.batch_size):
-            rows = np.arange(s, min(s + cfg.batch_size, len(pos_rows)))
-            loss, w = _batch_loss(model, users, items, pos_rows, weight, rows, cfg, log_q, gen, n_items)
-            total += float(loss) * w
-            wsum += w
-    return total / max(wsum, 1e-12)
-
-
-def _batch_loss(
-    model: TwoTower,
-    users: dict[str, np.ndarray],
-    items: dict[str, torch.Tensor],
-    pos_rows: np.ndarray,
-    weight: np.ndarray,
-    rows: np.ndarray,
-    cfg: RetrievalConfig,
-    log_q: torch.Tensor | None,
-    gen: torch.Generator,
-    n_items: int,
-) -> tuple[torch.Tensor, float]:
-    """Loss of one batch of training rows, and the batch's weight sum."""
-    u = model.user_vectors(_tensors(users, rows))
-    pos = torch.from_numpy(pos_rows[rows])
-    neg = torch.randint(n_items, (cfg.mixed_negatives,), generator=gen)
-    cand = torch.cat([pos, neg])
-    v = model.item_vectors({k: t[cand] for k, t in items.items()})
-    lq = None if log_q is None else log_q[cand]
-    logits = retrieval_logits(
-        u,
-        v[: len(rows)],
-        pos,
-        v[len(rows) :],
-        neg,
-        cfg.temperature,
-        None if lq is None else lq[: len(rows)],
-        None if lq is None else lq[len(rows) :],
-    )
-    w = torch.from_numpy(weight[rows])
-    return sampled_softmax_loss(logits, w), float(w.sum())
-
-
-def _embed_items(model: TwoTower, items: dict[str, torch.Tensor], chunk: int = 4096) -> torch.Tensor:
+def embed_items(model: TwoTower, items: dict[str, torch.Tensor], chunk: int = 4096) -> torch.Tensor:
+    """Unit item vectors [n, d] of :func:`retrieval.vocab.encode_items` tensors, ``chunk`` rows at a time."""
     n = len(items["item"])
     with torch.no_grad():
         return (
@@ -345,217 +235,15 @@ def _embed_items(model: TwoTower, items: dict[str, torch.Tensor], chunk: int = 4
         )
 
 
-def _embed_users(model: TwoTower, users: dict[str, np.ndarray], chunk: int = 4096) -> torch.Tensor:
+def embed_users(model: TwoTower, users: dict[str, np.ndarray], chunk: int = 4096) -> torch.Tensor:
+    """Unit user vectors [n, d] of :func:`retrieval.vocab.encode_users` arrays, ``chunk`` rows at a time."""
     n = len(users["gender"])
     with torch.no_grad():
         return (
-            torch.cat([model.user_vectors(_tensors(users, slice(s, s + chunk))) for s in range(0, n, chunk)])
+            torch.cat([model.user_vectors(tensors(users, slice(s, s + chunk))) for s in range(0, n, chunk)])
             if n
             else torch.zeros(0, model.embedding_dim)
         )
-
-
-def train(cfg: RetrievalConfig) -> dict[str, Any]:
-    """Train the two-tower model of ``cfg.objective`` and write its folder ``<out>/<objective>/``.
-
-    Positives come from the raw events (:func:`retrieval.data.interactions`) in [start, end); each
-    row's user features are Feast's point-in-time values at the interaction's time
-    (:func:`retrieval.data.user_features`); vocabularies come from the catalogue and the training
-    rows. The latest ``valid_fraction`` of rows by time are held out: their loss is reported per
-    epoch and their recall@k of the positive item among all catalogue items at the end, next to an
-    untrained model (same initialisation) and a popularity ranking.
-
-    Args:
-        cfg: data, store, objective, window, architecture and optimisation settings (see
-            :class:`retrieval.config.RetrievalConfig`); ``cfg.start`` None means the first
-            ``user_behavior`` snapshot's event time.
-
-    Returns:
-        The metrics (also ``<out>/<objective>/metrics.json``): ``objective``, ``rows`` (train / valid
-        / dropped_unknown_items), ``users``, ``items``, ``window``, ``loss`` (per-epoch ``train`` and
-        ``valid``), ``recall`` ({k: recall@k}), ``baselines`` (``untrained``, ``popularity``,
-        ``random`` recall@k), ``seconds``, ``folder``.
-
-    Raises:
-        ValueError: bad settings, no behaviour snapshot to start from, or too few interactions.
-    """
-    cfg.validate()
-    t0 = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
-        return _train(cfg, t0)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _train(cfg: RetrievalConfig, t0: float) -> dict[str, Any]:
-    items = item_features(cfg.data)
-    start: Any = cfg.start
-    if start is None:
-        start = first_behavior_snapshot(cfg.store)
-        if start is None:
-            raise ValueError(
-                f"no user_behavior snapshot in the store {cfg.store.repo}: write daily features "
-                "first, or set start"
-            )
-    inter = interactions(
-        cfg.data,
-        cfg.objective,
-        start,
-        cfg.end,
-        dwell_cap_s=cfg.dwell_cap_s,
-        dwell_min_weight=cfg.dwell_min_weight,
-    )
-    row_of = pd.Series(np.arange(len(items)), index=items["item_id"].to_numpy())
-    known = inter["item_id"].isin(row_of.index).to_numpy()
-    dropped = int((~known).sum())
-    if dropped:
-        log.warning(
-            "%d %s interactions name items missing from the catalogue; dropped", dropped, cfg.objective
-        )
-    inter = inter[known].reset_index(drop=True)
-    if len(inter) < 10:
-        raise ValueError(
-            f"objective {cfg.objective!r}: only {len(inter)} interactions in "
-            f"[{start}, {cfg.end}) under {cfg.data}; widen the window or add users"
-        )
-    is_valid = _time_split(inter["event_timestamp"], cfg.valid_fraction)
-    if is_valid.all() or not is_valid.any():
-        raise ValueError(
-            f"objective {cfg.objective!r}: the time split leaves no train or no valid rows "
-            f"({len(inter)} interactions, valid_fraction={cfg.valid_fraction})"
-        )
-    log.info(
-        "%s: %d interactions (%d train, %d valid); point-in-time user features from %s",
-        cfg.objective,
-        len(inter),
-        int((~is_valid).sum()),
-        int(is_valid.sum()),
-        cfg.store.repo,
-    )
-    t_feat = time.perf_counter()
-    frame = user_features(cfg.store, inter)
-    t_feat = time.perf_counter() - t_feat
-    vocabs = Vocabs.build(items, frame[~is_valid], cfg.price_buckets)
-    users = encode_users(frame, vocabs, cfg.max_history)
-    item_t = _tensors(encode_items(items, vocabs))
-    pos_rows = row_of.loc[inter["item_id"].to_numpy()].to_numpy().astype(np.int64)
-    weight = inter["weight"].to_numpy(np.float32)
-    tr, va = np.flatnonzero(~is_valid), np.flatnonzero(is_valid)
-    train_users = {k: v[tr] for k, v in users.items()}
-    valid_users = {k: v[va] for k, v in users.items()}
-    tr_pos, tr_weight = pos_rows[tr], weight[tr]
-    counts = np.bincount(pos_rows[tr], minlength=len(items))
-    log_q = (
-        torch.from_numpy(item_log_q(counts, cfg.batch_size, cfg.mixed_negatives))
-        if cfg.logq_correction
-        else None
-    )
-
-    torch.manual_seed(cfg.seed)
-    model = TwoTower(
-        vocabs.sizes(), cfg.feature_dim, cfg.embedding_dim, tuple(cfg.hidden), cfg.share_embeddings
-    )
-    untrained = copy.deepcopy(model).eval()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    losses: dict[str, list[float]] = {"train": [], "valid": []}
-    steps = math.ceil(len(tr) / cfg.batch_size)
-    t_fit = time.perf_counter()
-    columns = [
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    ]
-    with Progress(*columns) as progress:
-        bar = progress.add_task(f"two-tower {cfg.objective}", total=cfg.epochs * steps)
-        for epoch in range(cfg.epochs):
-            model.train()
-            order = torch.randperm(len(tr), generator=gen).numpy()
-            total, wsum = 0.0, 0.0
-            for s in range(0, len(tr), cfg.batch_size):
-                rows = order[s : s + cfg.batch_size]
-                loss, w = _batch_loss(
-                    model, train_users, item_t, tr_pos, tr_weight, rows, cfg, log_q, gen, len(items)
-                )
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += loss.item() * w
-                wsum += w
-                progress.advance(bar)
-            model.eval()
-            vgen = torch.Generator().manual_seed(cfg.seed + 1)  # the same validation negatives every epoch
-            losses["train"].append(round(total / max(wsum, 1e-12), 5))
-            losses["valid"].append(
-                round(_epoch_loss(model, valid_users, item_t, pos_rows[va], weight[va], cfg, log_q, vgen), 5)
-            )
-            progress.update(
-                bar,
-                description=f"two-tower {cfg.objective} loss {losses['train'][-1]:.3f} "
-                f"valid {losses['valid'][-1]:.3f}",
-            )
-            log.info(
-                "epoch %d: train loss %.4f, valid loss %.4f",
-                epoch + 1,
-                losses["train"][-1],
-                losses["valid"][-1],
-            )
-    t_fit = time.perf_counter() - t_fit
-    model.eval()
-    ks = tuple(cfg.recall_ks)
-    va_pos = torch.from_numpy(pos_rows[va])
-    recall = recall_at_k(_embed_users(model, valid_users), _embed_items(model, item_t), va_pos, ks)
-    baselines = {
-        "untrained": recall_at_k(
-            _embed_users(untrained, valid_users), _embed_items(untrained, item_t), va_pos, ks
-        ),
-        "popularity": popularity_recall(counts, pos_rows[va], ks, cfg.seed),
-        "random": {str(k): min(1.0, k / len(items)) for k in ks},
-    }
-    folder = cfg.folder()
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), folder / MODEL_FILE)
-    (folder / CONFIG_FILE).write_text(json.dumps(config_to_dict(cfg), indent=2))
-    vocabs.save(folder / VOCAB_FILE)
-    items.to_parquet(folder / ITEMS_FILE, index=False)
-    ts = inter["event_timestamp"]
-    metrics = {
-        "objective": cfg.objective,
-        "rows": {"train": len(tr), "valid": len(va), "dropped_unknown_items": dropped},
-        "weight_sum": {
-            "train": round(float(weight[tr].sum()), 3),
-            "valid": round(float(weight[va].sum()), 3),
-        },
-        "users": int(inter["user_id"].nunique()),
-        "items": len(items),
-        "items_with_train_positives": int((counts > 0).sum()),
-        "window": {
-            "start": ts.min().isoformat(),
-            "split": ts[is_valid].min().isoformat(),
-            "end": ts.max().isoformat(),
-        },
-        "loss": losses,
-        "recall": recall,
-        "baselines": baselines,
-        "seconds": {
-            "user_features": round(t_feat, 2),
-            "fit": round(t_fit, 2),
-            "total": round(time.perf_counter() - t0, 2),
-        },
-        "folder": str(folder),
-    }
-    (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    log.info(
-        "%s: valid recall %s (untrained %s, popularity %s)",
-        cfg.objective,
-        recall,
-        baselines["untrained"],
-        baselines["popularity"],
-    )
-    return metrics
 
 
 # -------------------------------------------------------------------------------------------- loading
@@ -577,11 +265,11 @@ class TrainedTwoTower:
         are still embedded from their advertiser, category, brand and price.
         """
         cat = self.items if items is None else items
-        vecs = _embed_items(self.model, _tensors(encode_items(cat, self.vocabs)))
+        vecs = embed_items(self.model, tensors(encode_items(cat, self.vocabs)))
         return cat["item_id"].to_numpy(np.int64), vecs.numpy().astype(np.float32)
 
     def encode_users(self, user_frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        """The index arrays the user tower reads (see :func:`retrieval.data.encode_users`)."""
+        """The index arrays the user tower reads (see :func:`retrieval.vocab.encode_users`)."""
         return encode_users(user_frame, self.vocabs, self.cfg.max_history)
 
     def embed_users(self, user_frame: pd.DataFrame) -> np.ndarray:
@@ -590,11 +278,11 @@ class TrainedTwoTower:
         The frame comes from :func:`retrieval.data.user_features` (historical) or
         :func:`retrieval.data.online_user_features` (online); both take the same path.
         """
-        return _embed_users(self.model, self.encode_users(user_frame)).numpy().astype(np.float32)
+        return embed_users(self.model, self.encode_users(user_frame)).numpy().astype(np.float32)
 
 
 def load(folder: Path) -> TrainedTwoTower:
-    """The model written by :func:`train` in ``folder`` (``<out>/<objective>``).
+    """The model written by :func:`retrieval.train.train` in ``folder`` (``<out>/<objective>``).
 
     Raises:
         FileNotFoundError: a model file is missing (names it).
@@ -603,7 +291,7 @@ def load(folder: Path) -> TrainedTwoTower:
     for name in (MODEL_FILE, CONFIG_FILE, VOCAB_FILE, ITEMS_FILE):
         if not (folder / name).exists():
             raise FileNotFoundError(
-                f"{folder / name} not found: train the model first (retrieval.model.train)"
+                f"{folder / name} not found: train the model first (retrieval.train.train)"
             )
     cfg = config_from_dict(json.loads((folder / CONFIG_FILE).read_text()))
     vocabs = Vocabs.load(folder / VOCAB_FILE)

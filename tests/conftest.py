@@ -41,7 +41,7 @@ def infer_config(world: tuple[Path, Path], tmp: Path, model: Path, **kw: object)
     """The InferConfig the inference tests share: a tiny model, 4-name answers, the local runner; ``kw``
     (``day`` among them) are InferConfig fields."""
     from llm_predictor.infer.engines import EngineConfig
-    from llm_predictor.infer.shards import InferConfig
+    from llm_predictor.infer.plan import InferConfig
 
     data, ex = world
     engine = EngineConfig(model=str(model), batch_size=4, max_new_tokens=120, max_names=4)
@@ -125,10 +125,10 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def redis_srv() -> Iterator:
-    """A real private redis-server on a free loopback port (adprior.store.RedisServer), stopped after."""
+    """A real private redis-server on a free loopback port (tests.support.redis.RedisServer), stopped after."""
     import shutil
 
-    from adprior.store import RedisServer
+    from tests.support.redis import RedisServer
 
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server binary not found: install it (apt-get install -y redis-server); CI does")
@@ -241,7 +241,8 @@ def ranking_world(tmp_path_factory, spark) -> dict:
     """A small world with behaviour, stats and predictions of two anchors in a fresh Feast repo."""
     from adprior import store as st
     from adprior.io import SparkConfig
-    from llm_predictor.data.compile import CompileConfig, compile_examples, load_examples, read_preset_pool
+    from llm_predictor.data.compile import CompileConfig, compile_examples
+    from llm_predictor.data.compiled import load_examples, read_preset_pool
     from ranking.config import RankingConfig
     from world.simulate import WorldConfig, simulate
 

@@ -11,13 +11,13 @@ Items whose brand is masked (empty, "Generic", "Unknown", ...) have no advertise
 stay in ``events`` (advertiser_id null, a text signal) but can never be a label, and they are left
 out of the ``items`` table, whose contract requires an advertiser_id (items are the ads retrieval
 serves).
+
+The JSON files are read and their text normalised by :mod:`world.amazon_source`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
-import json
 import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from world.amazon_source import brand_key, category_path, clean_text, read_inter, read_items
 from world.schema import PARTITIONED, RawLayout, conform, validate_table
 
 DAY_S = 86_400
@@ -37,6 +38,8 @@ LABEL_WINDOW_DAYS = 7  # the last item of each user lands in (anchor, anchor + t
 
 @dataclass
 class AmazonConfig:
+    """Where the amazon-scientific files are, where the tables go, and how dates and revenue are made."""
+
     inter_path: Path  # Scientific.inter.json: {user_index: [item_index, ...]}, oldest first
     items_path: Path  # Scientific.item.json: {item_index: {title, description, brand, categories}}
     out: Path  # data root; the tables are written to out/<table>/ (existing table folders are replaced)
@@ -76,93 +79,6 @@ def trailing_conversions(
     cum = np.vstack([np.zeros((1, n_adv)), np.cumsum(daily, axis=0)])  # cum[i] = sum of daily[:i]
     rows = np.arange(window - 1, n)  # the rows of first_day .. last_day
     return cum[rows + 1] - cum[rows + 1 - window]
-
-
-# --------------------------------------------------------------------------------------------
-# text normalisation
-
-
-def clean_text(raw: str) -> str:
-    """HTML entities unescaped, whitespace runs collapsed to one space, ends stripped."""
-    return " ".join(html.unescape(raw).split())
-
-
-def brand_key(raw: str) -> str:
-    """Merge key of a brand: brands equal up to case, whitespace and HTML entities share it."""
-    return clean_text(raw).casefold()
-
-
-def category_path(raw: str) -> str | None:
-    """'A,B,C' -> 'A > B > C' (parts unescaped and stripped); None when there is no category."""
-    parts = [clean_text(p) for p in raw.split(",")]
-    parts = [p for p in parts if p]
-    return " > ".join(parts) if parts else None
-
-
-# --------------------------------------------------------------------------------------------
-# reading and checking the JSON
-
-
-def _load_json(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object at the top level, got {type(data).__name__}")
-    return data
-
-
-def _int_key(path: Path, kind: str, key: str) -> int:
-    try:
-        value = int(key)
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: {kind} key {key!r} is not an integer index") from None
-    if value < 0:
-        raise ValueError(f"{path}: {kind} key {key!r} is negative")
-    return value
-
-
-def _read_items(path: Path) -> dict[int, dict[str, str]]:
-    items: dict[int, dict[str, str]] = {}
-    for key, rec in _load_json(path).items():
-        item = _int_key(path, "item", key)
-        if not isinstance(rec, dict):
-            raise ValueError(f"{path}: item {key!r}: expected an object, got {type(rec).__name__}")
-        fields: dict[str, str] = {}
-        for name in ("title", "brand", "categories"):
-            value = rec.get(name, "")
-            if value is None:
-                value = ""
-            if not isinstance(value, str):
-                raise ValueError(
-                    f"{path}: item {key!r}: field {name!r} must be a string, got {type(value).__name__}"
-                )
-            fields[name] = value
-        items[item] = fields
-    return items
-
-
-def _read_inter(path: Path, items: dict[int, dict[str, str]], items_path: Path) -> dict[int, list[int]]:
-    seqs: dict[int, list[int]] = {}
-    for key, seq in _load_json(path).items():
-        user = _int_key(path, "user", key)
-        if not isinstance(seq, list) or not seq:
-            raise ValueError(f"{path}: user {key!r}: expected a non-empty list of item indices")
-        out: list[int] = []
-        for raw in seq:
-            if isinstance(raw, bool) or not isinstance(raw, int | str):
-                raise ValueError(f"{path}: user {key!r}: item index {raw!r} is not an integer")
-            try:
-                item = int(raw)
-            except ValueError:
-                raise ValueError(f"{path}: user {key!r}: item index {raw!r} is not an integer") from None
-            if item not in items:
-                raise ValueError(f"{path}: user {key!r}: item index {raw!r} is missing from {items_path}")
-            out.append(item)
-        seqs[user] = out
-    return dict(sorted(seqs.items()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,8 +159,8 @@ def import_amazon(config: AmazonConfig) -> dict[str, Any]:
     if config.max_gap_days < 1:
         raise ValueError(f"max_gap_days must be >= 1, got {config.max_gap_days}")
     inter_path, items_path = Path(config.inter_path), Path(config.items_path)
-    items = _read_items(items_path)
-    seqs = _read_inter(inter_path, items, items_path)
+    items = read_items(items_path)
+    seqs = read_inter(inter_path, items, items_path)
     if not seqs:
         raise ValueError(f"{inter_path}: no users")
     masked = {brand_key(b) for b in config.masked_brands}

@@ -8,6 +8,7 @@ the table, the column and the first offending row when a table breaks the contra
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,17 @@ def validate_table(table: pa.Table, name: str) -> None:
             raise ContractError(
                 f"table 'events', column 'conversion_type', row {row}: unknown type {ct[row].as_py()!r}"
             )
+
+
+# A category path: the raw advertisers / items / events tables write 'Beauty > Skincare'; compiled examples
+# (top_categories) and the answer grammar's interests render the same path 'Beauty / Skincare'.
+CATEGORY_SEPARATOR = re.compile(r"[>/]")
+
+
+def category_levels(path: Any) -> tuple[str, ...]:
+    """The levels of a category path, the one parser of the format: ``'Beauty > Skincare'`` and
+    ``'Beauty / Skincare'`` -> ``('Beauty', 'Skincare')``. Whitespace inside a level is collapsed, case is
+    kept (callers fold it as they need), empty levels are dropped; anything but a string (None, NaN) has none."""
+    if not isinstance(path, str):
+        return ()
+    return tuple(" ".join(level.split()) for level in CATEGORY_SEPARATOR.split(path) if level.strip())

@@ -195,7 +195,7 @@ def retrieval_train(
     """Train the two-tower model once per objective on Feast point-in-time user features."""
     from adprior.store import StoreConfig
     from retrieval.config import OBJECTIVES, RetrievalConfig
-    from retrieval.model import train as run_train
+    from retrieval.train import train as run_train
 
     t = Table(title="two-tower validation recall (whole catalogue)")
     for c in ("objective", "train rows", "valid rows", "R@10", "R@50", "R@100", "popularity R@100"):
@@ -265,7 +265,8 @@ def retrieval_ab(
     import sys
 
     from adprior.store import StoreConfig
-    from retrieval.abtest import run_ab, write_report
+    from retrieval.ab_report import write_report
+    from retrieval.abtest import run_ab
     from retrieval.config import RetrievalConfig
 
     cfg = RetrievalConfig(

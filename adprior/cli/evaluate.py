@@ -89,7 +89,8 @@ def eval_cmd(
     out: Path,
 ) -> None:
     """Recall@1/5/20 of LLM(s) and the non-LLM baselines on the same eval rows (V1, V0)."""
-    from llm_predictor.eval.evaluate import EvalConfig, evaluate
+    from llm_predictor.eval.config import EvalConfig
+    from llm_predictor.eval.evaluate import evaluate
     from llm_predictor.infer.decoding import DecodeConfig
 
     mode = "single" if template in ("sft_text", "sft_sid") else "list"

@@ -1,11 +1,15 @@
-"""What every verb shares: the console, logging set-up, date parsing and the store options."""
+"""What every verb shares: the console, logging set-up, date parsing, store options, config defaults."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 import warnings
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -52,3 +56,26 @@ def store_options(f):
         help="Online store: embedded SQLite, or Redis at $ADPRIOR_REDIS (host:port[,password=...]).",
     )(f)
     return f
+
+
+def default_of(source: Any, name: str) -> Any:
+    """The default of ``name`` in a config, so that an option's default has one source.
+
+    Args:
+        source: a dataclass (its field's default or default factory's value), a mapping of defaults (its
+            entry) or a function (its keyword's default).
+        name: the field, key or keyword.
+    """
+    if dataclasses.is_dataclass(source):
+        f = {f.name: f for f in dataclasses.fields(source)}[name]
+        if f.default is not dataclasses.MISSING:
+            return f.default
+        if f.default_factory is not dataclasses.MISSING:
+            return f.default_factory()
+        raise ValueError(f"{source.__name__}.{name} has no default")
+    if isinstance(source, Mapping):
+        return source[name]
+    default = inspect.signature(source).parameters[name].default
+    if default is inspect.Parameter.empty:
+        raise ValueError(f"{source.__name__}({name}=...) has no default")
+    return default

@@ -164,7 +164,8 @@ def infer(
 ) -> None:
     """Batch inference of one date into the offline store's llm_predictions table (resumable)."""
     from adprior.store import StoreConfig, offline_dir
-    from llm_predictor.infer.shards import InferConfig, run_inference
+    from llm_predictor.infer.plan import InferConfig
+    from llm_predictor.infer.shards import run_inference
 
     cfg = InferConfig(
         examples=examples,

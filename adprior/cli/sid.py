@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from adprior.cli.options import console
+from adprior.cli.options import console, default_of
+from llm_predictor.train.config import PHASE1_LR, PHASE2_LR, CPTConfig
 
 
 @click.group()
@@ -36,7 +37,7 @@ def sid_build(
     data: Path, out: Path, embedder: Path | None, levels: int, codebook_size: int, epochs: int, seed: int
 ) -> None:
     """Embed item title + category + brand, train the RQ-VAE and write unique SIDs per item."""
-    from llm_predictor.sid import SIDConfig, build_sids
+    from llm_predictor.sid.build import SIDConfig, build_sids
 
     s = build_sids(
         SIDConfig(
@@ -70,7 +71,7 @@ def sid_build(
 )
 def sid_attach(examples: Path, data: Path, sids: Path, out: Path, max_items: int) -> None:
     """Copy compiled examples adding each user's recent conversion SIDs (column sid_sequences)."""
-    from llm_predictor.sid import attach_sid_sequences
+    from llm_predictor.sid.attach import attach_sid_sequences
 
     console.print_json(json.dumps(attach_sid_sequences(examples, data, sids, out, max_items), default=str))
 
@@ -85,7 +86,7 @@ def sid_attach(examples: Path, data: Path, sids: Path, out: Path, max_items: int
 @click.option(
     "--model",
     type=click.Path(exists=True, path_type=Path),
-    default=None,
+    default=default_of(CPTConfig, "model"),
     help="Start from this HF folder (default: SmolLM2-135M-Instruct; phase 2: the phase-1 output).",
 )
 @click.option(
@@ -94,17 +95,24 @@ def sid_attach(examples: Path, data: Path, sids: Path, out: Path, max_items: int
 @click.option(
     "--examples",
     type=click.Path(exists=True, path_type=Path),
-    default=None,
+    default=default_of(CPTConfig, "examples"),
     help="`adprior sid attach` output (user SID sequences); none = item texts only.",
 )
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output model folder.")
-@click.option("--max-steps", type=int, default=100, show_default=True)
-@click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--lr", type=float, default=None, help="Learning rate (default: 1e-3 phase 1, 2e-5 phase 2).")
+@click.option("--max-steps", type=int, default=default_of(CPTConfig, "max_steps"), show_default=True)
+@click.option(
+    "--batch-size", type=int, default=default_of(CPTConfig, "per_device_train_batch_size"), show_default=True
+)
+@click.option(
+    "--lr",
+    type=float,
+    default=default_of(CPTConfig, "learning_rate"),
+    help=f"Learning rate (default: {PHASE1_LR:g} phase 1, {PHASE2_LR:g} phase 2).",
+)
 @click.option(
     "--general-fraction",
     type=float,
-    default=0.3,
+    default=default_of(CPTConfig, "general_fraction"),
     show_default=True,
     help="Phase 2: share of general (SID-free) texts in the mix.",
 )
@@ -120,7 +128,7 @@ def sid_cpt(
     general_fraction: float,
 ) -> None:
     """Continued pre-training with SID tokens (then `adprior train sft --model OUT` on SID-aware prompts)."""
-    from llm_predictor.train.cpt import CPTConfig, train_cpt
+    from llm_predictor.train.cpt import train_cpt
 
     cfg = CPTConfig(
         phase=phase,

@@ -1,13 +1,24 @@
-"""Training verbs: ``adprior train sft|grpo`` over typed run configs."""
+"""Training verbs: ``adprior train sft|grpo`` over typed run configs, whose defaults are the options'."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
-from adprior.cli.options import console
+from adprior.cli.options import console, default_of
+from llm_predictor.train.config import (
+    GRPO_DEFAULTS,
+    SFT_DEFAULTS,
+    GRPORunConfig,
+    SFTRunConfig,
+    grpo_config,
+    lora_config,
+    sft_config,
+)
 
 
 @click.group()
@@ -15,51 +26,75 @@ def train() -> None:
     """Post-training: SFT (paper 3.4.1) and GRPO with the paper's reward (3.4.2)."""
 
 
-def _train_common(f):  # options shared by both trainers
-    f = click.option("--examples", type=click.Path(exists=True, path_type=Path), required=True)(f)
-    f = click.option("--out", type=click.Path(path_type=Path), required=True, help="Output model folder.")(f)
-    f = click.option(
-        "--model",
-        type=click.Path(exists=True, path_type=Path),
-        default=None,
-        help="Start from this HF folder (default: SmolLM2-135M-Instruct).",
-    )(f)
-    f = click.option("--max-steps", type=int, default=50, show_default=True)(f)
-    f = click.option("--batch-size", type=int, default=4, show_default=True)(f)
-    f = click.option("--lr", type=float, default=None, help="Learning rate (default: the config's).")(f)
-    f = click.option("--lora", is_flag=True, help="LoRA (peft), merged into the saved model.")(f)
-    f = click.option(
-        "--budget-tokens",
-        type=int,
-        default=400,
-        show_default=True,
-        help="Token budget of the per-user prompt part.",
-    )(f)
-    f = click.option("--max-train-examples", type=int, default=None)(f)
-    f = click.option(
-        "--gradient-checkpointing",
-        is_flag=True,
-        help="Recompute activations in backward: less memory, slower steps.",
-    )(f)
-    f = click.option(
-        "--save-steps",
-        type=int,
-        default=0,
-        show_default=True,
-        help="> 0: a resumable checkpoint under --out every N steps (the last 2 kept).",
-    )(f)
-    f = click.option(
-        "--resume", is_flag=True, help="Continue from the newest checkpoint under --out (same settings)."
-    )(f)
-    return f
+def _train_common(
+    run: type, trl_defaults: Mapping[str, Any], max_steps: int, batch_size: int
+) -> Callable[[Callable], Callable]:
+    """Options shared by both trainers; defaults from the run config ``run`` and TRL's ``trl_defaults``."""
+
+    def decorate(f: Callable) -> Callable:
+        f = click.option("--examples", type=click.Path(exists=True, path_type=Path), required=True)(f)
+        f = click.option(
+            "--out", type=click.Path(path_type=Path), required=True, help="Output model folder."
+        )(f)
+        f = click.option(
+            "--model",
+            type=click.Path(exists=True, path_type=Path),
+            default=default_of(run, "model"),
+            help="Start from this HF folder (default: SmolLM2-135M-Instruct).",
+        )(f)
+        f = click.option("--max-steps", type=int, default=max_steps, show_default=True)(f)
+        f = click.option("--batch-size", type=int, default=batch_size, show_default=True)(f)
+        f = click.option(
+            "--lr",
+            type=float,
+            default=default_of(trl_defaults, "learning_rate"),
+            show_default=True,
+            help="Peak learning rate.",
+        )(f)
+        f = click.option("--lora", is_flag=True, help="LoRA (peft), merged into the saved model.")(f)
+        f = click.option(
+            "--budget-tokens",
+            type=int,
+            default=default_of(run, "budget_tokens"),
+            show_default=True,
+            help="Token budget of the per-user prompt part.",
+        )(f)
+        f = click.option("--max-train-examples", type=int, default=default_of(run, "max_train_examples"))(f)
+        f = click.option(
+            "--gradient-checkpointing",
+            is_flag=True,
+            default=default_of(trl_defaults, "gradient_checkpointing"),
+            help="Recompute activations in backward: less memory, slower steps.",
+        )(f)
+        f = click.option(
+            "--save-steps",
+            type=int,
+            default=default_of(trl_defaults, "save_steps"),
+            show_default=True,
+            help="> 0: a resumable checkpoint under --out every N steps (the last 2 kept).",
+        )(f)
+        f = click.option(
+            "--resume",
+            is_flag=True,
+            default=default_of(run, "resume"),
+            help="Continue from the newest checkpoint under --out (same settings).",
+        )(f)
+        return f
+
+    return decorate
 
 
 @train.command("sft")
-@_train_common
+@_train_common(
+    SFTRunConfig,
+    SFT_DEFAULTS,
+    max_steps=default_of(SFT_DEFAULTS, "max_steps"),
+    batch_size=default_of(SFT_DEFAULTS, "per_device_train_batch_size"),
+)
 @click.option(
     "--template",
     type=click.Choice(["sft_text", "sft_text_20", "grpo_text", "sft_sid", "grpo_sid"]),
-    default="sft_text",
+    default=default_of(SFTRunConfig, "template"),
     show_default=True,
     help="sft_text: 1 advertiser (A.1); sft_text_20: 20 names '|'-joined; grpo_text: the inference prompt "
     "(A.3) with an XML target, the warm start for GRPO; sft_sid / grpo_sid: the same with SID Sequences "
@@ -71,7 +106,7 @@ def train_sft_cmd(
     model: Path | None,
     max_steps: int,
     batch_size: int,
-    lr: float | None,
+    lr: float,
     lora: bool,
     budget_tokens: int,
     max_train_examples: int | None,
@@ -81,42 +116,55 @@ def train_sft_cmd(
     template: str,
 ) -> None:
     """SFT on prompt-completion pairs, loss on the completion only (1- or 20-advertiser prompt)."""
-    from llm_predictor.train.trainers import SFTRunConfig, train_sft
+    from llm_predictor.train.sft import train_sft
 
     cfg = SFTRunConfig(
+        sft=sft_config(
+            output_dir=out,
+            max_steps=max_steps,
+            per_device_train_batch_size=batch_size,
+            learning_rate=lr,
+            gradient_checkpointing=gradient_checkpointing,
+            save_steps=save_steps,
+        ),
+        lora=lora_config() if lora else None,
         examples=examples,
-        output_dir=out,
         model=model,
-        max_steps=max_steps,
-        per_device_train_batch_size=batch_size,
-        lora=lora,
         budget_tokens=budget_tokens,
         max_train_examples=max_train_examples,
         template=template,
-        gradient_checkpointing=gradient_checkpointing,
-        save_steps=save_steps,
         resume=resume,
     )
-    if lr is not None:
-        cfg.learning_rate = lr
     console.print_json(json.dumps(train_sft(cfg), default=str))
 
 
 @train.command("grpo")
-@_train_common
-@click.option("--num-generations", type=int, default=4, show_default=True)
-@click.option("--max-completion-length", type=int, default=256, show_default=True)
+@_train_common(
+    GRPORunConfig,
+    GRPO_DEFAULTS,
+    max_steps=default_of(GRPO_DEFAULTS, "max_steps"),
+    batch_size=default_of(grpo_config, "batch_size"),
+)
+@click.option(
+    "--num-generations", type=int, default=default_of(grpo_config, "num_generations"), show_default=True
+)
+@click.option(
+    "--max-completion-length",
+    type=int,
+    default=default_of(GRPO_DEFAULTS, "max_completion_length"),
+    show_default=True,
+)
 @click.option(
     "--micro-batch-size",
     type=int,
-    default=None,
+    default=default_of(grpo_config, "micro_batch_size"),
     help="Completions per forward/backward (gradient accumulation); must divide batch size x generations. "
     "Default: all of them at once.",
 )
 @click.option(
     "--template",
     type=click.Choice(["grpo_text", "grpo_sid"]),
-    default="grpo_text",
+    default=default_of(GRPORunConfig, "template"),
     show_default=True,
     help="grpo_sid: the inference prompt with SID Sequences (examples from `adprior sid attach`).",
 )
@@ -126,7 +174,7 @@ def train_grpo_cmd(
     model: Path | None,
     max_steps: int,
     batch_size: int,
-    lr: float | None,
+    lr: float,
     lora: bool,
     budget_tokens: int,
     max_train_examples: int | None,
@@ -139,25 +187,26 @@ def train_grpo_cmd(
     template: str,
 ) -> None:
     """GRPO with the reward of paper eq. 1-5 (20 advertisers + up to 5 interests, XML)."""
-    from llm_predictor.train.trainers import GRPORunConfig, train_grpo
+    from llm_predictor.train.grpo import train_grpo
 
     cfg = GRPORunConfig(
+        grpo=grpo_config(
+            batch_size=batch_size,
+            num_generations=num_generations,
+            micro_batch_size=micro_batch_size,
+            output_dir=out,
+            max_steps=max_steps,
+            learning_rate=lr,
+            max_completion_length=max_completion_length,
+            gradient_checkpointing=gradient_checkpointing,
+            save_steps=save_steps,
+        ),
+        lora=lora_config() if lora else None,
         examples=examples,
-        output_dir=out,
         model=model,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lora=lora,
         budget_tokens=budget_tokens,
         max_train_examples=max_train_examples,
-        num_generations=num_generations,
-        max_completion_length=max_completion_length,
         template=template,
-        micro_batch_size=micro_batch_size,
-        gradient_checkpointing=gradient_checkpointing,
-        save_steps=save_steps,
         resume=resume,
     )
-    if lr is not None:
-        cfg.learning_rate = lr
     console.print_json(json.dumps(train_grpo(cfg), default=str))

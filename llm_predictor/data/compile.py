@@ -14,7 +14,8 @@ For each anchor date x:
 * V0: users whose matched- and attributed-conversion sequences each have >= ``v0_min`` entries.
 
 Output under ``out``: ``examples/`` (parquet, partitioned by anchor_date), ``preset_pool/``,
-``summary.json`` and ``summary.md``.
+``summary.json`` and ``summary.md``. :mod:`llm_predictor.data.compiled` reads the first two back,
+:mod:`llm_predictor.data.summary` computes the summary.
 """
 
 from __future__ import annotations
@@ -22,16 +23,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from adprior.contracts import EXAMPLE_SCHEMA
 from adprior.io import SparkConfig, get_spark, read_raw
+from llm_predictor.data.summary import prompt_length_stats, summarize, summary_markdown
 from world.schema import (
     CONVERSION_EVENTS,
     CONVERSION_PRIORITY,
@@ -368,156 +369,3 @@ def compile_examples(cfg: CompileConfig, spark: SparkSession | None = None) -> d
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "summary.md").write_text(summary_markdown(summary))
     return summary
-
-
-def load_examples(out: Path, anchor_date: date | None = None):  # -> pandas.DataFrame
-    """Read compiled examples (all dates, or one) as pandas, typed per EXAMPLE_SCHEMA."""
-    import pyarrow.dataset as pads
-
-    ds = pads.dataset(Path(out) / "examples", format="parquet", partitioning="hive")
-    table = ds.to_table(
-        filter=None if anchor_date is None else (pads.field("anchor_date") == anchor_date.isoformat())
-    )
-    df = table.to_pandas()
-    df["anchor_date"] = df["anchor_date"].astype(str).map(date.fromisoformat)
-    return df
-
-
-def read_preset_pool(out: Path, anchor_date: date):  # -> pandas.DataFrame
-    """The preset pool of ``anchor_date`` (rank, advertiser_id, name, revenue), best first; empty if absent."""
-    import pandas as pd
-
-    path = Path(out) / "preset_pool" / f"anchor_date={anchor_date.isoformat()}"
-    if not path.exists():
-        return pd.DataFrame({"rank": [], "advertiser_id": [], "name": [], "revenue": []})
-    return pq.read_table(path).to_pandas().sort_values("rank").reset_index(drop=True)
-
-
-def load_preset_pool(out: Path, anchor_date: date) -> list[str]:
-    """Names of the preset advertiser pool of ``anchor_date``, highest revenue first."""
-    pool = read_preset_pool(out, anchor_date)
-    if pool.empty:
-        raise FileNotFoundError(f"no preset pool for {anchor_date} under {Path(out) / 'preset_pool'}")
-    return pool["name"].tolist()
-
-
-def prompt_length_stats(out: Path, x: date, cfg: CompileConfig) -> dict:
-    """Token lengths of inference prompts for a sample of the examples of anchor date ``x``."""
-    import numpy as np
-
-    from llm_predictor.base_model import load_tokenizer
-    from llm_predictor.data.prompts import (
-        INFERENCE_TEMPLATE,
-        PromptBudget,
-        build_prompt_with_stats,
-        hf_token_counter,
-    )
-    from llm_predictor.data.prompts import shared_prefix as make_prefix
-
-    tok = load_tokenizer(None if cfg.tokenizer == "base" else cfg.tokenizer)
-    count = hf_token_counter(tok)
-    df = load_examples(out, x)
-    if len(df) == 0:
-        return {"n": 0}
-    rows = df.sample(n=min(cfg.prompt_sample, len(df)), random_state=0)
-    pool = load_preset_pool(out, x)
-    budget = PromptBudget(count_tokens=count)
-    prefix = make_prefix(INFERENCE_TEMPLATE, pool)
-    lens, cut = [], 0
-    for r in rows.to_dict("records"):
-        _, st = build_prompt_with_stats(INFERENCE_TEMPLATE, r, pool, budget)
-        lens.append(st["suffix_tokens"])
-        cut += any(v.get("dropped_budget", 0) for v in st.values() if isinstance(v, dict))
-    a = np.asarray(lens)
-    return {
-        "tokenizer": getattr(tok, "name_or_path", str(cfg.tokenizer)).split("/")[-1],
-        "n": len(a),
-        "prefix": count(prefix),
-        "p50": int(np.percentile(a, 50)),
-        "p90": int(np.percentile(a, 90)),
-        "p99": int(np.percentile(a, 99)),
-        "max": int(a.max()),
-        "budget": budget.max_user_tokens,
-        "share_cut_by_budget": round(cut / len(a), 4),
-    }
-
-
-def summarize(out: Path, cfg: CompileConfig) -> dict:
-    """Users per set, label coverage, top labels (and prompt lengths, added by the caller)."""
-    df = load_examples(out)
-    res: dict = {
-        "config": {
-            k: (str(v) if not isinstance(v, int | float | bool) else v)
-            for k, v in asdict(cfg).items()
-            if k != "spark"
-        },
-        "dates": {},
-    }
-    for x, g in df.groupby("anchor_date"):
-        lab = g["label_advertiser_id"].notna()
-        sets = {}
-        for name, mask in (("V1", g.index == g.index), ("V0", g["in_v0"])):
-            s = g[mask]
-            sets[name] = {
-                "users": len(s),
-                "train": int((s["split"] == "train").sum()),
-                "eval": int((s["split"] == "eval").sum()),
-                "labelled": int(s["label_advertiser_id"].notna().sum()),
-                "labelled_train": int((s["label_advertiser_id"].notna() & (s["split"] == "train")).sum()),
-                "labelled_eval": int((s["label_advertiser_id"].notna() & (s["split"] == "eval")).sum()),
-            }
-        top = g.loc[lab, "label_advertiser_name"].value_counts().head(10)
-        in_hist = [
-            int(r.label_advertiser_id) in set(r.active_advertiser_ids)
-            for r in g.loc[lab, ["label_advertiser_id", "active_advertiser_ids"]].itertuples()
-        ]
-        res["dates"][str(x)] = {
-            "sets": sets,
-            "label_coverage": round(float(lab.mean()), 4) if len(g) else 0.0,
-            "label_in_past_advertisers": round(sum(in_hist) / max(1, len(in_hist)), 4),
-            "top_labels": {k: int(v) for k, v in top.items()},
-            "mean_list_lengths": {
-                c: round(float(g[c].map(len).mean()), 2)
-                for c in (
-                    "active_advertisers",
-                    "attributed_conversions",
-                    "matched_conversions",
-                    "onsite_searches",
-                    "offsite_searches",
-                    "offsite_urls",
-                )
-            },
-        }
-    return res
-
-
-def summary_markdown(summary: dict) -> str:
-    lines = ["# Example compilation summary", ""]
-    for x, d in summary["dates"].items():
-        lines += [
-            f"## Anchor date {x}",
-            "",
-            "| set | users | train | eval | labelled | labelled train | labelled eval |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for name, s in d["sets"].items():
-            lines.append(
-                f"| {name} | {s['users']} | {s['train']} | {s['eval']} | {s['labelled']} | "
-                f"{s['labelled_train']} | {s['labelled_eval']} |"
-            )
-        lines += [
-            "",
-            f"Label coverage (V1): {d['label_coverage']:.1%}; label among the user's past-conversion "
-            f"advertisers: {d['label_in_past_advertisers']:.1%}",
-            "",
-            "Top labels: " + ", ".join(f"{k} ({v})" for k, v in d["top_labels"].items()),
-            "",
-        ]
-        if "prompt_tokens" in d:
-            pt = d["prompt_tokens"]
-            lines += [
-                f"Prompt length in tokens ({pt['tokenizer']}, n={pt['n']}): shared prefix {pt['prefix']}, "
-                f"per-user suffix p50 {pt['p50']} / p90 {pt['p90']} / p99 {pt['p99']} / max {pt['max']}",
-                "",
-            ]
-    return "\n".join(lines)

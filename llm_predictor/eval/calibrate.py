@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.dataset as pads
 
-from llm_predictor.data.compile import load_examples
+from llm_predictor.data.compiled import load_examples
 from llm_predictor.eval.baselines import Baselines, recall_at_k
 from world.schema import RawLayout
 
@@ -41,7 +41,7 @@ def oracle_rankings(data: Path, rows: pd.DataFrame, label_days: int = 7, k: int 
 
 def calibration_report(data: Path, examples: Path) -> dict:
     """Signal coverage and baseline vs oracle recall for a simulated world."""
-    adv = pads.dataset(RawLayout(Path(data)).table("advertisers"), format="parquet").to_table().to_pandas()
+    adv = RawLayout(Path(data)).read("advertisers").to_pandas()
     by_id = adv.set_index("advertiser_id")
     df = load_examples(examples)
     train = df[df["split"] == "train"]

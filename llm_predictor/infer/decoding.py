@@ -8,13 +8,13 @@ paper's Table 2 ("SFT + beam search"); K samples give "SFT + sampling".
 Grammar-constrained decoding
 ----------------------------
 With ``DecodeConfig.constrained`` the output follows the row's grammar (:mod:`llm_predictor.infer.grammar`,
-xgrammar): ``mode='single'`` one name of the row's allowed pool then EOS, ``'list'`` ``min_names`` to
-``max_names`` distinct names joined by '|' then EOS, ``'answer'`` the whole inference XML (1-5 interests
-of the vocabulary, exactly ``max_names`` distinct names). Beam search keeps working: grammar states are
-kept per generated prefix. A beam that took a masked token (possible when fewer continuations than beams
-exist) is dropped from the result, so a row can return fewer than K candidates. In 'single' mode names
-are written in their canonical tokenization only (so K beams are K distinct names, not one name spelled
-with different tokens), and a candidate cut by ``max_new_tokens`` is dropped.
+applied by :mod:`llm_predictor.infer.constrain`, xgrammar): ``mode='single'`` one name of the row's allowed
+pool then EOS, ``'list'`` ``min_names`` to ``max_names`` distinct names joined by '|' then EOS, ``'answer'``
+the whole inference XML (1-5 interests of the vocabulary, exactly ``max_names`` distinct names). Beam search
+keeps working: grammar states are kept per generated prefix. A beam that took a masked token (possible when
+fewer continuations than beams exist) is dropped from the result, so a row can return fewer than K candidates.
+In 'single' mode names are written in their canonical tokenization only (so K beams are K distinct names, not
+one name spelled with different tokens), and a candidate cut by ``max_new_tokens`` is dropped.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from tqdm import tqdm
 from transformers import LogitsProcessorList
 
 from llm_predictor.data.prompts import chat_messages
-from llm_predictor.infer.grammar import GrammarLogitsProcessor, answer_spec
+from llm_predictor.infer.constrain import GrammarLogitsProcessor
+from llm_predictor.infer.grammar import answer_spec
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +103,11 @@ def chat_texts(tokenizer: Any, prompts: Sequence[str]) -> list[str]:
     return list(prompts)
 
 
-def _per_row_names(
+def per_row_names(
     allowed_names: Sequence[Sequence[str]] | Sequence[str] | None, n: int
 ) -> list[Sequence[str]] | None:
+    """One pool per prompt: ``allowed_names`` as given (one list per prompt), or one shared list repeated
+    ``n`` times; None stays None."""
     if allowed_names is None:
         return None
     if len(allowed_names) and all(isinstance(a, str) for a in allowed_names):
@@ -115,7 +118,8 @@ def _per_row_names(
     return [list(a) for a in allowed_names]
 
 
-def _eos_pad(tokenizer: Any, model: Any) -> tuple[int, int]:
+def eos_pad(tokenizer: Any, model: Any) -> tuple[int, int]:
+    """(EOS id, pad id): the tokenizer's, else the model's generation config EOS; pad falls back to EOS."""
     eos = tokenizer.eos_token_id
     if eos is None:
         eos = model.generation_config.eos_token_id
@@ -129,7 +133,8 @@ def _eos_pad(tokenizer: Any, model: Any) -> tuple[int, int]:
     return int(eos), int(pad)
 
 
-def _generate_kwargs(cfg: DecodeConfig, eos: int, pad: int) -> dict[str, Any]:
+def generate_kwargs(cfg: DecodeConfig, eos: int, pad: int) -> dict[str, Any]:
+    """The ``model.generate`` keyword arguments of ``cfg``'s strategy (greedy, beam or sample)."""
     kw: dict[str, Any] = {
         "max_new_tokens": cfg.max_new_tokens,
         "num_return_sequences": cfg.expand(),
@@ -192,11 +197,11 @@ def generate(
     """
     cfg = cfg or DecodeConfig()
     cfg.validate()
-    per_row = _per_row_names(allowed_names, len(prompts)) if cfg.constrained else None
+    per_row = per_row_names(allowed_names, len(prompts)) if cfg.constrained else None
     specs = specs_for(cfg, per_row, len(prompts), interests)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    eos, pad = _eos_pad(tokenizer, model)
+    eos, pad = eos_pad(tokenizer, model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token_id = pad
     expand = cfg.expand()
@@ -225,7 +230,7 @@ def generate(
             )
             enc = {k: v.to(device) for k, v in enc.items()}
             prompt_len = enc["input_ids"].shape[1]
-            kw = _generate_kwargs(cfg, eos, pad)
+            kw = generate_kwargs(cfg, eos, pad)
             proc = None
             if specs is not None:
                 rows_per_prompt = cfg.num_beams if cfg.strategy == "beam" else expand  # beams run as rows
@@ -239,7 +244,7 @@ def generate(
             for b, i in enumerate(idx):
                 cands: list[str] = []
                 for j in range(expand):
-                    ids = _strip_after_eos(gen[b * expand + j], eos)
+                    ids = strip_after_eos(gen[b * expand + j], eos)
                     if proc is not None:
                         status = proc.result(b, ids)
                         if status == "invalid" or (status != "ok" and cfg.mode == "single"):
@@ -254,7 +259,7 @@ def generate(
     return out
 
 
-def _strip_after_eos(ids: list[int], eos: int) -> list[int]:
+def strip_after_eos(ids: list[int], eos: int) -> list[int]:
     """Generated ids up to and including the first EOS (the rest is padding)."""
     return ids[: ids.index(eos) + 1] if eos in ids else ids
 

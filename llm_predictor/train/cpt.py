@@ -1,6 +1,6 @@
 """Continued pre-training with semantic-ID tokens (paper 3.5, phases 1 and 2).
 
-* :func:`add_sid_tokens` adds one token per SID level x code (``llm_predictor.sid.sid_tokens``) to the
+* :func:`add_sid_tokens` adds one token per SID level x code (``llm_predictor.sid.tokens.sid_tokens``) to the
   tokenizer and the model; the new embedding rows start at the mean of the existing rows.
 * Phase 1 (:func:`train_cpt` with ``phase=1``): only the SID rows of the token embeddings train. Every other
   parameter has ``requires_grad=False``; the embedding matrix (SmolLM2 ties it to the LM head, so it is one
@@ -9,89 +9,34 @@
   ``frozen_rows_max_abs_change``). An untied LM head gets the same treatment (its SID rows train).
 * Phase 2 (``phase=2``): every weight trains on a mix of SID-bearing recommendation text and general text.
 
-Training text (``cpt_texts``), built from the SID map and compiled examples with ``sid_sequences``
-(``llm_predictor.sid.attach_sid_sequences``):
-
-* item alignment: "Item <a_1><b_2><c_3><d_0>: <title>. Category: .... Brand: ...." and the reverse;
-* user sequences: "A user converted with <sid> <sid> .... Next item: <sid> (<advertiser>)." from the
-  user's SID history (chronological), and, for labelled rows of the training split, "... Next advertiser:
-  <label advertiser>.";
-* general text (phase 2 only): the catalogue's item descriptions as plain sentences without SIDs. This is
-  our stand-in for the paper's "substantial share of general-domain data": no general-domain corpus is
-  available offline here, so it guards the text-token embeddings less than a real corpus would.
+Training text: :func:`llm_predictor.train.cpt_corpus.cpt_texts`.
 
 Phase 3 is the task SFT/GRPO on SID-aware prompts (``sft_sid``, ``grpo_sid``) from the saved folder: it is a
-plain Hugging Face model folder whose tokenizer carries the SID tokens, and ``llm_predictor.train.trainers`` loads the
-tokenizer from the model folder.
+plain Hugging Face model folder whose tokenizer carries the SID tokens, and ``llm_predictor.train.sft`` /
+``llm_predictor.train.grpo`` load the tokenizer from the model folder.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from llm_predictor.sid import load_sid_map, load_sid_tokens
-from llm_predictor.train.trainers import (
-    _device_kwargs,
-    _step_timer,
-    _timing,
-    _write_summary,
+from llm_predictor.sid.artifacts import load_sid_tokens
+from llm_predictor.train.common import (
+    device_kwargs,
     load_tokenizer,
     resolve_model,
+    step_timer,
+    timing,
+    write_summary,
 )
+from llm_predictor.train.config import PHASE1_LR, PHASE2_LR, CPTConfig
+from llm_predictor.train.cpt_corpus import cpt_texts
 
 log = logging.getLogger(__name__)
-
-PHASE1_LR = 1e-3  # embeddings-only training tolerates (and needs) a larger step
-PHASE2_LR = 2e-5  # full-parameter training, as the SFT default
-
-
-@dataclass
-class CPTConfig:
-    """One continued pre-training phase (paper 3.5)."""
-
-    phase: int = 1  # 1: only the SID token embedding rows train; 2: every weight trains
-    model: str | Path | None = (
-        None  # HF model folder (phase 2: the phase-1 output); None = ensure_base_model()
-    )
-    sids: Path = Path("runs/sid")  # build_sids output folder (sid_map.parquet, sid_summary.json)
-    examples: Path | None = None  # examples with sid_sequences (attach output); None = item texts only
-    output_dir: Path = Path("models/cpt1")  # where the model, tokenizer and train_summary.json go
-    split: str | None = "train"  # examples split whose sequences and labels make texts; None = all
-    max_history: int = 10  # history SIDs per user-sequence sentence (oldest dropped)
-    item_texts: bool = True  # include the item <-> SID alignment sentences
-    general_fraction: float = 0.3  # phase 2: share of general (SID-free) texts in the training mix
-    max_texts: int | None = 20000  # cap on recommendation texts (a seeded sample); None = all
-    max_length: int = 128  # tokens per training text (longer ones are truncated)
-    max_steps: int = 100  # optimizer steps; <= 0 = run num_train_epochs instead
-    num_train_epochs: float = 1.0  # passes over the texts when max_steps <= 0
-    per_device_train_batch_size: int = 8  # texts per forward/backward pass
-    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
-    learning_rate: float | None = None  # peak AdamW learning rate; None = 1e-3 (phase 1) or 2e-5 (phase 2)
-    lr_scheduler_type: str = "linear"  # transformers scheduler name
-    warmup_steps: int = 0  # linear warm-up steps
-    weight_decay: float = (
-        0.0  # AdamW weight decay in phase 2 (phase 1 always uses 0: decay would move frozen rows)
-    )
-    max_grad_norm: float = 1.0  # gradient clipping norm
-    init_noise_std: float = (
-        0.0  # std of noise added to the mean-initialised new SID rows (0 = exactly the mean)
-    )
-    seed: int = 42  # seed of text sampling, data order and initialisation
-    logging_steps: int = 1  # optimizer steps between log records
-    bf16: bool = False  # bf16 mixed precision; only honoured on a GPU
-    threads: int | None = None  # torch CPU threads during training; None = leave torch's setting
-    verify_frozen: bool = True  # phase 1: compare the non-SID embedding rows before and after training
-    save: bool = True  # save the model and tokenizer into output_dir
-    disable_tqdm: bool | None = None  # None = the Trainer's default progress bar
-
 
 # --------------------------------------------------------------------------------------------------
 # Tokens and freezing
@@ -171,110 +116,6 @@ def freeze_all_but_rows(model: Any, row_ids: Sequence[int]) -> list[Any]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Texts
-# --------------------------------------------------------------------------------------------------
-
-
-def _clean(value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    return " ".join(str(value).split())
-
-
-def item_alignment_texts(sid_map: pd.DataFrame) -> list[str]:
-    """Two sentences per item tying its SID to its text: "Item <sid>: <text>." and "<text>. Semantic ID: <sid>."."""
-    out = []
-    for sid, text in zip(sid_map["sid"], sid_map["text"], strict=True):
-        text = _clean(text).rstrip(".")
-        out += [f"Item {sid}: {text}.", f"{text}. Semantic ID: {sid}."]
-    return out
-
-
-def general_texts(sid_map: pd.DataFrame) -> list[str]:
-    """SID-free sentences about the catalogue (the stand-in for general-domain text; see the module doc)."""
-    out = []
-    for title, brand, cat in zip(
-        sid_map["title"], sid_map["advertiser_name"], sid_map["category"], strict=True
-    ):
-        title, brand, cat = _clean(title).rstrip("."), _clean(brand), _clean(cat).replace(" > ", ", ")
-        if not title:
-            continue
-        sentence = (
-            f"{title}"
-            + (f" is sold by {brand}" if brand else "")
-            + (f" in the category {cat}" if cat else "")
-        )
-        out.append(sentence + ".")
-    return out
-
-
-def sequence_texts(examples: pd.DataFrame, sid_map: pd.DataFrame, max_history: int = 10) -> list[str]:
-    """User-history sentences from the ``sid_sequences`` column (newest first in the table).
-
-    "A user converted with <h1> <h2> .... Next item: <sid> (<advertiser>)." from a row with at least two SIDs
-    (the newest one is the target), and "A user converted with .... Next advertiser: <label>." for labelled
-    rows. Duplicates are removed, order kept.
-    """
-    adv = dict(zip(sid_map["sid"], sid_map["advertiser_name"], strict=True))
-    out: list[str] = []
-    has_label = "label_advertiser_name" in examples.columns
-    for row in examples.itertuples(index=False):
-        seq = getattr(row, "sid_sequences", None)
-        seq = [] if seq is None or (isinstance(seq, float) and seq != seq) else list(seq)
-        chrono = [s for s in reversed(seq) if isinstance(s, str)]
-        if len(chrono) >= 2:
-            hist, nxt = chrono[:-1][-max_history:], chrono[-1]
-            name = _clean(adv.get(nxt, ""))
-            out.append(
-                f"A user converted with {' '.join(hist)}. Next item: {nxt}" + (f" ({name})." if name else ".")
-            )
-        label = _clean(getattr(row, "label_advertiser_name", None)) if has_label else ""
-        if chrono and label:
-            out.append(f"A user converted with {' '.join(chrono[-max_history:])}. Next advertiser: {label}.")
-    return list(dict.fromkeys(out))
-
-
-def cpt_texts(cfg: CPTConfig) -> tuple[list[str], dict[str, int]]:
-    """The shuffled training texts of ``cfg.phase`` and their counts by kind."""
-    rng = random.Random(cfg.seed)
-    sid_map = load_sid_map(cfg.sids)
-    rec: list[str] = item_alignment_texts(sid_map) if cfg.item_texts else []
-    n_items = len(rec)
-    n_seq = 0
-    if cfg.examples is not None:
-        from llm_predictor.data.compile import load_examples
-
-        ex = load_examples(Path(cfg.examples))
-        if "sid_sequences" not in ex.columns:
-            raise ValueError(f"{cfg.examples} has no sid_sequences column: run `adprior sid attach` first")
-        if cfg.split is not None:
-            ex = ex[ex["split"] == cfg.split]
-        seq = sequence_texts(ex, sid_map, cfg.max_history)
-        n_seq = len(seq)
-        rec += seq
-    if not rec:
-        raise ValueError("no CPT texts: enable item_texts or give examples with sid_sequences")
-    if cfg.max_texts is not None and len(rec) > cfg.max_texts:
-        rec = rng.sample(rec, cfg.max_texts)
-    texts = list(rec)
-    n_general = 0
-    if cfg.phase == 2 and cfg.general_fraction > 0:
-        pool = general_texts(sid_map)
-        want = round(len(rec) * cfg.general_fraction / max(1e-9, 1.0 - cfg.general_fraction))
-        general = rng.sample(pool, want) if want <= len(pool) else [rng.choice(pool) for _ in range(want)]
-        n_general = len(general)
-        texts += general
-    rng.shuffle(texts)
-    return texts, {
-        "item_texts": n_items,
-        "sequence_texts": n_seq,
-        "recommendation_texts": len(rec),
-        "general_texts": n_general,
-        "texts": len(texts),
-    }
-
-
-# --------------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------------
 
@@ -350,9 +191,9 @@ def train_cpt(cfg: CPTConfig) -> dict[str, Any]:
             eval_strategy="no",
             report_to="none",
             disable_tqdm=cfg.disable_tqdm,
-            **_device_kwargs(cfg.bf16),
+            **device_kwargs(cfg.bf16),
         )
-        timer = _step_timer(f"cpt{cfg.phase}")
+        timer = step_timer(f"cpt{cfg.phase}")
         trainer = Trainer(
             model=model,
             args=args,
@@ -383,7 +224,7 @@ def train_cpt(cfg: CPTConfig) -> dict[str, Any]:
             "learning_rate": lr,
             "params_total": sum(p.numel() for p in model.parameters()),
             "params_trainable": trainable,
-            **_timing(timer, trainer.state.global_step, seconds),
+            **timing(timer, trainer.state.global_step, seconds),
             "train_loss_first": losses[0] if losses else None,
             "train_loss_last": losses[-1] if losses else None,
             "train_loss_mean": result.training_loss,
@@ -399,7 +240,7 @@ def train_cpt(cfg: CPTConfig) -> dict[str, Any]:
             model.save_pretrained(str(out))
             tokenizer.save_pretrained(str(out))
             metrics["model_dir"] = str(out)
-        _write_summary(Path(cfg.output_dir), cfg, metrics, history)
+        write_summary(Path(cfg.output_dir), cfg, metrics, history)
         log.info(
             "CPT phase %d: %d steps in %.1f s, loss %s -> %s",
             cfg.phase,

@@ -11,7 +11,8 @@ Only labelled rows (a non-empty ``label_advertiser_name``) are kept: without a l
 imitate or reward. Every row also carries ``user_id`` and ``anchor_date`` (ISO string) for tracing.
 
 The preset pool is one list of names, or a mapping anchor date -> names when the examples span several
-dates (keys may be ``datetime.date`` or ISO strings).
+dates (keys may be ``datetime.date`` or ISO strings). :func:`load_run_examples` reads both, the labelled
+rows and the pools of their dates, from a compile output folder.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
@@ -76,6 +78,48 @@ def _as_list(value: Any) -> list[Any]:
         return list(value)
     except TypeError:
         return [value]
+
+
+def load_run_examples(
+    examples: Path,
+    anchor_dates: list[date] | None = None,
+    split: str | None = "train",
+    v0_only: bool = False,
+    max_examples: int | None = None,
+    seed: int = 42,
+) -> tuple[Any, dict[str, list[str]]]:
+    """Labelled example rows and the preset pools of their dates from a compiled examples folder.
+
+    Args:
+        examples: the compile output folder (``examples/`` and ``preset_pool/`` below it).
+        anchor_dates: dates to keep; None = all.
+        split: 'train' | 'eval' | None (both).
+        v0_only: keep only V0 users.
+        max_examples: a seeded sample of at most this many labelled rows; None = all.
+        seed: the sampling seed.
+
+    Returns:
+        (pandas DataFrame of labelled rows sorted by anchor date and user, {ISO date: preset pool names}).
+    """
+    from llm_predictor.data.compiled import load_examples, load_preset_pool
+
+    df = load_examples(Path(examples))
+    if anchor_dates is not None:
+        wanted = {d.isoformat() if isinstance(d, date) else str(d) for d in anchor_dates}
+        df = df[df["anchor_date"].map(lambda d: d.isoformat()).isin(wanted)]
+    if split is not None:
+        df = df[df["split"] == split]
+    if v0_only:
+        df = df[df["in_v0"].fillna(False).astype(bool)]
+    names = df["label_advertiser_name"]
+    df = df[names.notna() & (names.astype(str).str.strip() != "")]
+    df = df.sort_values(["anchor_date", "user_id"]).reset_index(drop=True)
+    if max_examples is not None and len(df) > max_examples:
+        df = df.sample(n=max_examples, random_state=seed).sort_values(["anchor_date", "user_id"])
+        df = df.reset_index(drop=True)
+    pools = {d.isoformat(): load_preset_pool(Path(examples), d) for d in sorted(set(df["anchor_date"]))}
+    log.info("loaded %d labelled examples over %d anchor date(s) from %s", len(df), len(pools), examples)
+    return df, pools
 
 
 def labelled_rows(examples_df: Any) -> list[dict[str, Any]]:

@@ -27,10 +27,11 @@ import pytest
 
 from adprior import store as st
 from llm_predictor.data.compile import CompileConfig, compile_examples
-from llm_predictor.infer.shards import InferConfig, run_inference
-from tests.adprior.test_store import END, PROFILE, _check_online, _populated_repo
+from llm_predictor.infer.plan import InferConfig
+from llm_predictor.infer.shards import run_inference
 from tests.conftest import compiled_world, infer_config
 from tests.support.paths import ROOT
+from tests.support.store import END, PROFILE, assert_online, populated_repo
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:On demand feature view is an experimental feature"),
@@ -185,7 +186,7 @@ def test_redis_stopped_mid_materialize_then_rerun(tmp_path, redis_srv, monkeypat
     from feast.infra.online_stores.redis import RedisOnlineStore
 
     monkeypatch.setenv("ADPRIOR_REDIS", redis_srv.address)
-    cfg = st.StoreConfig(repo=_populated_repo(tmp_path / "feature_repo"), online="redis")
+    cfg = st.StoreConfig(repo=populated_repo(tmp_path / "feature_repo"), online="redis")
     st.apply(cfg)
     real = RedisOnlineStore.online_write_batch
     calls = []
@@ -211,7 +212,7 @@ def test_redis_stopped_mid_materialize_then_rerun(tmp_path, redis_srv, monkeypat
     redis_srv.start()  # same port, empty (no persistence)
     summary = st.materialize(cfg, end=END)
     assert summary["views"]["user_profile"]["rows"] == 3
-    _check_online(cfg)
+    assert_online(cfg)
 
 
 # --------------------------------------------------------------------------------------- corrupt files
@@ -247,7 +248,7 @@ def test_corrupt_shard_files_are_recomputed(world, tiny_model_dir, reference, tm
     (day_dir / "inputs" / "shard-00002.parquet").write_bytes(b"garbage")  # its output is still to be made
     (day_dir / "outputs" / "shard-00002.parquet").unlink()
     (day_dir / "inputs" / "shard-00000.parquet").write_bytes(b"")  # corrupt input of a committed shard
-    with caplog.at_level(logging.WARNING, logger="llm_predictor.infer.shards"):
+    with caplog.at_level(logging.WARNING, logger="llm_predictor.infer"):
         s = run_inference(_cfg(world, tmp_path, tiny_model_dir))
     warned = caplog.text
     for name in ("outputs/shard-00001", "outputs/shard-00003", "inputs/shard-00002", "inputs/shard-00000"):
@@ -284,7 +285,7 @@ def test_disk_full_while_writing_a_partition(tmp_path):
         f"""
         import pandas as pd
         from adprior import store as st
-        from tests.adprior.test_store import PROFILE
+        from tests.support.store import PROFILE
         big = pd.concat([PROFILE] * 3000, ignore_index=True).assign(user_id=range(9000))
         limit_disk()
         st.write_partition(st.StoreConfig(repo={str(cfg.repo)!r}), "user_profile", big, "all")
@@ -308,7 +309,8 @@ def test_disk_full_while_committing_a_shard(world, tiny_model_dir, reference, tm
         f"""
         import pickle
         from llm_predictor.infer.engines import model_version
-        from llm_predictor.infer.shards import plan, run_inference
+        from llm_predictor.infer.plan import plan
+        from llm_predictor.infer.shards import run_inference
         cfg = pickle.loads({pickle.dumps(cfg)!r})
         plan(cfg, model_version(cfg.engine.model))  # the plan fits; shard outputs do not
         limit_disk()

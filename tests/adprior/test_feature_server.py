@@ -19,6 +19,7 @@ import pytest
 
 from adprior import store as st
 from tests.conftest import RANKING_ANCHORS
+from tests.support.redis import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +43,7 @@ def test_remote_online_store_client_reads_llm_predictions(ranking_world, tmp_pat
     st.materialize(cfg, datetime.combine(day + timedelta(days=2), datetime.min.time(), tzinfo=UTC))
     preds = ranking_world["preds"][day].set_index("user_id")
     users = [int(u) for u in preds.index[:3]]
-    port = st.free_port()
+    port = free_port()
     feast = str(Path(sys.executable).with_name("feast"))
     proc = subprocess.Popen(
         [feast, "serve", "-h", "127.0.0.1", "-p", str(port)],

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from llm_predictor.data.compile import CompileConfig, compile_examples, load_examples, load_preset_pool
+from llm_predictor.data.compile import CompileConfig, compile_examples
+from llm_predictor.data.compiled import load_examples, load_preset_pool
 from llm_predictor.data.parsing import parse_answer
-from llm_predictor.data.prompts import INFERENCE_TEMPLATE, build_prompt, shared_prefix
+from llm_predictor.data.prompts import build_prompt, shared_prefix
+from llm_predictor.data.templates import INFERENCE_TEMPLATE
 from tests.support.paths import AMAZON_SCIENTIFIC
 from world.amazon import AmazonConfig, import_amazon
 from world.simulate import WorldConfig, simulate

@@ -1,17 +1,15 @@
 """adprior.store + feature_repo on real parts: parquet offline store, SQLite, a real redis-server, the feast CLI.
 
-One small world: users 1-3 (3 has neither behaviour nor predictions), advertisers 101/202/505, one
-behaviour snapshot (anchor 2026-06-12, known from 06-13), predictions of 06-10 (known from 06-11)
-and 06-14 (known from 06-15), advertiser stats of 06-12 (known from 06-13).
+The small world of tests/support/store.py: users 1-3 (3 has neither behaviour nor predictions),
+advertisers 101/202/505, behaviour of 06-12, predictions of 06-10 and 06-14, advertiser stats of 06-12.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -19,176 +17,18 @@ import pytest
 
 from adprior import store as st
 from tests.conftest import ts, write_raw
-from tests.support.paths import FEATURE_REPO
+from tests.support.store import BEHAVIOR, END, PRED_NEW, PROFILE, assert_online, copy_repo, populated_repo
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:On demand feature view is an experimental feature"),
     pytest.mark.filterwarnings("ignore:Downcasting object dtype arrays:FutureWarning"),
 ]
-REPO = FEATURE_REPO
-END = datetime(2026, 6, 20, tzinfo=UTC)
-NOW = ts("2026-06-25 00:00:00")
-
-
-def _pred_rows(day: str, rows: list[tuple[int, list[int], list[str], list[str], str]]) -> pd.DataFrame:
-    """Prediction rows of inference date ``day`` (PREDICTION_SCHEMA)."""
-    x = date.fromisoformat(day)
-    return pd.DataFrame(
-        [
-            {
-                "user_id": uid,
-                "event_timestamp": datetime.combine(x + timedelta(days=1), datetime.min.time(), tzinfo=UTC),
-                "created_timestamp": NOW,
-                "anchor_date": x,
-                "advertiser_ids": ids,
-                "advertiser_names": names,
-                "raw_names": names,
-                "interests": interests,
-                "model_version": f"m@{day}",
-                "engine": "transformers",
-                "status": status,
-                "n_unresolved": 0 if status == "ok" else 1,
-                "raw_output": "<answer>...</answer>",
-            }
-            for uid, ids, names, interests, status in rows
-        ]
-    )
-
-
-PRED_OLD = _pred_rows("2026-06-10", [(1, [101, 202], ["Nike", "Walmart"], ["running shoes"], "ok")])
-PRED_NEW = _pred_rows(
-    "2026-06-14",
-    [
-        (1, [202, 505, 101], ["Walmart", "Target", "Nike"], ["home decor ideas", "ATHLETIC wear"], "ok"),
-        (2, [], [], [], "unparseable"),
-    ],
-)
-BEHAVIOR = pd.DataFrame(
-    {
-        "user_id": [1, 2],
-        "event_timestamp": [ts("2026-06-13 00:00:00")] * 2,
-        "anchor_date": [date(2026, 6, 12)] * 2,
-        "n_attributed": [3, 0],
-        "n_matched": [2, 0],
-        "n_active_advertisers": [2, 0],
-        "active_advertiser_ids": [[505, 101], []],
-        "active_advertisers": [["Target", "Nike"], []],
-        "attributed_conversions": [["Target lamp"], []],
-        "matched_conversions": [["Nike socks"], []],
-        "onsite_searches": [["lamp"], []],
-        "offsite_searches": [[], []],
-        "offsite_urls": [["nike.com/run"], []],
-        "top_categories": [["Home / Decor", "Apparel"], []],
-        "top_brands": [["nike"], []],
-        "last_event_ts": [ts("2026-06-12 10:00:00"), None],
-    }
-)
-PROFILE = pd.DataFrame(
-    {
-        "user_id": [1, 2, 3],
-        "event_timestamp": [ts("2026-01-01 00:00:00")] * 3,
-        "gender": ["f", "m", "f"],
-        "age": [30, 40, 50],
-        "user_state": ["core", "new", "casual"],
-        "country": ["US", "US", "DE"],
-    }
-)
-ADV_STATS = pd.DataFrame(
-    {
-        "advertiser_id": [101, 202, 505],
-        "event_timestamp": [ts("2026-06-13 00:00:00")] * 3,
-        "dt": [date(2026, 6, 12)] * 3,
-        "spend": [1.0, 2.0, 3.0],
-        "revenue": [2.0, 3.0, 4.0],
-        "bid_type": ["OCPM", "ROAS", "OCPM"],
-        "name": ["Nike", "Walmart", "Target"],
-        "category": ["Apparel > Athletic", "Department Stores > General", "Home > Decor"],
-        "brand_group": ["Nike Inc", "Walmart", "Target"],
-        "is_active": [True, True, True],
-    }
-)
-
-
-def _copy_repo(dest: Path) -> Path:
-    shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns("data", "__pycache__"))
-    return dest
-
-
-def _populated_repo(dest: Path) -> Path:
-    repo = _copy_repo(dest)
-    cfg = st.StoreConfig(repo=repo)
-    st.write_partition(cfg, "user_profile", PROFILE, "all")
-    st.write_partition(cfg, "user_behavior", BEHAVIOR, "dt=2026-06-12")
-    st.write_partition(cfg, "llm_predictions", PRED_OLD, "dt=2026-06-10")
-    st.write_partition(cfg, "llm_predictions", PRED_NEW, "dt=2026-06-14")
-    st.write_partition(cfg, "advertiser_stats", ADV_STATS, "dt=2026-06-12")
-    return repo
-
-
-def _expected_online(user_id: int) -> dict:
-    """What llm_predictions_online must return: the user's latest prediction."""
-    rows = PRED_NEW[PRED_NEW.user_id == user_id]
-    if rows.empty:
-        rows = PRED_OLD[PRED_OLD.user_id == user_id]
-    if rows.empty:
-        return {
-            k: None
-            for k in (
-                "advertiser_ids",
-                "advertiser_names",
-                "interests",
-                "model_version",
-                "status",
-                "n_unresolved",
-            )
-        }
-    r = rows.iloc[0]
-    return {
-        "advertiser_ids": r.advertiser_ids,
-        "advertiser_names": r.advertiser_names,
-        "interests": r.interests,
-        "model_version": r.model_version,
-        "status": r.status,
-        "n_unresolved": r.n_unresolved,
-    }
-
-
-def _check_online(cfg: st.StoreConfig) -> None:
-    got = st.lookup(cfg, [1, 2, 3])
-    for uid, row in zip([1, 2, 3], got, strict=True):
-        assert row["user_id"] == uid
-        assert {k: row[k] for k in _expected_online(uid)} == _expected_online(uid), uid
-    beh = st.lookup(
-        cfg,
-        [1, 2],
-        [
-            "user_behavior:active_advertiser_ids",
-            "user_behavior:top_categories",
-            "user_behavior:last_event_ts",
-            "user_behavior:n_attributed",
-            "user_profile:age",
-        ],
-    )
-    assert beh[0]["active_advertiser_ids"] == [505, 101]
-    assert beh[0]["top_categories"] == ["Home / Decor", "Apparel"]
-    assert beh[0]["last_event_ts"] == datetime(2026, 6, 12, 10, tzinfo=UTC)
-    assert (beh[0]["n_attributed"], beh[0]["age"]) == (3, 30)
-    assert beh[1]["active_advertiser_ids"] == [] and beh[1]["last_event_ts"] is None
-    adv = (
-        st.get_store(cfg)
-        .get_online_features(
-            features=["advertiser_stats:name", "advertiser_stats:is_active", "advertiser_stats:spend"],
-            entity_rows=[{"advertiser_id": 505}],
-        )
-        .to_dict()
-    )
-    assert (adv["name"], adv["is_active"], adv["spend"]) == (["Target"], [True], [3.0])
 
 
 @pytest.fixture(scope="module")
 def sqlite_cfg(tmp_path_factory) -> st.StoreConfig:
     """A populated copy of feature_repo, applied and materialized to SQLite up to END."""
-    cfg = st.StoreConfig(repo=_populated_repo(tmp_path_factory.mktemp("fs") / "feature_repo"))
+    cfg = st.StoreConfig(repo=populated_repo(tmp_path_factory.mktemp("fs") / "feature_repo"))
     st.apply(cfg)
     summary = st.materialize(cfg, end=END)
     assert summary["views"]["llm_advertiser_predictions"]["rows"] == 2
@@ -283,7 +123,7 @@ def test_write_daily_features(tmp_path):
 
 
 def test_sqlite_online_readback(sqlite_cfg):
-    _check_online(sqlite_cfg)
+    assert_online(sqlite_cfg)
     again = st.materialize(sqlite_cfg, end=END)  # nothing new: every view is up to date
     assert again["views"] == {} and len(again["skipped"]) == 5
 
@@ -375,16 +215,16 @@ def test_historical_features_keeps_every_row(sqlite_cfg):
 
 def test_redis_online_readback(tmp_path, redis_srv, monkeypatch):
     monkeypatch.setenv("ADPRIOR_REDIS", redis_srv.address)
-    cfg = st.StoreConfig(repo=_populated_repo(tmp_path / "feature_repo"), online="redis")
+    cfg = st.StoreConfig(repo=populated_repo(tmp_path / "feature_repo"), online="redis")
     st.apply(cfg)
     st.materialize(cfg, end=END)
-    _check_online(cfg)
+    assert_online(cfg)
     assert not (cfg.repo / "data" / "registry.db").exists()  # the Redis yaml has its own registry
 
 
 def test_redis_outage_then_rerun(tmp_path, redis_srv, monkeypatch):
     monkeypatch.setenv("ADPRIOR_REDIS", f"{redis_srv.address},password=s3cret-pw")
-    cfg = st.StoreConfig(repo=_populated_repo(tmp_path / "feature_repo"), online="redis")
+    cfg = st.StoreConfig(repo=populated_repo(tmp_path / "feature_repo"), online="redis")
     redis_srv.stop()
     st.apply(cfg)  # registry only: creating Redis "tables" needs no connection
     for check in (True, False):  # our PING first (fails fast), or Feast's own write failing
@@ -404,12 +244,12 @@ def test_redis_outage_then_rerun(tmp_path, redis_srv, monkeypatch):
     monkeypatch.setenv("ADPRIOR_REDIS", redis_srv.address)
     summary = st.materialize(cfg, end=END)
     assert summary["views"]["user_profile"]["rows"] == 3
-    _check_online(cfg)
+    assert_online(cfg)
 
 
 def test_feast_cli_apply_both_yamls(tmp_path, redis_srv, monkeypatch):
     """`feast apply` from the CLI on a fresh copy (no data/ yet), default and Redis yaml, run concurrently."""
-    repo = _copy_repo(tmp_path / "feature_repo")
+    repo = copy_repo(tmp_path / "feature_repo")
     feast = Path(sys.executable).parent / "feast"
     monkeypatch.setenv("ADPRIOR_REDIS", redis_srv.address)
     env = dict(os.environ)
@@ -445,7 +285,7 @@ def test_feast_cli_apply_both_yamls(tmp_path, redis_srv, monkeypatch):
 def test_online_store_that_lost_its_data_is_written_again(tmp_path, redis_srv, monkeypatch):
     # Redis restarted without persistence: the registry still says "materialized up to END".
     monkeypatch.setenv("ADPRIOR_REDIS", redis_srv.address)
-    cfg = st.StoreConfig(repo=_populated_repo(tmp_path / "feature_repo"), online="redis")
+    cfg = st.StoreConfig(repo=populated_repo(tmp_path / "feature_repo"), online="redis")
     st.apply(cfg)
     first = st.materialize(cfg, end=END)
     assert first["rewritten_lost"] == [] and len(first["views"]) == 5
@@ -453,7 +293,7 @@ def test_online_store_that_lost_its_data_is_written_again(tmp_path, redis_srv, m
     redis_srv.start()  # same port, empty
     again = st.materialize(cfg, end=END)  # incremental: would skip every view without the markers
     assert again["rewritten_lost"] == sorted(first["views"]) and again["skipped"] == []
-    _check_online(cfg)
+    assert_online(cfg)
     assert st.materialize(cfg, end=END)["skipped"] == sorted(first["views"])  # markers back: no-op
 
     # SQLite: the online database file deleted.
@@ -463,7 +303,7 @@ def test_online_store_that_lost_its_data_is_written_again(tmp_path, redis_srv, m
     (cfg.repo / "data" / "online_store.db").unlink()
     redo = st.materialize(scfg, end=END)
     assert redo["rewritten_lost"] == sorted(first["views"])
-    _check_online(scfg)
+    assert_online(scfg)
 
 
 def test_interest_match_reads_taxonomy_interests_as_paths():
@@ -499,3 +339,70 @@ def test_interest_match_reads_taxonomy_interests_as_paths():
         }
     )
     assert udf(inputs)["llm_interest_match"].tolist() == [1, 0, 1, 0, 1]
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_feature_repo(tmp_path):
+    """A non-editable install finds the Feast definitions: the wheel holds feature_repo/ as the package
+    adprior_feature_repo (never its data/), and PROJECT_REPO / init_repo use it outside a checkout."""
+    import json
+    import shutil
+    import zipfile
+
+    from tests.support.paths import FEATURE_REPO, ROOT
+
+    assert st.PROJECT_REPO == FEATURE_REPO  # in the checkout: the top-level folder itself
+    # Built from a copy: a build writes build/ and *.egg-info beside its sources.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    packages = ("adprior", "world", "llm_predictor", "ranking", "retrieval")
+    for name in (*packages, "feature_repo"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (src / "feature_repo" / "data").mkdir(exist_ok=True)
+    (src / "feature_repo" / "data" / "registry.db").write_bytes(b"local state")
+    res = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-w", "dist"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("adprior-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    definitions = sorted(
+        p.name
+        for p in FEATURE_REPO.iterdir()
+        if p.is_file() and (p.suffix in (".py", ".yaml") or p.name in (".feastignore", "README.md"))
+    )
+    assert {"features.py", "feature_store.yaml", "feature_store.redis.yaml", ".feastignore"} <= set(
+        definitions
+    )
+    assert {f"adprior_feature_repo/{n}" for n in definitions} <= names
+    assert not [n for n in names if n.startswith("adprior_feature_repo/data/")]
+    for init in sorted(p for pkg in packages for p in (ROOT / pkg).rglob("__init__.py")):
+        assert init.relative_to(ROOT).as_posix() in names  # every package of the checkout ships
+
+    site = tmp_path / "site"  # what pip install puts in site-packages
+    zipfile.ZipFile(wheel).extractall(site)
+    probe = (
+        "import json, sys; from pathlib import Path; import adprior; "
+        "from adprior.store.repo import PROJECT_REPO, init_repo; init_repo(Path(sys.argv[1])); "
+        "copied = sorted(p.name for p in Path(sys.argv[1]).iterdir()); "
+        "print(json.dumps([adprior.__file__, str(PROJECT_REPO), copied]))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "copy")],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    module, repo, copied = json.loads(res.stdout.strip().splitlines()[-1])
+    assert module == str(site / "adprior" / "__init__.py")
+    assert repo == str(site / "adprior_feature_repo")
+    assert copied == sorted(n for n in definitions if n != "__init__.py")

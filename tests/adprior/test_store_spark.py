@@ -1,6 +1,6 @@
 """feature_repo on Feast's Spark offline store (real local Spark): same repo, configuration only.
 
-One populated repo (the small world of tests/adprior/test_store.py) is applied twice: with the file (dask)
+One populated repo (the small world of tests/support/store.py) is applied twice: with the file (dask)
 offline store (feature_store.yaml) and with the Spark offline store (feature_store.spark.yaml;
 data_sources.py then defines SparkSources). Each yaml has its own registry and SQLite database, so
 both live side by side over the same parquet partitions, and every result of the Spark path is
@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 
 from adprior import store as st
-from tests.adprior.test_store import END, _check_online, _copy_repo, _populated_repo
 from tests.conftest import ts
+from tests.support.store import END, assert_online, copy_repo, populated_repo
 
 pytestmark = [
     pytest.mark.slow,
@@ -46,7 +46,7 @@ def repos(tmp_path_factory, request) -> tuple[st.StoreConfig, st.StoreConfig]:
     from pyspark.sql import SparkSession
 
     had_session = SparkSession.getActiveSession() is not None
-    repo = _populated_repo(tmp_path_factory.mktemp("fs_spark") / "feature_repo")
+    repo = populated_repo(tmp_path_factory.mktemp("fs_spark") / "feature_repo")
     file_cfg, spark_cfg = st.StoreConfig(repo=repo), st.StoreConfig(repo=repo, offline="spark")
     cwd = os.getcwd()
     os.chdir(tmp_path_factory.mktemp("elsewhere"))  # not the repo: paths must not depend on the cwd
@@ -90,7 +90,7 @@ def test_spark_apply_registers_spark_sources(repos):
 
 def test_spark_apply_without_offline_data(tmp_path):
     """Spark validates sources by reading them; apply skips that while a table has no parquet yet."""
-    repo = _copy_repo(tmp_path / "feature_repo")
+    repo = copy_repo(tmp_path / "feature_repo")
     cfg = st.StoreConfig(repo=repo, offline="spark")
     st.apply(cfg)
     assert len(st.get_store(cfg).list_feature_views()) == 5
@@ -172,7 +172,7 @@ def test_spark_historical_features_match_file_store(repos):
 
 def test_spark_materialize_then_lookup_matches_file_store(repos):
     file_cfg, spark_cfg = repos
-    _check_online(spark_cfg)
+    assert_online(spark_cfg)
     users = [1, 2, 3]
     assert st.lookup(spark_cfg, users) == st.lookup(file_cfg, users)
     assert st.lookup(spark_cfg, users, ONLINE_REFS) == st.lookup(file_cfg, users, ONLINE_REFS)

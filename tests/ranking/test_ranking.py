@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from adprior import store as st
-from llm_predictor.data.compile import load_examples
+from llm_predictor.data.compiled import load_examples
 from ranking.config import RankingConfig
 from ranking.dataset import time_split
 from ranking.evaluate import compare

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.index import IndexConfig, ItemIndex, ranges_bitmap
+from retrieval.filters import ranges_bitmap
+from retrieval.index import ItemIndex
+from retrieval.index_config import IndexConfig
 
 N, D, N_ADV = 3000, 16, 40
 TINY = (900, 901)  # advertisers with 3 items and 1 item

@@ -1,5 +1,6 @@
-"""retrieval/ (config, data, model): positives per objective, the sampled-softmax loss, training, and
-the user-feature paths, on real parts: a simulated world, Spark compilation, a Feast repo with SQLite.
+"""retrieval/ (config, data, vocab, model, train): positives per objective, the sampled-softmax loss,
+training, and the user-feature paths, on real parts: a simulated world, Spark compilation, a Feast repo
+with SQLite.
 
 The loss's masking and logQ correction are checked on hand-made tensors; the interaction rules on
 hand-made raw events; training, save / load and historical-vs-online user embeddings on the world.
@@ -20,18 +21,13 @@ import torch
 
 from adprior import store as st
 from adprior.io import SparkConfig
-from llm_predictor.data.compile import CompileConfig, compile_examples, load_examples
+from llm_predictor.data.compile import CompileConfig, compile_examples
+from llm_predictor.data.compiled import load_examples
 from retrieval.config import RetrievalConfig, config_from_dict, config_to_dict
 from retrieval.data import (
     USER_FEATURE_COLUMNS,
-    Vocab,
-    Vocabs,
-    age_bucket,
     as_list,
-    category_tokens,
     dwell_weight,
-    encode_items,
-    encode_users,
     interactions,
     item_features,
     online_user_features,
@@ -39,17 +35,16 @@ from retrieval.data import (
 )
 from retrieval.model import (
     TwoTower,
-    _embed_items,
-    _embed_users,
-    _tensors,
-    _time_split,
+    embed_items,
+    embed_users,
     item_log_q,
     load,
-    recall_at_k,
     retrieval_logits,
     sampled_softmax_loss,
-    train,
+    tensors,
 )
+from retrieval.train import recall_at_k, time_split, train
+from retrieval.vocab import Vocab, Vocabs, age_bucket, category_tokens, encode_items, encode_users
 from tests.conftest import ts, write_raw
 from world.schema import SCHEMAS
 from world.simulate import WorldConfig, simulate
@@ -108,7 +103,7 @@ def frames(world, trained) -> dict:
     """One point-in-time call for the validation rows and for every user at NOW (saves a Feast start)."""
     cfg = world["cfg"]
     inter = interactions(cfg.data, cfg.objective, date(2026, 6, 9), None)
-    valid = inter[_time_split(inter["event_timestamp"], cfg.valid_fraction)].reset_index(drop=True)
+    valid = inter[time_split(inter["event_timestamp"], cfg.valid_fraction)].reset_index(drop=True)
     users = [*sorted(int(u) for u in load_examples(world["examples"], ANCHORS[-1])["user_id"])[:6], 999_999]
     now = pd.DataFrame({"user_id": users, "event_timestamp": NOW, "part": "now"})
     entity = pd.concat([valid[["user_id", "event_timestamp"]].assign(part="valid"), now], ignore_index=True)
@@ -332,16 +327,14 @@ def test_training_lowers_loss_and_beats_random_embeddings(world, trained, frames
     # an independently seeded random model on the same validation rows
     model = trained["model"]
     valid_users = model.encode_users(frames["valid_features"])
-    items = _tensors(encode_items(model.items, model.vocabs))
+    items = tensors(encode_items(model.items, model.vocabs))
     row_of = {int(i): r for r, i in enumerate(model.items["item_id"])}
     pos = torch.tensor([row_of[int(i)] for i in frames["valid"]["item_id"]])
     torch.manual_seed(123)
     rand = TwoTower(
         model.vocabs.sizes(), model.cfg.feature_dim, model.cfg.embedding_dim, model.cfg.hidden
     ).eval()
-    random_recall = recall_at_k(_embed_users(rand, valid_users), _embed_items(rand, items), pos, (100,))[
-        "100"
-    ]
+    random_recall = recall_at_k(embed_users(rand, valid_users), embed_items(rand, items), pos, (100,))["100"]
     # the saved model reproduces the reported recall from freshly fetched point-in-time features
     ids, vecs = model.embed_items()
     assert ids.tolist() == model.items["item_id"].tolist() and vecs.dtype == np.float32

@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from adprior import store as st
-from retrieval.abtest import Serving, run_ab, write_report
+from retrieval.ab_report import write_report
+from retrieval.abtest import run_ab
 from retrieval.config import RetrievalConfig
 from retrieval.generators import predicted_advertisers
-from retrieval.model import train
+from retrieval.serving import Serving
+from retrieval.train import train
 from tests.conftest import RANKING_ANCHORS
 
 pytestmark = [

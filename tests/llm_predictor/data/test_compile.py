@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from llm_predictor.data.compile import CompileConfig, compile_examples, load_examples, load_preset_pool
+from llm_predictor.data.compile import CompileConfig, compile_examples
+from llm_predictor.data.compiled import load_examples, load_preset_pool
 from tests.conftest import ts, write_raw
 
 X = date(2026, 6, 10)  # anchor date: features use ts < 2026-06-11 00:00, labels (x, x+7d]

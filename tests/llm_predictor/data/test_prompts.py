@@ -1,4 +1,4 @@
-"""Unit tests of llm_predictor.data.prompts: templates, prefix caching, sanitising and the token budget."""
+"""Unit tests of llm_predictor.data.prompts and .templates: templates, prefix caching, sanitising and the token budget."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from adprior.contracts import LIST_FIELDS
 from llm_predictor.data.parsing import parse_answer
 from llm_predictor.data.prompts import (
-    TEMPLATES,
     PromptBudget,
     build_prompt,
     build_prompt_with_stats,
@@ -21,6 +20,7 @@ from llm_predictor.data.prompts import (
     shared_prefix,
     user_suffix,
 )
+from llm_predictor.data.templates import TEMPLATES
 
 POOL = ["Nike", "Adidas", "H&M", "Sephora", "Johnson & Johnson"]
 

@@ -7,7 +7,6 @@ import random
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,16 +14,13 @@ import pytest
 import torch
 
 from adprior.contracts import EXAMPLE_SCHEMA, PRESET_POOL_SCHEMA
-from llm_predictor.eval.evaluate import (
-    EvalConfig,
-    GBDTConfig,
-    GBDTReranker,
-    combine_with_llm,
-    evaluate,
-    load_advertisers,
-    pool_ceiling,
-    read_preset_pool,
-)
+from llm_predictor.data.compiled import read_preset_pool
+from llm_predictor.eval.combine import combine_with_llm
+from llm_predictor.eval.config import EvalConfig, GBDTConfig
+from llm_predictor.eval.evaluate import evaluate
+from llm_predictor.eval.reranker import GBDTReranker
+from llm_predictor.eval.rows import load_advertisers
+from llm_predictor.eval.runs import pool_ceiling
 from llm_predictor.infer.decoding import DecodeConfig
 
 X = date(2026, 6, 22)
@@ -143,7 +139,7 @@ def world(tmp_path_factory):
 
 
 def _frames(world):
-    from llm_predictor.data.compile import load_examples
+    from llm_predictor.data.compiled import load_examples
 
     ex, data = world
     df = load_examples(ex)
@@ -344,40 +340,6 @@ def test_pool_ceiling(world):
     assert not pool_ceiling(ev, {}).all()  # without the pool, only active advertisers count
 
 
-def test_ablate_rows():
-    from llm_predictor.eval.evaluate import ablate_rows
-
-    rows = pd.DataFrame(
-        {
-            "user_id": [1, 2],
-            "label_advertiser_id": [10, 20],
-            "gender": ["f", "m"],
-            "age": [30, 40],
-            "user_state": ["core", "new"],
-            "active_advertisers": [["A", "B", "C"], ["D"]],
-            "active_advertiser_ids": [[1, 2, 3], [4]],
-            "offsite_urls": [["u1", "u2"], []],
-        }
-    )
-    dropped = ablate_rows(rows, "drop:offsite_urls")
-    assert dropped["offsite_urls"].tolist() == [[], []]
-    assert dropped["active_advertisers"].tolist() == rows["active_advertisers"].tolist()
-    no_hist = ablate_rows(rows, "drop:active_advertisers")
-    assert no_hist["active_advertisers"].tolist() == [[], []] and no_hist[
-        "active_advertiser_ids"
-    ].tolist() == [[], []]
-    assert ablate_rows(rows, "drop:profile")[["gender", "age", "user_state"]].isna().all().all()
-    assert ablate_rows(rows, "reverse")["active_advertisers"].tolist() == [["C", "B", "A"], ["D"]]
-    shuffled = ablate_rows(rows, "shuffle", seed=3)["active_advertisers"].tolist()
-    assert sorted(shuffled[0]) == ["A", "B", "C"]
-    assert rows["label_advertiser_id"].tolist() == [10, 20]  # the input frame is not modified
-    assert rows["offsite_urls"].tolist() == [["u1", "u2"], []]
-    with pytest.raises(ValueError, match="field must be one of"):
-        ablate_rows(rows, "drop:labels")
-    with pytest.raises(ValueError, match="unknown ablation"):
-        ablate_rows(rows, "sideways")
-
-
 @pytest.mark.usefixtures("_one_thread")
 def test_ablation_runs_are_reported(world, tmp_path, tiny_model_dir):
     ex, data = world
@@ -401,38 +363,3 @@ def test_ablation_runs_are_reported(world, tmp_path, tiny_model_dir):
         assert m["kind"] == "ablation" and m["of"] == "llm: tiny-llama"
         assert set(m["recall"]["V1"]) == {"R@1", "R@5", "R@20"}
     assert "[shuffle]" in (tmp_path / "eval.md").read_text()
-
-
-def test_recall_intervals_and_paired_tests():
-    from llm_predictor.eval.evaluate import _paired_tests, _recall_cis
-
-    labels = [1] * 10
-    masks = {"V1": np.ones(10, dtype=bool)}
-    a = [[1]] * 8 + [[2]] * 2  # hits 8 / 10
-    b = [[2]] * 8 + [[1]] * 2  # hits 2 / 10: only the last two, where a misses
-    ci = _recall_cis(a, labels, masks, (1,))["V1"]["R@1"]
-    assert ci == pytest.approx([0.4902, 0.9433], abs=1e-4)  # Wilson 95 % for 8 / 10
-    methods = {
-        "pop": {"kind": "baseline"},
-        "llm: a": {"kind": "llm"},
-        "llm: b": {"kind": "llm"},
-        "llm: a [shuffle]": {"kind": "ablation", "of": "llm: a"},
-    }
-    ranked = {"pop": [[2]] * 10, "llm: a": a, "llm: b": b, "llm: a [shuffle]": a}
-    rows = {(r["a"], r["b"]): r for r in _paired_tests(ranked, methods, labels, masks, (1,))}
-    ab = rows[("llm: a", "llm: b")]
-    assert (ab["a_only"], ab["b_only"], ab["diff"], ab["n"]) == (8, 2, 0.6, 10)
-    assert ab["p"] == pytest.approx(0.1094, abs=1e-4)  # two-sided binomial, 8 of 10 discordant pairs
-    assert rows[("llm: a", "pop")]["p"] == pytest.approx(0.0078, abs=1e-4)  # 8 vs 0
-    assert rows[("llm: a [shuffle]", "llm: a")] | {"p": None} == {
-        "set": "V1",
-        "k": 1,
-        "a": "llm: a [shuffle]",
-        "b": "llm: a",
-        "n": 10,
-        "a_only": 0,
-        "b_only": 0,
-        "diff": 0.0,
-        "p": None,
-    }
-    assert rows[("llm: a [shuffle]", "llm: a")]["p"] == 1.0  # never disagree

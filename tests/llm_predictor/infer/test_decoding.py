@@ -10,7 +10,7 @@ import random
 import pytest
 
 from llm_predictor.data.parsing import parse_answer
-from llm_predictor.data.prompts import wrap_as_answer
+from llm_predictor.data.templates import wrap_as_answer
 from llm_predictor.infer.decoding import DecodeConfig, generate
 
 pytestmark = pytest.mark.usefixtures("one_thread")

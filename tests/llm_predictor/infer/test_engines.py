@@ -17,7 +17,8 @@ import torch
 
 from llm_predictor.data.parsing import parse_answer
 from llm_predictor.infer.decoding import chat_texts
-from llm_predictor.infer.engines import Engine, EngineConfig, TransformersEngine, make_engine, model_version
+from llm_predictor.infer.engines import Engine, EngineConfig, make_engine, model_version
+from llm_predictor.infer.hf_engine import TransformersEngine
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

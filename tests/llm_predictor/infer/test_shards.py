@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from adprior.contracts import PREDICTION_SCHEMA
-from llm_predictor.data.compile import load_examples
-from llm_predictor.infer.shards import InferConfig, event_timestamp, run_inference
+from llm_predictor.data.compiled import load_examples
+from llm_predictor.infer.plan import InferConfig
+from llm_predictor.infer.shards import event_timestamp, run_inference
 from tests.conftest import compiled_world, infer_config
 
 X = date(2026, 6, 22)

@@ -1,4 +1,4 @@
-"""Continued pre-training with SID tokens (llm_predictor.train.cpt): token addition, phase-1 freezing, phase 2."""
+"""Continued pre-training with SID tokens (train.cpt, train.cpt_corpus): tokens, phase-1 freezing, phase 2."""
 
 from __future__ import annotations
 
@@ -9,17 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llm_predictor.sid import attach_sid_sequences, build_sids, load_sid_map, load_sid_tokens
-from llm_predictor.train.cpt import CPTConfig, add_sid_tokens, cpt_texts, freeze_all_but_rows, train_cpt
-from tests.llm_predictor.test_sid import (
-    X1,
-    X2,
-    example_row,
-    hash_embed,
-    make_raw,
-    tiny_sid_config,
-    write_examples,
-)
+from llm_predictor.sid.artifacts import load_sid_map, load_sid_tokens
+from llm_predictor.sid.attach import attach_sid_sequences
+from llm_predictor.sid.build import build_sids
+from llm_predictor.train.config import CPTConfig
+from llm_predictor.train.cpt import add_sid_tokens, freeze_all_but_rows, train_cpt
+from llm_predictor.train.cpt_corpus import cpt_texts
+from tests.support.sid import X1, X2, example_row, hash_embed, make_raw, tiny_sid_config, write_examples
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -182,7 +178,9 @@ def test_phase2_changes_all_weights_and_phase3_prompts(
     )
     assert not torch.equal(before["model.embed_tokens.weight"][:v], after["model.embed_tokens.weight"][:v])
     # Phase 3: the SFT data of the SID-aware template, tokenized by the CPT folder's tokenizer, holds SID tokens.
-    from llm_predictor.train.trainers import SFTRunConfig, load_tokenizer, prepare_sft_data
+    from llm_predictor.train.common import load_tokenizer
+    from llm_predictor.train.config import SFTRunConfig
+    from llm_predictor.train.sft import prepare_sft_data
 
     tok = load_tokenizer(str(p2))
     ds, _ = prepare_sft_data(SFTRunConfig(examples=sid_data["examples"], model=p2, template="sft_sid"), tok)

@@ -1,0 +1,144 @@
+"""Supervised fine-tuning of the advertiser predictor (paper 3.4.1) with ``trl.SFTTrainer``.
+
+The single-advertiser prompt (``sft_text``, paper A.1), the 20-advertiser variant (``sft_text_20``) or the
+inference prompt with an XML target (``grpo_text``, the warm start for GRPO) as conversational
+prompt-completion data, with the loss on the completion only (``SFTConfig.completion_only_loss=True``); the
+tokenizer's chat template is applied by TRL. The run config is
+:class:`llm_predictor.train.config.SFTRunConfig`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from llm_predictor.data.prompts import PromptBudget, hf_token_counter
+from llm_predictor.train.common import (
+    finish_run,
+    history_values,
+    load_tokenizer,
+    param_counts,
+    resolve_model,
+    resume_checkpoint,
+    run_metrics,
+    score_labelled_only,
+    step_timer,
+    timing,
+)
+from llm_predictor.train.config import SFTRunConfig
+from llm_predictor.train.datasets import drop_long, load_run_examples, sft_dataset
+
+log = logging.getLogger(__name__)
+
+
+def prepare_sft_data(
+    cfg: SFTRunConfig, tokenizer: Any, examples_df: Any = None, preset_pool: Any = None
+) -> tuple[Any, dict[str, Any]]:
+    """The SFT dataset of ``cfg`` (over-long rows dropped) and its length statistics.
+
+    Args:
+        cfg: the run config (examples folder, dates, split, template, budget, ``sft.max_length``).
+        tokenizer: the model's tokenizer (counts the prompt budget and lengths).
+        examples_df: examples table to use instead of reading ``cfg.examples``.
+        preset_pool: preset pool (list or {date: list}) to use with ``examples_df``.
+
+    Returns:
+        (``datasets.Dataset`` in conversational prompt-completion format, statistics dict).
+    """
+    if examples_df is None:
+        if cfg.examples is None:
+            raise ValueError("SFTRunConfig.examples is not set")
+        examples_df, preset_pool = load_run_examples(
+            cfg.examples, cfg.anchor_dates, cfg.split, cfg.v0_only, cfg.max_train_examples, cfg.seed
+        )
+    budget = PromptBudget(max_user_tokens=cfg.budget_tokens, count_tokens=hf_token_counter(tokenizer))
+    ds = sft_dataset(examples_df, preset_pool, cfg.template, budget, cfg.popular)
+    if cfg.max_train_examples is not None and len(ds) > cfg.max_train_examples:
+        ds = ds.shuffle(seed=cfg.seed).select(range(cfg.max_train_examples))
+    ds, stats = drop_long(ds, tokenizer, cfg.sft.max_length, "total_tokens")
+    if len(ds) == 0:
+        raise ValueError(f"no SFT examples left (stats: {stats})")
+    return ds, stats
+
+
+def build_sft_trainer(
+    cfg: SFTRunConfig, dataset: Any, tokenizer: Any, callbacks: list[Any] | None = None
+) -> Any:
+    """A ``trl.SFTTrainer`` for ``cfg`` on a prepared dataset (see :func:`prepare_sft_data`).
+
+    Args:
+        cfg: the run config; ``cfg.sft`` is passed to TRL as it is, ``cfg.lora`` to PEFT.
+        dataset: conversational prompt-completion ``Dataset``.
+        tokenizer: the model's tokenizer (with a chat template); TRL tokenizes the dataset with it.
+        callbacks: extra ``TrainerCallback`` objects.
+
+    Returns:
+        The trainer; ``trainer.train_dataset`` holds the tokenized rows with ``labels`` (-100 on the prompt).
+    """
+    from trl import SFTTrainer
+
+    return SFTTrainer(
+        model=resolve_model(cfg.model),
+        args=cfg.sft,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=cfg.lora,
+        callbacks=callbacks,
+    )
+
+
+def train_sft(cfg: SFTRunConfig, examples_df: Any = None, preset_pool: Any = None) -> dict[str, Any]:
+    """Supervised fine-tuning on the next-advertiser label (paper 3.4.1).
+
+    Args:
+        cfg: what to train on, how, and where to write; see :class:`SFTRunConfig`.
+        examples_df: examples table (pandas) to use instead of reading ``cfg.examples``.
+        preset_pool: preset pool (list, or {anchor date: list}) for ``examples_df``.
+
+    Returns:
+        Metrics: train_loss_first/last, steps, seconds, s_per_step, examples_per_s, tokens (and per second),
+        dataset length statistics, parameter counts, device and the saved model folder; also written with
+        the config and TRL's log history to ``output_dir/train_summary.json``.
+    """
+
+    model_path = resolve_model(cfg.model)
+    tokenizer = load_tokenizer(model_path, padding_side="right")
+    dataset, data_stats = prepare_sft_data(cfg, tokenizer, examples_df, preset_pool)
+    log.info(
+        "SFT on %d examples (%s) from %s, template %s", len(dataset), data_stats, model_path, cfg.template
+    )
+    timer = step_timer("sft")
+    trainer = build_sft_trainer(cfg, dataset, tokenizer, callbacks=[timer])
+    t0 = time.perf_counter()
+    with score_labelled_only(cfg.cpu_score_labelled_only) as compact:
+        result = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg))
+    seconds = time.perf_counter() - t0
+    history = trainer.state.log_history
+    losses = history_values(history, "loss")
+    tokens = history_values(history, "num_tokens")
+    steps = trainer.state.global_step
+    step_time = sum(timer.step_seconds) or seconds
+    seen = steps * cfg.sft.per_device_train_batch_size * cfg.sft.gradient_accumulation_steps
+    metrics: dict[str, Any] = {
+        **run_metrics("sft", cfg, model_path, compact, dataset, data_stats),
+        **timing(timer, steps, seconds),
+        "train_loss_first": losses[0] if losses else None,
+        "train_loss_last": losses[-1] if losses else None,
+        "train_loss_mean": result.training_loss,
+        "mean_token_accuracy_last": (history_values(history, "mean_token_accuracy") or [None])[-1],
+        "examples_seen": seen,
+        "examples_per_s": round(seen / step_time, 3) if step_time else None,
+        "tokens": int(tokens[-1]) if tokens else None,
+        "tokens_per_s": round(tokens[-1] / step_time, 1) if tokens and step_time else None,
+        **param_counts(trainer),
+    }
+    finish_run(trainer, tokenizer, cfg, metrics, history)
+    log.info(
+        "SFT done: %d steps in %.1f s, loss %s -> %s",
+        steps,
+        seconds,
+        metrics["train_loss_first"],
+        metrics["train_loss_last"],
+    )
+    return metrics

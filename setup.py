@@ -1,0 +1,18 @@
+"""The packages of the adprior distribution; everything else about the build is in pyproject.toml.
+
+One thing pyproject.toml cannot say: the checkout's top-level ``feature_repo/`` (the Feast definitions,
+top-level so that the ``feast`` CLI runs inside it) ships as the package ``adprior_feature_repo``, with
+its yamls, ``.feastignore`` and README but never its ``data/``. A non-editable install then finds it
+through ``adprior.store.repo.PROJECT_REPO`` (checked by tests/adprior/test_store.py).
+"""
+
+from setuptools import find_namespace_packages, setup
+
+setup(
+    packages=[
+        *find_namespace_packages(include=["adprior*", "world*", "llm_predictor*", "ranking*", "retrieval*"]),
+        "adprior_feature_repo",
+    ],
+    package_dir={"adprior_feature_repo": "feature_repo"},
+    package_data={"adprior_feature_repo": ["*.yaml", ".feastignore", "README.md"]},
+)

@@ -1,0 +1,41 @@
+"""Recall intervals and paired tests between methods on the same rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llm_predictor.eval.stats import paired_tests, recall_cis
+
+
+def test_recall_intervals_and_paired_tests():
+    labels = [1] * 10
+    masks = {"V1": np.ones(10, dtype=bool)}
+    a = [[1]] * 8 + [[2]] * 2  # hits 8 / 10
+    b = [[2]] * 8 + [[1]] * 2  # hits 2 / 10: only the last two, where a misses
+    ci = recall_cis(a, labels, masks, (1,))["V1"]["R@1"]
+    assert ci == pytest.approx([0.4902, 0.9433], abs=1e-4)  # Wilson 95 % for 8 / 10
+    methods = {
+        "pop": {"kind": "baseline"},
+        "llm: a": {"kind": "llm"},
+        "llm: b": {"kind": "llm"},
+        "llm: a [shuffle]": {"kind": "ablation", "of": "llm: a"},
+    }
+    ranked = {"pop": [[2]] * 10, "llm: a": a, "llm: b": b, "llm: a [shuffle]": a}
+    rows = {(r["a"], r["b"]): r for r in paired_tests(ranked, methods, labels, masks, (1,))}
+    ab = rows[("llm: a", "llm: b")]
+    assert (ab["a_only"], ab["b_only"], ab["diff"], ab["n"]) == (8, 2, 0.6, 10)
+    assert ab["p"] == pytest.approx(0.1094, abs=1e-4)  # two-sided binomial, 8 of 10 discordant pairs
+    assert rows[("llm: a", "pop")]["p"] == pytest.approx(0.0078, abs=1e-4)  # 8 vs 0
+    assert rows[("llm: a [shuffle]", "llm: a")] | {"p": None} == {
+        "set": "V1",
+        "k": 1,
+        "a": "llm: a [shuffle]",
+        "b": "llm: a",
+        "n": 10,
+        "a_only": 0,
+        "b_only": 0,
+        "diff": 0.0,
+        "p": None,
+    }
+    assert rows[("llm: a [shuffle]", "llm: a")]["p"] == 1.0  # never disagree
