@@ -8,13 +8,15 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from world.schema import SCHEMAS, ContractError, RawLayout
+
+if TYPE_CHECKING:  # pyspark is imported where Spark is used: writers and configs stay light
+    from pyspark.sql import DataFrame, SparkSession
 
 
 @dataclass
@@ -31,6 +33,8 @@ class SparkConfig:
 
 def get_spark(cfg: SparkConfig | None = None) -> SparkSession:
     """Return a (possibly existing) SparkSession configured by ``cfg``, always in UTC."""
+    from pyspark.sql import SparkSession
+
     cfg = cfg or SparkConfig()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -69,6 +73,8 @@ _SPARK_TYPES = {
 
 def read_raw(spark: SparkSession, layout: RawLayout, name: str) -> DataFrame:
     """Read a raw table with Spark and hold it to the contract: every column present, castable to its type."""
+    from pyspark.sql import functions as F
+
     path = layout.table(name)
     if not path.exists():
         raise FileNotFoundError(f"raw table {name!r} not found at {path}")

@@ -8,6 +8,7 @@ reads a real raw-table root instead.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -18,8 +19,30 @@ from typing import Any
 
 from adprior.store import StoreConfig
 from llm_predictor.infer.engines import EngineConfig
+from llm_predictor.infer.plan import InferConfig
 
 log = logging.getLogger(__name__)
+
+# The InferConfig fields a night passes through unchanged (NightlyConfig declares them with InferConfig's defaults).
+INFER_FIELDS = (
+    "engine",
+    "budget_tokens",
+    "shard_size",
+    "runner",
+    "ray_address",
+    "workers",
+    "cpus_per_worker",
+    "gpus_per_worker",
+    "incremental",
+    "limit_users",
+    "force",
+)
+
+
+def _infer_default(name: str) -> Any:
+    """InferConfig's default of ``name`` (a fresh object for a default factory)."""
+    f = {f.name: f for f in dataclasses.fields(InferConfig)}[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 @dataclass
@@ -35,22 +58,25 @@ class NightlyConfig:
     master: str = "local[2]"  # Spark master URL ('local[N]', 'spark://host:7077', ...)
     countries: str = "US"  # serving countries (comma-separated)
     store: StoreConfig = field(default_factory=StoreConfig)  # Feast repo and online store choice
-    engine: EngineConfig = field(default_factory=EngineConfig)  # model and generation engine
-    budget_tokens: int = 256  # token budget of each user's part of the prompt (CPU default; 1024 on GPU)
-    shard_size: int = 32  # users per inference shard (unit of commit and resume)
-    runner: str = "ray"  # 'ray' | 'local' (see llm_predictor.infer.plan.InferConfig)
-    ray_address: str | None = None  # None: local Ray; else a cluster address
-    workers: int = 1  # engine actors
-    cpus_per_worker: float = 2.0  # Ray CPUs (and torch threads) per actor
-    gpus_per_worker: float = 0.0  # Ray GPUs per actor
-    incremental: bool = True  # re-infer only users with activity since their last prediction
-    limit_users: int | None = None  # infer at most this many users (a quick look); None = all selected
+    # How to infer: the same fields as llm_predictor.infer.plan.InferConfig, with its defaults (one source)
+    engine: EngineConfig = field(default_factory=lambda: _infer_default("engine"))  # model and engine
+    budget_tokens: int = _infer_default("budget_tokens")  # token budget of each user's part of the prompt
+    shard_size: int = _infer_default("shard_size")  # users per inference shard (unit of commit and resume)
+    runner: str = _infer_default("runner")  # 'ray' | 'local'
+    ray_address: str | None = _infer_default("ray_address")  # None: local Ray; else a cluster address
+    workers: int = _infer_default("workers")  # engine actors
+    cpus_per_worker: float = _infer_default("cpus_per_worker")  # Ray CPUs (and torch threads) per actor
+    gpus_per_worker: float = _infer_default("gpus_per_worker")  # Ray GPUs per actor
+    incremental: bool = _infer_default(
+        "incremental"
+    )  # re-infer only users with activity since their last one
+    limit_users: int | None = _infer_default("limit_users")  # infer at most this many users; None = all
     materialize: bool = True  # push the new offline rows to the online store at the end
-    force: bool = False  # redo inference of a date that already finished
+    force: bool = _infer_default("force")  # redo inference of a date that already finished
 
 
 def _simulate_if_needed(cfg: NightlyConfig) -> tuple[Path, date]:
-    from world.simulate import WorldConfig
+    from world.config import WorldConfig
     from world.simulate import simulate as run_sim
 
     data = cfg.workdir / "world"
@@ -122,17 +148,7 @@ def run_nightly(cfg: NightlyConfig) -> dict[str, Any]:
         predictions=store.offline_dir(cfg.store, "llm_predictions"),
         work=cfg.workdir / "infer",
         data=data,
-        engine=cfg.engine,
-        budget_tokens=cfg.budget_tokens,
-        shard_size=cfg.shard_size,
-        runner=cfg.runner,
-        ray_address=cfg.ray_address,
-        workers=cfg.workers,
-        cpus_per_worker=cfg.cpus_per_worker,
-        gpus_per_worker=cfg.gpus_per_worker,
-        incremental=cfg.incremental,
-        limit_users=cfg.limit_users,
-        force=cfg.force,
+        **{name: getattr(cfg, name) for name in INFER_FIELDS},
     )
     inf = run_inference(icfg)
     stages["infer"] = time.perf_counter() - t

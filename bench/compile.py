@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from adprior.io import SparkConfig, get_spark
     from llm_predictor.data.compile import CompileConfig, compile_examples
-    from world.simulate import WorldConfig, simulate
+    from world.config import WorldConfig
+    from world.simulate import simulate
 
     anchors = [date.fromisoformat(d) for d in args.dates]
     sizes = sorted(set(args.users))

@@ -103,13 +103,8 @@ def build_inputs(
 ) -> tuple[str, list[str], list[list[str]], list[int]]:
     """(shared prefix, user suffixes, allowed names per user, user ids) for ``n`` sampled users of ``day``."""
     from llm_predictor.data.compiled import load_examples, load_preset_pool
-    from llm_predictor.data.prompts import (
-        PromptBudget,
-        hf_token_counter,
-        sanitize_text,
-        shared_prefix,
-        user_suffix,
-    )
+    from llm_predictor.data.prompts import PromptBudget, hf_token_counter, shared_prefix, user_suffix
+    from llm_predictor.data.sanitize import sanitize_text
     from llm_predictor.data.templates import INFERENCE_TEMPLATE
 
     df = load_examples(examples, day)
@@ -134,7 +129,8 @@ def run_variant(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], li
     from transformers import AutoTokenizer
 
     from llm_predictor.data.parsing import parse_answer
-    from llm_predictor.infer.engines import EngineConfig, make_engine
+    from llm_predictor.infer.backends import make_engine
+    from llm_predictor.infer.engines import EngineConfig
     from llm_predictor.infer.plan import interest_vocabulary_of
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)

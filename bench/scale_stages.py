@@ -35,7 +35,7 @@ def du(path: Path) -> int:
 
 def anchor_day(seed: int) -> date:
     """The nightly default date: the simulated world's end - 8 days (labels exist)."""
-    from world.simulate import WorldConfig
+    from world.config import WorldConfig
 
     return WorldConfig(out=Path("unused"), seed=seed).end_date - timedelta(days=8)
 
@@ -53,7 +53,8 @@ def _store_cfg(spec: dict) -> Any:
 
 def stage_simulate(spec: dict) -> dict:
     """simulate: the nightly world of ``spec['users']`` users under ``<work>/world``."""
-    from world.simulate import WorldConfig, simulate
+    from world.config import WorldConfig
+    from world.simulate import simulate
 
     p = _paths(spec)
     wc = WorldConfig(

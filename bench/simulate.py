@@ -56,7 +56,8 @@ def du(path: Path) -> int:
 
 def child(spec: dict) -> None:
     """Run one simulation and write its summary and own rusage to spec['result']."""
-    from world.simulate import WorldConfig, simulate
+    from world.config import WorldConfig
+    from world.simulate import simulate
 
     cfg = WorldConfig(
         out=Path(spec["out"]),

@@ -29,7 +29,8 @@ def compiled_world(root: Path, spark, anchors: list[date], **world: object) -> t
     """Simulate a small world under ``root/world`` (``world`` = WorldConfig fields) and compile its examples
     for ``anchors`` under ``root/ex`` with the session's Spark; returns (raw data folder, examples folder)."""
     from llm_predictor.data.compile import CompileConfig, compile_examples
-    from world.simulate import WorldConfig, simulate
+    from world.config import WorldConfig
+    from world.simulate import simulate
 
     data, ex = root / "world", root / "ex"
     simulate(WorldConfig(out=data, end_date=date(2026, 6, 30), **world))  # type: ignore[arg-type]
@@ -244,7 +245,8 @@ def ranking_world(tmp_path_factory, spark) -> dict:
     from llm_predictor.data.compile import CompileConfig, compile_examples
     from llm_predictor.data.compiled import load_examples, read_preset_pool
     from ranking.config import RankingConfig
-    from world.simulate import WorldConfig, simulate
+    from world.config import WorldConfig
+    from world.simulate import simulate
 
     tmp = tmp_path_factory.mktemp("ranking")
     data = tmp / "world"

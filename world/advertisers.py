@@ -23,7 +23,7 @@ from world.catalog import ADJECTIVES, BRANDS, LONG_TAIL_FIRST, LONG_TAIL_SECOND,
 from world.schema import conform
 
 if TYPE_CHECKING:
-    from world.simulate import WorldConfig
+    from world.config import WorldConfig
 
 
 def phrase(adjective: str, noun: str) -> str:

@@ -25,7 +25,7 @@ from world.catalog import ADJECTIVES, PRODUCTS
 from world.schema import SCHEMAS
 
 if TYPE_CHECKING:
-    from world.simulate import WorldConfig
+    from world.config import WorldConfig
 
 
 _EVENT_COLS = SCHEMAS["events"].names

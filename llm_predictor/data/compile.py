@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -361,11 +361,13 @@ def compile_examples(cfg: CompileConfig, spark: SparkSession | None = None) -> d
         cached.unpersist()
         log.info("compiled anchor date %s", x)
     seconds = time.perf_counter() - t0
-    summary = summarize(out, cfg)
+    summary = summarize(out, asdict(cfg))
     summary["seconds"] = round(seconds, 2)
     if cfg.tokenizer:
         for x in cfg.anchor_dates:
-            summary["dates"][x.isoformat()]["prompt_tokens"] = prompt_length_stats(out, x, cfg)
+            summary["dates"][x.isoformat()]["prompt_tokens"] = prompt_length_stats(
+                out, x, cfg.tokenizer, cfg.prompt_sample
+            )
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "summary.md").write_text(summary_markdown(summary))
     return summary

@@ -3,19 +3,17 @@ token lengths of inference prompts, computed from a compile output folder."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from llm_predictor.data.compiled import load_examples, load_preset_pool
 
-if TYPE_CHECKING:  # compile imports this module: the config is only an annotation here
-    from llm_predictor.data.compile import CompileConfig
 
-
-def prompt_length_stats(out: Path, x: date, cfg: CompileConfig) -> dict:
-    """Token lengths of inference prompts for a sample of the examples of anchor date ``x``."""
+def prompt_length_stats(out: Path, x: date, tokenizer: str | None, sample: int) -> dict:
+    """Token lengths of inference prompts for ``sample`` examples of anchor date ``x``, counted with
+    ``tokenizer`` ('base' = SmolLM2, a model folder, or None)."""
     import numpy as np
 
     from llm_predictor.base_model import load_tokenizer
@@ -23,12 +21,12 @@ def prompt_length_stats(out: Path, x: date, cfg: CompileConfig) -> dict:
     from llm_predictor.data.prompts import shared_prefix as make_prefix
     from llm_predictor.data.templates import INFERENCE_TEMPLATE
 
-    tok = load_tokenizer(None if cfg.tokenizer == "base" else cfg.tokenizer)
+    tok = load_tokenizer(None if tokenizer == "base" else tokenizer)
     count = hf_token_counter(tok)
     df = load_examples(out, x)
     if len(df) == 0:
         return {"n": 0}
-    rows = df.sample(n=min(cfg.prompt_sample, len(df)), random_state=0)
+    rows = df.sample(n=min(sample, len(df)), random_state=0)
     pool = load_preset_pool(out, x)
     budget = PromptBudget(count_tokens=count)
     prefix = make_prefix(INFERENCE_TEMPLATE, pool)
@@ -39,7 +37,7 @@ def prompt_length_stats(out: Path, x: date, cfg: CompileConfig) -> dict:
         cut += any(v.get("dropped_budget", 0) for v in st.values() if isinstance(v, dict))
     a = np.asarray(lens)
     return {
-        "tokenizer": getattr(tok, "name_or_path", str(cfg.tokenizer)).split("/")[-1],
+        "tokenizer": getattr(tok, "name_or_path", str(tokenizer)).split("/")[-1],
         "n": len(a),
         "prefix": count(prefix),
         "p50": int(np.percentile(a, 50)),
@@ -51,13 +49,13 @@ def prompt_length_stats(out: Path, x: date, cfg: CompileConfig) -> dict:
     }
 
 
-def summarize(out: Path, cfg: CompileConfig) -> dict:
+def summarize(out: Path, config: Mapping[str, Any]) -> dict:
     """Users per set, label coverage, top labels (and prompt lengths, added by the caller)."""
     df = load_examples(out)
     res: dict = {
         "config": {
             k: (str(v) if not isinstance(v, int | float | bool) else v)
-            for k, v in asdict(cfg).items()
+            for k, v in config.items()
             if k != "spark"
         },
         "dates": {},

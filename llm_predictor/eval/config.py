@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from adprior.contracts import LIST_FIELDS, PROFILE_FIELDS
+from llm_predictor.data.prompts import DEFAULT_USER_TOKENS
 from llm_predictor.eval.rows import as_list
 from llm_predictor.infer.decoding import DecodeConfig
 
@@ -55,7 +56,9 @@ class EvalConfig:
     output_format: str = "auto"  # 'auto' (from the template) | 'xml' | 'list' | 'single'
     decode: DecodeConfig = field(default_factory=DecodeConfig)  # generation (K beams / samples, constraint)
     max_examples: int | None = 500  # labelled eval rows scored (random sample, seed); None = all
-    budget_tokens: int = 1024  # PromptBudget.max_user_tokens, counted with the model's tokenizer
+    budget_tokens: int = (
+        DEFAULT_USER_TOKENS  # PromptBudget.max_user_tokens, counted with the model's tokenizer
+    )
     out: Path = Path("data/eval")  # eval.json, eval.md, predictions_<method>.parquet
     ks: tuple[int, ...] = KS  # Recall@K cut-offs
     baselines: bool = True  # popularity / history / co-occurrence

@@ -60,7 +60,7 @@ def run_llm(
     """Prompt, generate, parse and resolve one model's predictions for ``rows`` (``interests``: the
     interest vocabulary of the constrained answer grammar)."""
     from llm_predictor.data.parsing import parse_answer, parse_list, parse_single
-    from llm_predictor.data.prompts import PromptBudget, build_prompt, hf_token_counter, sanitize_text
+    from llm_predictor.data.prompts import PromptBudget, allowed_names, build_prompt, hf_token_counter
     from llm_predictor.infer.decoding import generate
 
     fmt = output_format(cfg)
@@ -72,10 +72,7 @@ def run_llm(
     for r in records:
         pool = pools.get(str(r["anchor_date"])[:10], [])
         if dec.constrained:
-            names = [
-                sanitize_text(n, budget.max_item_chars) for n in [*as_list(r["active_advertisers"]), *pool]
-            ]
-            allowed.append(list(dict.fromkeys(n for n in names if n)))
+            allowed.append(allowed_names(r, pool, budget))
     use_engine = cfg.engine and fmt != "single" and dec.strategy == "greedy" and dec.expand() == 1
     t0 = time.perf_counter()
     if use_engine:  # the serving path: prefix KV cache, constrained output already wrapped as XML

@@ -32,7 +32,7 @@ from transformers import LogitsProcessorList
 
 from llm_predictor.data.prompts import chat_messages
 from llm_predictor.infer.constrain import GrammarLogitsProcessor
-from llm_predictor.infer.grammar import answer_spec
+from llm_predictor.infer.grammar import answer_spec, per_row_names
 
 log = logging.getLogger(__name__)
 
@@ -101,21 +101,6 @@ def chat_texts(tokenizer: Any, prompts: Sequence[str]) -> list[str]:
             for p in prompts
         ]
     return list(prompts)
-
-
-def per_row_names(
-    allowed_names: Sequence[Sequence[str]] | Sequence[str] | None, n: int
-) -> list[Sequence[str]] | None:
-    """One pool per prompt: ``allowed_names`` as given (one list per prompt), or one shared list repeated
-    ``n`` times; None stays None."""
-    if allowed_names is None:
-        return None
-    if len(allowed_names) and all(isinstance(a, str) for a in allowed_names):
-        shared = list(allowed_names)  # one pool for every prompt
-        return [shared] * n
-    if len(allowed_names) != n:
-        raise ValueError(f"allowed_names has {len(allowed_names)} rows for {n} prompts")
-    return [list(a) for a in allowed_names]
 
 
 def eos_pad(tokenizer: Any, model: Any) -> tuple[int, int]:

@@ -4,7 +4,7 @@ Every user's prompt is ``prefix + suffixes[i]`` (:func:`llm_predictor.data.promp
 :func:`~llm_predictor.data.prompts.user_suffix`), sent as a single user chat message with the tokenizer's chat
 template (``add_generation_prompt=True``, as :func:`llm_predictor.infer.decoding.chat_texts` does). An engine
 returns one :class:`Generation` per user: the completion in the inference XML format (paper A.3) and its
-token counts. :func:`make_engine` builds one from an :class:`EngineConfig`:
+token counts. :func:`llm_predictor.infer.backends.make_engine` builds one from an :class:`EngineConfig`:
 
 * ``kind='transformers'`` (:class:`llm_predictor.infer.hf_engine.TransformersEngine`, CPU or GPU): batched
   ``model.generate``. With ``prefix_cache`` the chat-templated prefix is run through the model once per
@@ -35,8 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from llm_predictor.infer.decoding import per_row_names
-from llm_predictor.infer.grammar import AnswerSpec, answer_spec
+from llm_predictor.infer.grammar import AnswerSpec, answer_spec, per_row_names
 
 KINDS = ("transformers", "vllm")
 STRATEGIES = ("greedy", "beam")
@@ -128,18 +127,6 @@ class Engine(Protocol):
     def close(self) -> None:
         """Release the model and its memory."""
         ...
-
-
-def make_engine(cfg: EngineConfig) -> Engine:
-    """The engine ``cfg.kind`` names, with its model loaded."""
-    cfg.validate()
-    if cfg.kind == "vllm":
-        from llm_predictor.infer.vllm_engine import VLLMEngine
-
-        return VLLMEngine(cfg)
-    from llm_predictor.infer.hf_engine import TransformersEngine
-
-    return TransformersEngine(cfg)
 
 
 def model_path(cfg: EngineConfig) -> Path:
@@ -252,4 +239,4 @@ def model_version(path: str | Path) -> str:
     return _VERSIONS[key]
 
 
-__all__ = ["Engine", "EngineConfig", "Generation", "make_engine", "model_version"]
+__all__ = ["Engine", "EngineConfig", "Generation", "model_version"]

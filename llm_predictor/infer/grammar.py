@@ -29,7 +29,7 @@ escapes everything but the format's own tags.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,3 +162,18 @@ def answer_ebnf(spec: AnswerSpec) -> str:
         names = _list_rule("name", spec.min_names, spec.max_names)
         root = f"{_literal(ANSWER_HEAD)} {interests} {_literal(ANSWER_MID)} {names} {_literal(ANSWER_TAIL)}"
     return "\n".join([f"root ::= {root}", *lines]) + "\n"
+
+
+def per_row_names(
+    allowed_names: Sequence[Sequence[str]] | Sequence[str] | None, n: int
+) -> list[Sequence[str]] | None:
+    """One pool per prompt: ``allowed_names`` as given (one list per prompt), or one shared list repeated
+    ``n`` times; None stays None."""
+    if allowed_names is None:
+        return None
+    if len(allowed_names) and all(isinstance(a, str) for a in allowed_names):
+        shared = list(allowed_names)  # one pool for every prompt
+        return [shared] * n
+    if len(allowed_names) != n:
+        raise ValueError(f"allowed_names has {len(allowed_names)} rows for {n} prompts")
+    return [list(a) for a in allowed_names]

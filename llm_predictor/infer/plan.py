@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from adprior.io import atomic_write_parquet, atomic_write_text
+from llm_predictor.data.prompts import DEFAULT_USER_TOKENS
 from llm_predictor.data.templates import INFERENCE_TEMPLATE
 from llm_predictor.infer.engines import EngineConfig, model_path
 
@@ -56,10 +57,10 @@ class InferConfig:
     predictions: Path  # offline-store folder of the llm_predictions table (one dt=<x>.parquet per date)
     work: Path = Path("runs/infer")  # plans, shard inputs/outputs and run summaries, per date
     data: Path | None = None  # raw-table root (its advertisers table feeds the name resolver)
-    engine: EngineConfig = field(default_factory=EngineConfig)  # which model and engine generate
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(kind="vllm"))  # model and engine
     template: str = INFERENCE_TEMPLATE  # prompt template (the GRPO 20-advertiser + interests format)
-    budget_tokens: int = 1024  # token budget of each user's part of the prompt
-    shard_size: int = 64  # users per shard: the unit of work, commit and resume
+    budget_tokens: int = DEFAULT_USER_TOKENS  # token budget of each user's part of the prompt
+    shard_size: int = 32  # users per shard: the unit of work, commit and resume
     runner: str = "ray"  # 'ray' (Ray Data actors) | 'local' (in-process loop, same shard code)
     ray_address: str | None = None  # None: start a local Ray; 'auto' or 'ray://host:10001': a cluster
     workers: int = 1  # engine actors (each loads the model once and takes shards until none are left)
@@ -81,14 +82,6 @@ class InferConfig:
 # --------------------------------------------------------------------------------------------------
 # Select
 # --------------------------------------------------------------------------------------------------
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, float) and value != value:  # NaN
-        return []
-    return list(value)
 
 
 def previous_predictions(predictions: Path, before: date) -> dict[int, tuple[datetime, str]]:
@@ -162,8 +155,8 @@ def plan(cfg: InferConfig, model_version: str) -> dict[str, Any]:
     from llm_predictor.data.compiled import load_examples, load_preset_pool
     from llm_predictor.data.prompts import (
         PromptBudget,
+        allowed_names,
         hf_token_counter,
-        sanitize_text,
         shared_prefix,
         user_suffix,
     )
@@ -196,10 +189,7 @@ def plan(cfg: InferConfig, model_version: str) -> dict[str, Any]:
         suffixes, allowed = [], []
         for r in chunk:
             suffixes.append(user_suffix(cfg.template, r, budget))
-            names = [
-                sanitize_text(n, budget.max_item_chars) for n in [*_as_list(r["active_advertisers"]), *pool]
-            ]
-            allowed.append(list(dict.fromkeys(n for n in names if n)))
+            allowed.append(allowed_names(r, pool, budget))
         table = pa.table(
             {"user_id": [int(r["user_id"]) for r in chunk], "suffix": suffixes, "allowed_names": allowed},
             schema=SHARD_INPUT_SCHEMA,

@@ -65,7 +65,7 @@ class ShardWorker:
         import torch
 
         from llm_predictor.data.resolver import AdvertiserResolver
-        from llm_predictor.infer.engines import make_engine
+        from llm_predictor.infer.backends import make_engine
 
         if threads > 0:
             torch.set_num_threads(threads)

@@ -2,7 +2,6 @@
 
 * :func:`resolve_model` / :func:`load_tokenizer`: the model folder to start from (the converted SmolLM2 base
   model when none is given) and its tokenizer with a pad token and a chat template.
-* :func:`device_kwargs`: the GPU when ``torch.cuda.is_available()``, else the CPU (``use_cpu=True``, fp32).
 * :func:`score_labelled_only`: on CPU, TRL 1.16's fused LM head scores every prompt position over the whole
   vocabulary; the runs patch that switch for their duration so that only labelled (completion) positions are
   scored (identical values, an order of magnitude faster GRPO steps with long prompts).
@@ -54,14 +53,6 @@ def load_tokenizer(model_path: str, padding_side: str = "right") -> Any:
     if not getattr(tok, "chat_template", None):
         raise ValueError(f"the tokenizer of {model_path} has no chat template; the prompts are chat messages")
     return tok
-
-
-def device_kwargs(bf16: bool) -> dict[str, Any]:
-    """TrainingArguments for this machine: the GPU if there is one (bf16 when asked), else the CPU in fp32."""
-    import torch
-
-    cuda = torch.cuda.is_available()
-    return {"use_cpu": not cuda, "bf16": bool(bf16 and cuda), "fp16": False, "dataloader_pin_memory": cuda}
 
 
 @contextmanager

@@ -34,7 +34,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from llm_predictor.train.common import device_kwargs
+from llm_predictor.data.prompts import DEFAULT_USER_TOKENS
 from llm_predictor.train.rewards import RewardConfig
 
 if TYPE_CHECKING:
@@ -117,6 +117,14 @@ LORA_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "task_type": "CAUSAL_LM",  # a causal LM adapter
     }
 )
+
+
+def device_kwargs(bf16: bool) -> dict[str, Any]:
+    """TrainingArguments for this machine: the GPU if there is one (bf16 when asked), else the CPU in fp32."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {"use_cpu": not cuda, "bf16": bool(bf16 and cuda), "fp16": False, "dataloader_pin_memory": cuda}
 
 
 def _trainer_kwargs(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -228,7 +236,7 @@ class SFTRunConfig:
     v0_only: bool = False  # True: only V0 users (rich matched and attributed histories)
     template: str = "sft_text"  # 'sft_text' (1 advertiser, paper A.1) | 'sft_text_20' | 'sft_sid' | ...
     popular: list[str] | None = None  # sft_text_20 target filler after label + active; None = preset pool
-    budget_tokens: int = 400  # token budget of the per-user prompt part (PromptBudget.max_user_tokens)
+    budget_tokens: int = DEFAULT_USER_TOKENS  # token budget of the per-user prompt part (PromptBudget)
     max_train_examples: int | None = None  # cap on labelled rows (a seeded sample, sft.seed); None = all
     cpu_score_labelled_only: bool = True  # on CPU, score only positions with labels (see score_labelled_only)
     save: bool = True  # save the trained (merged) model and tokenizer into sft.output_dir
@@ -257,7 +265,7 @@ class GRPORunConfig:
     split: str | None = "train"  # examples split used ('train' | 'eval'); None = both
     v0_only: bool = False  # True: only V0 users
     template: str = "grpo_text"  # 'grpo_text' (paper A.3, the inference format) | 'grpo_sid' | ...
-    budget_tokens: int = 400  # token budget of the per-user prompt part
+    budget_tokens: int = DEFAULT_USER_TOKENS  # token budget of the per-user prompt part
     max_prompt_length: int | None = 1536  # longest chat-templated prompt in tokens; longer rows are dropped
     reward: RewardConfig = field(default_factory=RewardConfig)  # eq. 1-5 parameters (paper defaults)
     max_train_examples: int | None = None  # cap on labelled rows (a seeded sample, grpo.seed); None = all

@@ -25,15 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from llm_predictor.sid.artifacts import load_sid_tokens
-from llm_predictor.train.common import (
-    device_kwargs,
-    load_tokenizer,
-    resolve_model,
-    step_timer,
-    timing,
-    write_summary,
-)
-from llm_predictor.train.config import PHASE1_LR, PHASE2_LR, CPTConfig
+from llm_predictor.train.common import load_tokenizer, resolve_model, step_timer, timing, write_summary
+from llm_predictor.train.config import PHASE1_LR, PHASE2_LR, CPTConfig, device_kwargs
 from llm_predictor.train.cpt_corpus import cpt_texts
 
 log = logging.getLogger(__name__)

@@ -31,10 +31,10 @@ from llm_predictor.data.prompts import (
     build_prompt,
     chat_messages,
     grpo_completion,
-    is_missing,
     sft_completion,
 )
 from llm_predictor.data.resolver import normalize_name
+from llm_predictor.data.sanitize import is_missing
 
 log = logging.getLogger(__name__)
 

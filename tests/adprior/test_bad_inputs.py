@@ -33,10 +33,10 @@ from llm_predictor.data.prompts import (
     build_prompt_with_stats,
     chat_messages,
     hf_token_counter,
-    sanitize_text,
     shared_prefix,
 )
 from llm_predictor.data.resolver import AdvertiserResolver, normalize_name
+from llm_predictor.data.sanitize import sanitize_text
 
 # =========================================================================================== parsing
 

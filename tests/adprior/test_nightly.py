@@ -11,7 +11,8 @@ from adprior.nightly import NightlyConfig, run_nightly
 from adprior.store import StoreConfig, lookup
 from llm_predictor.infer.engines import EngineConfig
 from tests.support.paths import FEATURE_REPO
-from world.simulate import WorldConfig, simulate
+from world.config import WorldConfig
+from world.simulate import simulate
 
 REPO = FEATURE_REPO
 X = date(2026, 6, 22)

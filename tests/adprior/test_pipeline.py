@@ -14,7 +14,8 @@ from llm_predictor.data.prompts import build_prompt, shared_prefix
 from llm_predictor.data.templates import INFERENCE_TEMPLATE
 from tests.support.paths import AMAZON_SCIENTIFIC
 from world.amazon import AmazonConfig, import_amazon
-from world.simulate import WorldConfig, simulate
+from world.config import WorldConfig
+from world.simulate import simulate
 
 AMAZON = AMAZON_SCIENTIFIC
 

@@ -13,7 +13,8 @@ from retrieval.abtest import arm_of, compare_arms, simulate_outcomes, slate
 from retrieval.blend import Candidate
 from retrieval.config import RetrievalConfig
 from retrieval.outcomes import Truth, draw, window
-from world.simulate import WorldConfig, simulate
+from world.config import WorldConfig
+from world.simulate import simulate
 
 
 @pytest.fixture(scope="module")

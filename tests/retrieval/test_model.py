@@ -46,8 +46,9 @@ from retrieval.model import (
 from retrieval.train import recall_at_k, time_split, train
 from retrieval.vocab import Vocab, Vocabs, age_bucket, category_tokens, encode_items, encode_users
 from tests.conftest import ts, write_raw
+from world.config import WorldConfig
 from world.schema import SCHEMAS
-from world.simulate import WorldConfig, simulate
+from world.simulate import simulate
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:On demand feature view is an experimental feature"),

@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
+from world.config import WorldConfig
 from world.schema import CONVERSION_EVENTS, EVENT_TYPES, PARTITIONED, SCHEMAS, RawLayout, validate_table
-from world.simulate import WorldConfig, simulate
+from world.simulate import simulate
 
 USERS, ADVERTISERS, DAYS = 150, 120, 40
 END = date(2026, 6, 30)

@@ -15,11 +15,11 @@ from llm_predictor.data.prompts import (
     chat_messages,
     grpo_completion,
     hf_token_counter,
-    sanitize_text,
     sft_completion,
     shared_prefix,
     user_suffix,
 )
+from llm_predictor.data.sanitize import sanitize_text
 from llm_predictor.data.templates import TEMPLATES
 
 POOL = ["Nike", "Adidas", "H&M", "Sephora", "Johnson & Johnson"]

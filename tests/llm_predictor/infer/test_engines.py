@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from llm_predictor.data.parsing import parse_answer
+from llm_predictor.infer.backends import make_engine
 from llm_predictor.infer.decoding import chat_texts
-from llm_predictor.infer.engines import Engine, EngineConfig, make_engine, model_version
+from llm_predictor.infer.engines import Engine, EngineConfig, model_version
 from llm_predictor.infer.hf_engine import TransformersEngine
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from llm_predictor.data.parsing import parse_answer
-from llm_predictor.infer.engines import EngineConfig, make_engine
+from llm_predictor.infer.backends import make_engine
+from llm_predictor.infer.engines import EngineConfig
 from llm_predictor.infer.hf_engine import TransformersEngine
 from llm_predictor.infer.vllm_engine import VLLMEngine
 from tests.conftest import compiled_world, infer_config
