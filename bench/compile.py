@@ -91,13 +91,7 @@ def count_events(data: Path, anchors: list[date], cfg) -> tuple[int, int]:
 
     ds = pads.dataset(RawLayout(data).table("events"), format="parquet", partitioning="hive")
     total = ds.count_rows()
-    longest = max(
-        cfg.serving_lookback_days,
-        cfg.search_lookback_days,
-        cfg.url_lookback_days,
-        cfg.conversion_lookback_days,
-        cfg.category_lookback_days,
-    )
+    longest = cfg.longest_lookback_days()
     read = 0
     for x in anchors:  # the same window as compile_day: dt in [x - longest - 1, x + label_days + 1]
         lo = (x - timedelta(days=longest + 1)).isoformat()

@@ -3,8 +3,8 @@
 A *reader* maps a user id to the features of one feature service as {name: value}: through the Feast
 SDK on one ``FeatureStore`` (:func:`sdk_reader`) or through ``feast serve`` over one keep-alive HTTP
 session (:func:`http_reader`). :func:`time_reads` times each read on its own after a warm-up,
-:func:`latency_stats` summarises the times, and :func:`check` compares what was read with what was
-written.
+:func:`latency_stats` summarises the times, and :func:`check` (:func:`check_reader`: reading the users
+itself) compares what was read with what was written.
 """
 
 from __future__ import annotations
@@ -101,3 +101,10 @@ def check(
             f"{label}: {len(bad)} value(s) differ from what was written, e.g.\n" + "\n".join(bad[:5])
         )
     log.info("%s: %d users x %s match what was written", label, len(users), list(fields))
+
+
+def check_reader(
+    label: str, read: Reader, users: list[int], truth: dict[int, dict[str, Any]], fields: tuple[str, ...]
+) -> None:
+    """:func:`check` of what ``read`` returns for each of ``users``."""
+    check(label, users, [read(u) for u in users], truth, fields)

@@ -200,7 +200,21 @@ def bench_size(n: int, args: argparse.Namespace, report: dict[str, Any]) -> None
     k = args.k
     common = {"items": n, "k": k}
 
-    def add(row: dict[str, Any]) -> None:
+    def add(
+        name: str, filt: str, param: str, index: Any, build_key: str, mib: float, *parts: dict[str, Any]
+    ) -> None:
+        """One report row of ``parts`` (search columns). ``index``, None but on an index's first row, fills
+        the build columns: its ``build_key`` build time, ``mib`` and every build time."""
+        built = index is not None
+        row = {
+            "index": name,
+            "filter": filt,
+            "param": param,
+            "build_s": index.build_seconds[build_key] if built else None,
+            "index_mib": mib if built else None,
+            **{key: v for part in parts for key, v in part.items()},
+            "build": dict(index.build_seconds) if built else None,
+        }
         report["rows"].append({**common, **row})
         log.info("[%d] %s", n, {key: v for key, v in row.items() if key != "build"})
 
@@ -214,35 +228,14 @@ def bench_size(n: int, args: argparse.Namespace, report: dict[str, Any]) -> None
     index, mib = build(data, IndexConfig(kind="flat", filter="selector", **base), st)
     frow, truth = filtered_row(index, data, k, None, "flat")
     urow, utruth = unrestricted_row(index, data, k, None)
-    add(
-        {
-            "index": "flat (exact)",
-            "filter": "selector bitmap",
-            "param": "–",
-            "build_s": index.build_seconds["main"],
-            "index_mib": mib,
-            **frow,
-            **urow,
-            "build": dict(index.build_seconds),
-        }
-    )
+    add("flat (exact)", "selector bitmap", "–", index, "main", mib, frow, urow)
     del index
     gc.collect()
 
     # 2. Partitions: one exact flat index per advertiser.
     index, mib = build(data, IndexConfig(kind="flat", filter="partition", **base), st)
     frow, _ = filtered_row(index, data, k, truth, "partition")
-    add(
-        {
-            "index": "per-advertiser flat",
-            "filter": "partition",
-            "param": "–",
-            "build_s": index.build_seconds["partitions"],
-            "index_mib": mib,
-            **frow,
-            "build": dict(index.build_seconds),
-        }
-    )
+    add("per-advertiser flat", "partition", "–", index, "partitions", mib, frow)
     del index
     gc.collect()
 
@@ -271,16 +264,14 @@ def bench_size(n: int, args: argparse.Namespace, report: dict[str, Any]) -> None
                 index.config.selector = sel
                 frow, _ = filtered_row(index, data, k, truth, f"{kind} {sel} {name}={v}", **{key: v})
                 add(
-                    {
-                        "index": f"{kind} ({extra})",
-                        "filter": f"selector {sel}",
-                        "param": f"{name} {v}",
-                        "build_s": index.build_seconds["main"] if first else None,
-                        "index_mib": mib if first else None,
-                        **frow,
-                        **urow,
-                        "build": dict(index.build_seconds) if first else None,
-                    }
+                    f"{kind} ({extra})",
+                    f"selector {sel}",
+                    f"{name} {v}",
+                    index if first else None,
+                    "main",
+                    mib,
+                    frow,
+                    urow,
                 )
                 first = False
             index.config.selector = args.selectors[0]

@@ -65,7 +65,7 @@ if str(ROOT) not in sys.path:
 
 from bench.common import header, redis_env, write_report  # noqa: E402
 from bench.feast_procs import clear_online, feast_server, redis_version, run_cli  # noqa: E402
-from bench.online_reads import check, http_reader, latency_stats, sdk_reader, time_reads  # noqa: E402
+from bench.online_reads import check, check_reader, http_reader, latency_stats, sdk_reader, time_reads  # noqa: E402
 from bench.store_report import markdown  # noqa: E402
 from bench.synthetic_predictions import prediction_frame  # noqa: E402
 
@@ -73,6 +73,7 @@ log = logging.getLogger("bench.store")
 
 SERVICE = "llm_predictions_online"
 VIEWS = ("llm_advertiser_predictions", "llm_user_interests")  # the views SERVICE reads (one source table)
+VERIFIED = ("advertiser_ids", "advertiser_names", "interests", "model_version")  # checked on the verify users
 STORES = ("sqlite", "redis")
 
 
@@ -166,12 +167,8 @@ def bench_store(
         sdk["rows_per_s"],
         wall,
     )
-    check(
-        f"[{online}] SDK after SDK materialize",
-        verify,
-        [sdk_reader(get_store(cfg), SERVICE)(u) for u in verify],
-        truth,
-        ("advertiser_ids", "advertiser_names", "interests", "model_version"),
+    check_reader(
+        f"[{online}] SDK after SDK materialize", sdk_reader(get_store(cfg), SERVICE), verify, truth, VERIFIED
     )
 
     clear_online(cfg)
@@ -202,20 +199,17 @@ def bench_store(
     )
     log.info("[%s] CLI materialize: %d rows in %.2f s (%.0f rows/s)", online, rows, cli_s, rows / cli_s)
 
+    def add_lookups(path: str, ms: list[float]) -> None:
+        report["lookups"].append({"store": online, "path": path, "reads": len(ms), **latency_stats(ms)})
+
     # Lookups through the SDK (the store as the CLI left it).
     fields = ("advertiser_ids",)
     store = get_store(cfg)
     read = sdk_reader(store, SERVICE)
-    check(
-        f"[{online}] SDK after CLI materialize",
-        verify,
-        [read(u) for u in verify],
-        truth,
-        ("advertiser_ids", "advertiser_names", "interests", "model_version"),
-    )
+    check_reader(f"[{online}] SDK after CLI materialize", read, verify, truth, VERIFIED)
     ms, got = time_reads(read, warm, reads)
     check(f"[{online}] SDK timed reads", reads, got, truth, fields)
-    report["lookups"].append({"store": online, "path": "SDK", "reads": len(ms), **latency_stats(ms)})
+    add_lookups("SDK", ms)
     log.info("[%s] SDK lookups: %s", online, report["lookups"][-1])
 
     # Lookups through feast serve.
@@ -224,30 +218,15 @@ def bench_store(
         with feast_server(repo, yaml_path(cfg)) as url, requests.Session() as session:
             setup["serve_startup_s"] = round(time.perf_counter() - t0, 2)
             read = http_reader(session, url, SERVICE)
-            check(
-                f"[{online}] feast serve",
-                verify,
-                [read(u) for u in verify],
-                truth,
-                ("advertiser_ids", "advertiser_names", "interests", "model_version"),
-            )
+            check_reader(f"[{online}] feast serve", read, verify, truth, VERIFIED)
             ms, got = time_reads(read, warm, reads)
             # The HTTP floor: GET /health on the same session (a cached registry call, no online read).
             floor, _ = time_reads(
                 lambda _u: {"status": session.get(f"{url}/health", timeout=30).status_code}, warm, reads
             )
         check(f"[{online}] feast serve timed reads", reads, got, truth, fields)
-        report["lookups"].append(
-            {"store": online, "path": "feast serve", "reads": len(ms), **latency_stats(ms)}
-        )
-        report["lookups"].append(
-            {
-                "store": online,
-                "path": "feast serve GET /health (HTTP floor)",
-                "reads": len(floor),
-                **latency_stats(floor),
-            }
-        )
+        add_lookups("feast serve", ms)
+        add_lookups("feast serve GET /health (HTTP floor)", floor)
         log.info("[%s] serve lookups: %s", online, report["lookups"][-1])
     report["setup"].append(setup)
 

@@ -8,7 +8,8 @@ advertiser) pair.
 
 On-demand UDFs must be self-contained: Feast stores their source text in the registry and
 re-executes it with only ``pd``/``np`` in scope when it loads the registry (serving, historical
-retrieval), so helpers and imports live inside the function body.
+retrieval), so imports live inside the function body; the row helpers both UDFs share (udf_inputs.py)
+are imported there from the installed package ``adprior_feature_repo``.
 
 The candidate advertiser comes from the request field ``candidate_advertiser_id``
 (data_sources.candidate_request), not from the ``advertiser_id`` join key: Feast infers an ODFV's
@@ -146,54 +147,32 @@ def llm_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
 
     import numpy as np
     import pandas as pd
+    from adprior_feature_repo.udf_inputs import as_list, category_path, column, is_null, rank_of
 
-    from world.schema import CATEGORY_SEPARATOR, category_levels
+    from world.schema import CATEGORY_SEPARATOR
 
     stop = {"and", "the", "for", "with", "from", "other", "all", "more"}
-
-    def is_null(v: object) -> bool:
-        if v is None:
-            return True
-        try:
-            return bool(pd.isna(v))
-        except (TypeError, ValueError):  # arrays, lists
-            return False
-
-    def as_list(v: object) -> list:
-        return [] if is_null(v) else list(v)
 
     def words(text: object) -> set:
         return set() if is_null(text) else set(re.findall(r"[^\W\d_]{3,}", str(text).lower())) - stop
 
-    def path(text: object) -> tuple:
-        # 'Apparel > Athletic' (advertisers) and 'Apparel / Athletic' (interests) -> ('apparel', 'athletic')
-        return () if is_null(text) else tuple(level.lower() for level in category_levels(str(text)))
-
     def matches(interest: object, cat_path: tuple, cat_words: set) -> bool:
         if not is_null(interest) and CATEGORY_SEPARATOR.search(str(interest)):  # a taxonomy term
-            ip = path(interest)
+            ip = category_path(interest)
             return bool(ip) and cat_path[: len(ip)] == ip
         return bool(words(interest) & cat_words)
 
-    def col(name: str) -> pd.Series:
-        return inputs[name] if name in inputs.columns else pd.Series([None] * len(inputs), dtype=object)
-
     n = len(inputs)
-    ids, interests, category = col("advertiser_ids"), col("interests"), col("category")
-    cand = col("candidate_advertiser_id")
+    ids, interests = column(inputs, "advertiser_ids"), column(inputs, "interests")
+    category, cand = column(inputs, "category"), column(inputs, "candidate_advertiser_id")
     rank = np.zeros(n, dtype=np.int64)
     has = np.zeros(n, dtype=np.int64)
     match = np.zeros(n, dtype=np.int64)
     for i in range(n):
-        a, c = ids.iloc[i], cand.iloc[i]
+        a = ids.iloc[i]
         has[i] = 0 if is_null(a) else 1
-        if not is_null(c):
-            c = int(c)
-            for pos, x in enumerate(as_list(a), start=1):
-                if not is_null(x) and int(x) == c:
-                    rank[i] = pos
-                    break
-        cat_path = path(category.iloc[i])
+        rank[i] = rank_of(cand.iloc[i], a)
+        cat_path = category_path(category.iloc[i])
         cat_words = set()
         for level in cat_path:
             cat_words |= words(level)
@@ -233,48 +212,23 @@ def llm_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
 )
 def behavior_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
     """History rank and category / brand overlap of the candidate with the user's behaviour."""
-
     import numpy as np
     import pandas as pd
-
-    def is_null(v: object) -> bool:
-        if v is None:
-            return True
-        try:
-            return bool(pd.isna(v))
-        except (TypeError, ValueError):
-            return False
-
-    def as_list(v: object) -> list:
-        return [] if is_null(v) else list(v)
-
-    from world.schema import category_levels
-
-    def path(text: object) -> tuple:
-        # 'Home > Decor' (advertisers) and 'Home / Decor' (compiled examples) -> ('home', 'decor')
-        return () if is_null(text) else tuple(level.lower() for level in category_levels(str(text)))
-
-    def col(name: str) -> pd.Series:
-        return inputs[name] if name in inputs.columns else pd.Series([None] * len(inputs), dtype=object)
+    from adprior_feature_repo.udf_inputs import as_list, category_path, column, is_null, rank_of
 
     n = len(inputs)
-    ids, cats, brands = col("active_advertiser_ids"), col("top_categories"), col("top_brands")
-    name, category, cand = col("name"), col("category"), col("candidate_advertiser_id")
+    ids, cats = column(inputs, "active_advertiser_ids"), column(inputs, "top_categories")
+    brands, name, category = column(inputs, "top_brands"), column(inputs, "name"), column(inputs, "category")
+    cand = column(inputs, "candidate_advertiser_id")
     rank = np.zeros(n, dtype=np.int64)
     cat_hit = np.zeros(n, dtype=np.int64)
     brand_hit = np.zeros(n, dtype=np.int64)
     for i in range(n):
-        c = cand.iloc[i]
-        if not is_null(c):
-            c = int(c)
-            for pos, x in enumerate(as_list(ids.iloc[i]), start=1):
-                if not is_null(x) and int(x) == c:
-                    rank[i] = pos
-                    break
-        p = path(category.iloc[i])
+        rank[i] = rank_of(cand.iloc[i], ids.iloc[i])
+        p = category_path(category.iloc[i])
         if p:
             for t in as_list(cats.iloc[i]):
-                q = path(t)
+                q = category_path(t)
                 k = min(len(p), len(q))
                 if k and p[:k] == q[:k]:
                     cat_hit[i] = 1

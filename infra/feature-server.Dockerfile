@@ -6,6 +6,17 @@
 FROM python:3.11-slim
 
 RUN pip install --no-cache-dir "feast[redis]==0.67.0"
+# The on-demand views import world.schema (category paths) and adprior_feature_repo.udf_inputs inside their
+# functions: install the adprior distribution itself, without its dependencies (feast brings pyarrow and
+# pandas, all those two modules need).
+COPY pyproject.toml setup.py README.md /src/
+COPY adprior /src/adprior
+COPY world /src/world
+COPY llm_predictor /src/llm_predictor
+COPY ranking /src/ranking
+COPY retrieval /src/retrieval
+COPY feature_repo /src/feature_repo
+RUN pip install --no-cache-dir --no-deps /src && rm -rf /src
 
 # An unprivileged user; the repo definitions are read-only to it.
 RUN useradd --create-home --uid 10001 feast

@@ -63,17 +63,7 @@ stop() {
 }
 
 status() {
-  if pid_alive "${PIDFILE}" feast; then
-    print_info
-  else
-    echo "feature server: not running"
-    return 3
-  fi
+  service_status "feature server" "${PIDFILE}" feast
 }
 
-case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
-  status) status ;;
-  *) usage_exit "$0" ;;
-esac
+run_verb "$@"

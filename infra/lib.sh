@@ -124,3 +124,23 @@ usage_exit() {
   sed -n '2,/^$/s/^# \{0,1\}//p' "$1" >&2
   exit 2
 }
+
+# service_status NAME PIDFILE CMDLINE-SUBSTRING: the `status` verb of a one-process service: the
+# script's print_info when the recorded process runs, else "NAME: not running" and status 3.
+service_status() {
+  if pid_alive "$2" "$3"; then
+    print_info
+  else
+    echo "$1: not running"
+    return 3
+  fi
+}
+
+# run_verb ARG: run the calling script's own start, stop or status function; anything else prints
+# the script's usage and exits 2.
+run_verb() {
+  case "${1:-}" in
+    start | stop | status) "$1" ;;
+    *) usage_exit "$0" ;;
+  esac
+}

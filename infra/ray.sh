@@ -170,17 +170,7 @@ stop() {
 }
 
 status() {
-  if pid_alive "${PIDFILE}" "ray"; then
-    AUTH="${AUTH}" print_info
-  else
-    echo "ray: not running"
-    return 3
-  fi
+  service_status ray "${PIDFILE}" ray
 }
 
-case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
-  status) status ;;
-  *) usage_exit "$0" ;;
-esac
+run_verb "$@"

@@ -141,17 +141,7 @@ stop() {
 }
 
 status() {
-  if pid_alive "${PIDFILE}" redis-server; then
-    print_info
-  else
-    echo "redis: not running"
-    return 3
-  fi
+  service_status redis "${PIDFILE}" redis-server
 }
 
-case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
-  status) status ;;
-  *) usage_exit "$0" ;;
-esac
+run_verb "$@"

@@ -128,9 +128,4 @@ status() {
   fi
 }
 
-case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
-  status) status ;;
-  *) usage_exit "$0" ;;
-esac
+run_verb "$@"

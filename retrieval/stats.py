@@ -47,6 +47,34 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> float:
     return float(num.sum() / d) if d > 0 else float("nan")
 
 
+def _rel_change(control: float, treatment: float) -> float:
+    """``treatment / control - 1``; NaN when control is 0 or NaN."""
+    return treatment / control - 1.0 if control and not np.isnan(control) else float("nan")
+
+
+def _comparison(
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    rel_change: float,
+    ci: object,
+    perm: object,
+    confidence: float,
+) -> Comparison:
+    """The Comparison of the per-user ``arrays`` (num_c, den_c, num_t, den_t), given the point estimate
+    and the ``scipy.stats`` bootstrap and permutation results."""
+    num_c, den_c, num_t, den_t = arrays
+    lo, hi = _interval(ci, confidence)
+    return Comparison(
+        control=_ratio(num_c, den_c),
+        treatment=_ratio(num_t, den_t),
+        rel_change=rel_change,
+        ci_low=lo,
+        ci_high=hi,
+        p_value=float(perm.pvalue),  # type: ignore[attr-defined]
+        n_control=len(num_c),
+        n_treatment=len(num_t),
+    )
+
+
 def compare_groups(
     num_c: np.ndarray,
     den_c: np.ndarray,
@@ -75,9 +103,7 @@ def compare_groups(
         raise ValueError(f"empty group: control has {len(num_c)} users, treatment {len(num_t)}")
 
     def rel(ic: np.ndarray, it: np.ndarray) -> float:
-        c = _ratio(num_c[ic], den_c[ic])
-        t = _ratio(num_t[it], den_t[it])
-        return t / c - 1.0 if c and not np.isnan(c) else float("nan")
+        return _rel_change(_ratio(num_c[ic], den_c[ic]), _ratio(num_t[it], den_t[it]))
 
     ic0, it0 = np.arange(len(num_c)), np.arange(len(num_t))
     point = rel(ic0, it0)
@@ -111,17 +137,7 @@ def compare_groups(
         alternative="two-sided",
         random_state=seed,
     )
-    lo, hi = _interval(ci, confidence)
-    return Comparison(
-        control=_ratio(num_c, den_c),
-        treatment=_ratio(num_t, den_t),
-        rel_change=point,
-        ci_low=float(lo),
-        ci_high=float(hi),
-        p_value=float(perm.pvalue),
-        n_control=len(num_c),
-        n_treatment=len(num_t),
-    )
+    return _comparison((num_c, den_c, num_t, den_t), point, ci, perm, confidence)
 
 
 def compare_paired(
@@ -148,8 +164,7 @@ def compare_paired(
 
     def rel(i: np.ndarray) -> float:
         i = i.astype(int)
-        c, t = _ratio(num_c[i], den_c[i]), _ratio(num_t[i], den_t[i])
-        return t / c - 1.0 if c and not np.isnan(c) else float("nan")
+        return _rel_change(_ratio(num_c[i], den_c[i]), _ratio(num_t[i], den_t[i]))
 
     idx = np.arange(len(num_c))
     ci = bootstrap(
@@ -161,7 +176,6 @@ def compare_paired(
         method="percentile",
         random_state=seed,
     )
-    lo, hi = _interval(ci, confidence)
     # Sign-flip permutation: swap control and treatment within each user, statistic = difference of ratios.
     both_num, both_den = np.stack([num_c, num_t]), np.stack([den_c, den_t])
 
@@ -179,13 +193,4 @@ def compare_paired(
         alternative="two-sided",
         random_state=seed,
     )
-    return Comparison(
-        control=_ratio(num_c, den_c),
-        treatment=_ratio(num_t, den_t),
-        rel_change=rel(idx),
-        ci_low=float(lo),
-        ci_high=float(hi),
-        p_value=float(perm.pvalue),
-        n_control=len(idx),
-        n_treatment=len(idx),
-    )
+    return _comparison((num_c, den_c, num_t, den_t), rel(idx), ci, perm, confidence)

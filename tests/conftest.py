@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
@@ -13,7 +14,45 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
+if TYPE_CHECKING:
+    from adprior.store import StoreConfig
+
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+# The fast subset, `pytest -m "not slow"` (about 3 minutes on 2 cores), leaves out what starts a JVM
+# (Spark), a Ray cluster, vLLM, a Feast CLI / feature-server process or an infra service script, and what
+# trains or runs a model; the README's full command (CI) runs everything. A test is slow when its module
+# is listed here, when it uses one of these fixtures, or when it carries @pytest.mark.slow itself.
+SLOW_MODULES = frozenset(
+    {
+        "adprior/test_faults.py",
+        "adprior/test_feature_server.py",
+        "adprior/test_infra.py",
+        "adprior/test_nightly.py",
+        "adprior/test_pipeline.py",
+        "adprior/test_store_spark.py",
+        "llm_predictor/data/test_compile.py",
+        "llm_predictor/eval/test_evaluate.py",
+        "llm_predictor/infer/test_engines.py",
+        "llm_predictor/infer/test_shards.py",
+        "llm_predictor/infer/test_vllm.py",
+        "llm_predictor/train/test_cpt.py",
+        "llm_predictor/train/test_grpo.py",
+        "llm_predictor/train/test_sft.py",
+        "ranking/test_ranking.py",
+        "retrieval/test_model.py",
+        "retrieval/test_serving.py",
+    }
+)
+SLOW_FIXTURES = frozenset({"spark", "ranking_world", "tiny_model_dir", "tiny_llama"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        module = item.path.resolve().relative_to(tests).as_posix()
+        if module in SLOW_MODULES or SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +66,8 @@ def spark() -> Iterator:
 
 def compiled_world(root: Path, spark, anchors: list[date], **world: object) -> tuple[Path, Path]:
     """Simulate a small world under ``root/world`` (``world`` = WorldConfig fields) and compile its examples
-    for ``anchors`` under ``root/ex`` with the session's Spark; returns (raw data folder, examples folder)."""
+    for ``anchors`` under ``root/ex`` in the Spark session ``spark`` (None: the one compile_examples gets);
+    returns (raw data folder, examples folder)."""
     from llm_predictor.data.compile import CompileConfig, compile_examples
     from world.config import WorldConfig
     from world.simulate import simulate
@@ -36,6 +76,23 @@ def compiled_world(root: Path, spark, anchors: list[date], **world: object) -> t
     simulate(WorldConfig(out=data, end_date=date(2026, 6, 30), **world))  # type: ignore[arg-type]
     compile_examples(CompileConfig(data=data, out=ex, anchor_dates=anchors, tokenizer=None), spark=spark)
     return data, ex
+
+
+def feast_world(root: Path, anchors: list[date], **world: object) -> tuple[Path, Path, StoreConfig]:
+    """:func:`compiled_world` under ``root`` plus a fresh Feast repo at ``root/feature_repo`` holding the
+    daily features of every anchor, not applied yet; returns (raw data folder, examples folder, StoreConfig).
+
+    The examples are compiled in the session ``get_spark(CompileConfig().spark)`` returns: the test session
+    (callers request the ``spark`` fixture), with the default SparkConfig's settings."""
+    from adprior import store as st
+    from llm_predictor.data.compiled import load_examples
+
+    data, ex = compiled_world(root, None, anchors, **world)
+    cfg = st.StoreConfig(repo=root / "feature_repo")
+    st.init_repo(cfg.repo)
+    for day in anchors:
+        st.write_daily_features(cfg, data, load_examples(ex, day), day)
+    return data, ex, cfg
 
 
 def infer_config(world: tuple[Path, Path], tmp: Path, model: Path, **kw: object):
@@ -61,9 +118,61 @@ def infer_config(world: tuple[Path, Path], tmp: Path, model: Path, **kw: object)
     return InferConfig(**base)  # type: ignore[arg-type]
 
 
+def infer_argv(
+    world: tuple[Path, Path], tmp: Path, model: Path, day: date, shard_size: int, runner: str, *extra: str
+) -> list[str]:
+    """``adprior infer`` arguments with :func:`infer_config`'s settings (batch 4, 120 new tokens, budget 160,
+    4 names, 1 CPU a worker) on the transformers engine, work folder ``tmp/work`` and Feast repo ``tmp/repo``;
+    ``extra`` arguments go last."""
+    data, ex = world
+    return [
+        "infer",
+        "--engine",
+        "transformers",
+        "--examples",
+        str(ex),
+        "--data",
+        str(data),
+        "--date",
+        day.isoformat(),
+        "--work",
+        str(tmp / "work"),
+        "--repo",
+        str(tmp / "repo"),
+        "--model",
+        str(model),
+        "--batch-size",
+        "4",
+        "--max-new-tokens",
+        "120",
+        "--budget-tokens",
+        "160",
+        "--shard-size",
+        str(shard_size),
+        "--runner",
+        runner,
+        "--cpus-per-worker",
+        "1",
+        "--max-names",
+        "4",
+        *extra,
+    ]
+
+
+def prediction_rows(path: Path | str) -> list[dict]:
+    """A predictions partition's rows without created_timestamp (the plan's creation time differs per plan)."""
+    return pq.read_table(path).drop(["created_timestamp"]).to_pylist()
+
+
 def ts(text: str) -> datetime:
     """'2026-06-10 23:59:59' -> aware UTC datetime."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def event(t: str, event_type: str, user_id: int = 1, **columns: object) -> dict:
+    """A raw ``events`` row of ``user_id`` at UTC time ``t`` ('2026-06-02 10:00:00'); ``columns`` are its other
+    columns (advertiser_id, item_id, conversion_type, ...)."""
+    return dict(user_id=user_id, ts=ts(t), event_type=event_type, **columns)
 
 
 def write_raw(root: Path, tables: dict[str, list[dict]]) -> Path:
@@ -100,24 +209,14 @@ def write_raw(root: Path, tables: dict[str, list[dict]]) -> Path:
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny randomly initialised Llama with the real SmolLM2 tokenizer, saved as an HF folder."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaForCausalLM
 
     from llm_predictor.base_model import ensure_base_model
+    from tests.support.tiny_llama import tiny_llama_config
 
     tok = AutoTokenizer.from_pretrained(str(ensure_base_model()))
     torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=2,
-    )
+    cfg = tiny_llama_config(len(tok), max_position_embeddings=4096)
     path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
     LlamaForCausalLM(cfg).save_pretrained(path)
     tok.save_pretrained(path)
@@ -182,22 +281,12 @@ def tiny_llama() -> Callable:
 
     def build(vocab: int, seed: int = 0):
         import torch
-        from transformers import LlamaConfig, LlamaForCausalLM
+        from transformers import LlamaForCausalLM
+
+        from tests.support.tiny_llama import tiny_llama_config
 
         torch.manual_seed(seed)
-        cfg = LlamaConfig(
-            vocab_size=vocab,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=2048,
-            bos_token_id=1,
-            eos_token_id=2,
-            pad_token_id=2,
-        )
-        return LlamaForCausalLM(cfg).eval()
+        return LlamaForCausalLM(tiny_llama_config(vocab)).eval()
 
     return build
 
@@ -207,7 +296,8 @@ def tiny_llama() -> Callable:
 RANKING_ANCHORS = [date(2026, 6, 10), date(2026, 6, 17)]
 
 
-def _utc_midnight(d: date) -> datetime:
+def utc_midnight(d: date) -> datetime:
+    """00:00 UTC of day ``d``."""
     return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 
@@ -220,8 +310,8 @@ def _predictions(examples: pd.DataFrame, pool: pd.DataFrame, day: date) -> pd.Da
         rows.append(
             {
                 "user_id": int(r.user_id),
-                "event_timestamp": _utc_midnight(day + timedelta(days=1)),
-                "created_timestamp": _utc_midnight(day + timedelta(days=1)),
+                "event_timestamp": utc_midnight(day + timedelta(days=1)),
+                "created_timestamp": utc_midnight(day + timedelta(days=1)),
                 "anchor_date": day,
                 "advertiser_ids": ids,
                 "advertiser_names": names,
@@ -241,43 +331,16 @@ def _predictions(examples: pd.DataFrame, pool: pd.DataFrame, day: date) -> pd.Da
 def ranking_world(tmp_path_factory, spark) -> dict:
     """A small world with behaviour, stats and predictions of two anchors in a fresh Feast repo."""
     from adprior import store as st
-    from adprior.io import SparkConfig
-    from llm_predictor.data.compile import CompileConfig, compile_examples
     from llm_predictor.data.compiled import load_examples, read_preset_pool
     from ranking.config import RankingConfig
-    from world.config import WorldConfig
-    from world.simulate import simulate
 
     tmp = tmp_path_factory.mktemp("ranking")
-    data = tmp / "world"
-    simulate(
-        WorldConfig(
-            out=data,
-            users=150,
-            advertisers=60,
-            days=45,
-            end_date=date(2026, 6, 30),
-            seed=11,
-            impression_rate=6.0,
-        )
-    )
-    cfg = st.StoreConfig(repo=tmp / "feature_repo")
-    st.init_repo(cfg.repo)
-    ex = tmp / "examples"
-    compile_examples(
-        CompileConfig(
-            data=data,
-            out=ex,
-            anchor_dates=RANKING_ANCHORS,
-            tokenizer=None,
-            spark=SparkConfig(master="local[2]"),
-        )
+    data, ex, cfg = feast_world(
+        tmp, RANKING_ANCHORS, users=150, advertisers=60, days=45, seed=11, impression_rate=6.0
     )
     preds = {}
     for day in RANKING_ANCHORS:
-        examples = load_examples(ex, day)
-        st.write_daily_features(cfg, data, examples, day)
-        preds[day] = _predictions(examples, read_preset_pool(ex, day), day)
+        preds[day] = _predictions(load_examples(ex, day), read_preset_pool(ex, day), day)
         st.write_partition(cfg, "llm_predictions", preds[day], f"dt={day.isoformat()}")
     st.apply(cfg)
     rcfg = RankingConfig(

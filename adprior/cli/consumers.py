@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
-from adprior.cli.options import console, parse_date, store_options
+from adprior.cli.options import command_line, console, parse_date, store_options
+
+if TYPE_CHECKING:
+    from ranking.config import RankingConfig
 
 
 @click.group()
@@ -17,10 +22,10 @@ def ranking() -> None:
     """ctcvr / vtcvr GBDT models on Feast features, with and without the LLM features (Table 5)."""
 
 
-def _experiment_options(out: str, out_help: str):
+def _experiment_options(out: str, out_help: str) -> Callable[[Callable], Callable]:
     """--data / --repo / --online / --out of the stages that read the backfilled experiment world."""
 
-    def deco(f):
+    def deco(f: Callable) -> Callable:
         f = click.option(
             "--data",
             type=click.Path(path_type=Path),
@@ -28,15 +33,10 @@ def _experiment_options(out: str, out_help: str):
             show_default=True,
             help="Raw-table root (events; its ground truth for the A/B test).",
         )(f)
-        f = click.option(
-            "--repo",
-            type=click.Path(path_type=Path),
-            default=Path("runs/ranking/feature_repo"),
-            show_default=True,
-            help="Feast repo holding the backfilled features and predictions.",
-        )(f)
-        f = click.option(
-            "--online", type=click.Choice(["sqlite", "redis"]), default="sqlite", show_default=True
+        f = store_options(
+            Path("runs/ranking/feature_repo"),
+            "Feast repo holding the backfilled features and predictions.",
+            online_help=None,
         )(f)
         return click.option(
             "--out", type=click.Path(path_type=Path), default=Path(out), show_default=True, help=out_help
@@ -45,7 +45,7 @@ def _experiment_options(out: str, out_help: str):
     return deco
 
 
-def _ranking_options(f):
+def _ranking_options(f: Callable) -> Callable:
     f = _experiment_options("runs/ranking/models", "Training set, models, predictions, report.")(f)
     return click.option(
         "--resamples", type=int, default=1000, show_default=True, help="User-bootstrap resamples."
@@ -61,7 +61,11 @@ def _ranking_config(data: Path, repo: Path, online: str, out: Path, resamples: i
     )
 
 
-def _print_table5(results: dict) -> None:
+def _table5(cfg: RankingConfig) -> None:
+    """Evaluate a trained ranking run, print Table 5 and where the report is."""
+    from ranking.train import evaluate
+
+    results = evaluate(cfg, command_line())
     t = Table(title="LLM features vs baseline: relative change on the test split (95% user-bootstrap CI)")
     for c in ("task/library", "positives", "Δ Loss %", "Δ AUC %", "Δ PR-AUC %"):
         t.add_column(c, justify="right")
@@ -72,6 +76,7 @@ def _print_table5(results: dict) -> None:
         ]
         t.add_row(key, str(r["positives"]), *cells)
     console.print(t)
+    console.print(f"report: {cfg.out / 'report.md'}")
 
 
 @ranking.command("train")
@@ -96,38 +101,23 @@ def ranking_train(
     reuse_dataset: bool,
 ) -> None:
     """Label impressions, join Feast features (both services), train xgboost + lightgbm, write Table 5."""
-    import shlex
-    import sys
-
-    from ranking.train import evaluate, train
+    from ranking.train import train
 
     cfg = _ranking_config(data, repo, online, out, resamples, start=start, end=end, n_estimators=n_estimators)
     s = train(cfg, reuse_dataset=reuse_dataset)
     console.print(f"trained: rounds {s['rounds']}; seconds {s['seconds']['total']}")
-    r = evaluate(cfg, " ".join(shlex.quote(a) for a in ["adprior", *sys.argv[1:]]))
-    _print_table5(r)
-    console.print(f"report: {out / 'report.md'}")
+    _table5(cfg)
 
 
 @ranking.command("eval")
 @_ranking_options
 def ranking_eval(data: Path, repo: Path, online: str, out: Path, resamples: int) -> None:
     """Recompute Table 5 (metrics, bootstrap intervals, report) from a trained run's test predictions."""
-    import shlex
-    import sys
-
-    from ranking.train import evaluate
-
-    r = evaluate(
-        _ranking_config(data, repo, online, out, resamples),
-        " ".join(shlex.quote(a) for a in ["adprior", *sys.argv[1:]]),
-    )
-    _print_table5(r)
-    console.print(f"report: {out / 'report.md'}")
+    _table5(_ranking_config(data, repo, online, out, resamples))
 
 
 @ranking.command("score")
-@store_options
+@store_options()
 @click.option(
     "--out", type=click.Path(path_type=Path), default=Path("runs/ranking/models"), show_default=True
 )
@@ -173,20 +163,26 @@ def retrieval() -> None:
     """Two-tower retrieval, the LLM candidate generator, blending and the simulated A/B test (Table 6)."""
 
 
-_retrieval_options = _experiment_options(
-    "runs/retrieval", "Models (<out>/<objective>) and A/B results (<out>/ab)."
-)
+def _retrieval_options(objective_help: str) -> Callable[[Callable], Callable]:
+    """The experiment options of the retrieval verbs, then --objective (repeat), the two-tower model(s)."""
+
+    def deco(f: Callable) -> Callable:
+        f = click.option(
+            "--objective",
+            "objectives",
+            type=click.Choice(["impression", "click_dwell", "conversion"]),  # retrieval.config.OBJECTIVES
+            multiple=True,
+            help=objective_help,
+        )(f)
+        return _experiment_options(
+            "runs/retrieval", "Models (<out>/<objective>) and A/B results (<out>/ab)."
+        )(f)
+
+    return deco
 
 
 @retrieval.command("train")
-@_retrieval_options
-@click.option(
-    "--objective",
-    "objectives",
-    type=click.Choice(["impression", "click_dwell", "conversion"]),
-    multiple=True,
-    help="Positives (repeat; default: all three).",
-)
+@_retrieval_options("Positives (repeat; default: all three).")
 @click.option("--end", callback=parse_date, default=None, help="Interactions before this day (default: all).")
 @click.option("--epochs", type=int, default=5, show_default=True)
 def retrieval_train(
@@ -223,14 +219,7 @@ def retrieval_train(
 
 
 @retrieval.command("ab-test")
-@_retrieval_options
-@click.option(
-    "--objective",
-    "objectives",
-    type=click.Choice(["impression", "click_dwell", "conversion"]),
-    multiple=True,
-    help="Two-tower model(s) to serve with (repeat; default: impression).",
-)
+@_retrieval_options("Two-tower model(s) to serve with (repeat; default: impression).")
 @click.option(
     "--llm-quota",
     "llm_quotas",
@@ -261,9 +250,6 @@ def retrieval_ab(
     resamples: int,
 ) -> None:
     """Simulated online A/B: control (two-tower + popularity) vs treatment (+ LLM generator)."""
-    import shlex
-    import sys
-
     from adprior.store import StoreConfig
     from retrieval.ab_report import write_report
     from retrieval.abtest import run_ab
@@ -278,12 +264,7 @@ def retrieval_ab(
         ranking_models=None if str(ranking_models) == "none" else ranking_models,
     )
     res = run_ab(cfg, objectives or ("impression",), llm_quotas or None, aa=aa)
-    report = write_report(
-        res,
-        cfg,
-        " ".join(shlex.quote(a) for a in ["adprior", *sys.argv[1:]]),
-        Path(out) / ("aa" if aa else "ab"),
-    )
+    report = write_report(res, cfg, command_line(), Path(out) / ("aa" if aa else "ab"))
     t = Table(title="A/B: treatment vs control (all users)")
     for c in ("objective", "LLM quota", "RoAS", "conversions/user", "CTR", "advertisers/user"):
         t.add_column(c, justify="right")

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from adprior.cli.options import console, parse_date
+from adprior.cli.options import command_line, console, parse_date
 
 
 @click.command()
@@ -174,15 +174,9 @@ def base_model(cache: Path | None, force: bool) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the report as JSON here.")
 def world_check(data: Path, examples: Path, out: Path | None) -> None:
     """Calibration of a simulated world: signal coverage, baselines versus the oracle."""
-    import shlex
-    import sys
-
     from llm_predictor.eval.calibrate import calibration_report
 
-    r = {
-        "command": " ".join(shlex.quote(a) for a in ["adprior", *sys.argv[1:]]),
-        **calibration_report(data, examples),
-    }
+    r = {"command": command_line(), **calibration_report(data, examples)}
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(r, indent=2))

@@ -1,12 +1,14 @@
-"""What every verb shares: the console, logging set-up, date parsing, store options, config defaults."""
+"""What every verb shares: console, logging set-up, date parsing, store options, command line, config defaults."""
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
 import logging
+import shlex
+import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 console = Console()
+# --online's help on the verbs of the project's own store
+ONLINE_HELP = "Online store: embedded SQLite, or Redis at $ADPRIOR_REDIS (host:port[,password=...])."
 
 
 def setup_logging(verbose: bool) -> None:
@@ -40,22 +44,31 @@ def parse_date(_ctx: click.Context, _param: click.Parameter, value: str | tuple[
         raise click.BadParameter(f"expected YYYY-MM-DD: {exc}") from exc
 
 
-def store_options(f):
-    f = click.option(
-        "--repo",
-        type=click.Path(path_type=Path),
-        default=Path("feature_repo"),
-        show_default=True,
-        help="Feast feature repo.",
-    )(f)
-    f = click.option(
-        "--online",
-        type=click.Choice(["sqlite", "redis"]),
-        default="sqlite",
-        show_default=True,
-        help="Online store: embedded SQLite, or Redis at $ADPRIOR_REDIS (host:port[,password=...]).",
-    )(f)
-    return f
+def store_options(
+    repo: Path = Path("feature_repo"),
+    repo_help: str = "Feast feature repo.",
+    online_help: str | None = ONLINE_HELP,
+) -> Callable[[Callable], Callable]:
+    """``--repo`` / ``--online``, the options of a verb's ``StoreConfig``; ``repo`` is the default folder."""
+
+    def decorate(f: Callable) -> Callable:
+        f = click.option(
+            "--repo", type=click.Path(path_type=Path), default=repo, show_default=True, help=repo_help
+        )(f)
+        return click.option(
+            "--online",
+            type=click.Choice(["sqlite", "redis"]),
+            default="sqlite",
+            show_default=True,
+            help=online_help,
+        )(f)
+
+    return decorate
+
+
+def command_line() -> str:
+    """This run's command as a shell line (``adprior ...``), for the reports that say what made them."""
+    return " ".join(shlex.quote(a) for a in ["adprior", *sys.argv[1:]])
 
 
 def default_of(source: Any, name: str) -> Any:

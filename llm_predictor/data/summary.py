@@ -8,7 +8,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from adprior.contracts import LIST_FIELDS
 from llm_predictor.data.compiled import load_examples, load_preset_pool
+
+_FIXED_TOPS = ("top_categories", "top_brands")  # list columns left out of mean_list_lengths (top-k lists)
 
 
 def prompt_length_stats(out: Path, x: date, tokenizer: str | None, sample: int) -> dict:
@@ -84,15 +87,7 @@ def summarize(out: Path, config: Mapping[str, Any]) -> dict:
             "label_in_past_advertisers": round(sum(in_hist) / max(1, len(in_hist)), 4),
             "top_labels": {k: int(v) for k, v in top.items()},
             "mean_list_lengths": {
-                c: round(float(g[c].map(len).mean()), 2)
-                for c in (
-                    "active_advertisers",
-                    "attributed_conversions",
-                    "matched_conversions",
-                    "onsite_searches",
-                    "offsite_searches",
-                    "offsite_urls",
-                )
+                c: round(float(g[c].map(len).mean()), 2) for c in LIST_FIELDS if c not in _FIXED_TOPS
             },
         }
     return res

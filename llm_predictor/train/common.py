@@ -6,9 +6,11 @@
   vocabulary; the runs patch that switch for their duration so that only labelled (completion) positions are
   scored (identical values, an order of magnitude faster GRPO steps with long prompts).
 * :func:`step_timer` / :func:`timing`: wall time of every optimizer step.
-* :func:`finish_run`: with a LoRA adapter, it is merged into the base weights before saving, so every stage
-  reads and writes a plain Hugging Face model folder; then :func:`write_summary` writes
-  ``train_summary.json`` (command, config, metrics, TRL's log history) into the output folder.
+* :func:`run_trainer`: ``trainer.train()`` (resumed, patched as above), timed.
+* :func:`finish_run`: adds the parameter counts; with a LoRA adapter, it is merged into the base weights
+  before saving, so every stage reads and writes a plain Hugging Face model folder; then
+  :func:`write_summary` writes ``train_summary.json`` (command, config, metrics, TRL's log history) into the
+  output folder.
 * :func:`resume_checkpoint`: the newest ``output_dir/checkpoint-N`` a resumed run continues from.
 """
 
@@ -163,6 +165,15 @@ def run_metrics(
     }
 
 
+def run_trainer(trainer: Any, cfg: SFTRunConfig | GRPORunConfig) -> tuple[Any, float, bool]:
+    """``trainer.train()`` from :func:`resume_checkpoint`, inside :func:`score_labelled_only` when
+    ``cfg.cpu_score_labelled_only``: TRL's result, the wall seconds and whether the patch was active."""
+    t0 = time.perf_counter()
+    with score_labelled_only(cfg.cpu_score_labelled_only) as compact:
+        result = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg))
+    return result, time.perf_counter() - t0, compact
+
+
 def resume_checkpoint(cfg: SFTRunConfig | GRPORunConfig) -> str | None:
     """The checkpoint ``cfg.resume`` continues from: the newest ``output_dir/checkpoint-N`` (None: start fresh)."""
     if not cfg.resume:
@@ -199,7 +210,9 @@ def _save(trainer: Any, tokenizer: Any, out: Path) -> dict[str, Any]:
 def finish_run(
     trainer: Any, tokenizer: Any, cfg: SFTRunConfig | GRPORunConfig, metrics: dict[str, Any], history: list
 ) -> None:
-    """Save the (merged) model when ``cfg.save``, then train_summary.json."""
+    """Add the parameter counts to ``metrics``, save the (merged) model when ``cfg.save``, then write
+    train_summary.json."""
+    metrics.update(param_counts(trainer))
     if cfg.save:
         metrics.update(_save(trainer, tokenizer, Path(cfg.output_dir)))
     write_summary(Path(cfg.output_dir), cfg, metrics, history)

@@ -12,17 +12,18 @@ imitate or reward. Every row also carries ``user_id`` and ``anchor_date`` (ISO s
 
 The preset pool is one list of names, or a mapping anchor date -> names when the examples span several
 dates (keys may be ``datetime.date`` or ISO strings). :func:`load_run_examples` reads both, the labelled
-rows and the pools of their dates, from a compile output folder.
+rows and the pools of their dates, from a compile output folder; :func:`prepare_run_data` turns them into an
+SFT or GRPO run's dataset (budget, row cap, over-long rows dropped).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 
@@ -31,10 +32,14 @@ from llm_predictor.data.prompts import (
     build_prompt,
     chat_messages,
     grpo_completion,
+    hf_token_counter,
     sft_completion,
 )
 from llm_predictor.data.resolver import normalize_name
 from llm_predictor.data.sanitize import is_missing
+
+if TYPE_CHECKING:
+    from llm_predictor.train.config import GRPORunConfig, SFTRunConfig
 
 log = logging.getLogger(__name__)
 
@@ -307,3 +312,43 @@ def drop_long(
     stats["dropped"] = stats["rows"] - len(measured)
     extra = [c for c in ("prompt_tokens", "total_tokens") if c in measured.column_names]
     return measured.remove_columns(extra), stats
+
+
+def prepare_run_data(
+    cfg: SFTRunConfig | GRPORunConfig,
+    tokenizer: Any,
+    examples_df: Any,
+    preset_pool: PresetPool | None,
+    build: Callable[[Any, PresetPool, PromptBudget], Dataset],
+    max_tokens: int | None,
+    column: str,
+    stage: str,
+) -> tuple[Dataset, dict[str, Any]]:
+    """The dataset of an SFT or GRPO run and its length statistics.
+
+    Args:
+        cfg: the run config (examples folder, dates, split, v0_only, budget, max_train_examples, seed).
+        tokenizer: the model's tokenizer (counts the prompt budget and the lengths).
+        examples_df: examples table to use instead of reading ``cfg.examples`` (None: read them).
+        preset_pool: preset pool (list or {date: list}) to use with ``examples_df``.
+        build: makes the dataset from (examples table, preset pool, :class:`PromptBudget`).
+        max_tokens / column: rows longer than ``max_tokens`` in ``column`` are dropped (:func:`drop_long`).
+        stage: the run's name in the error when no row is left ('SFT', 'GRPO').
+
+    Returns:
+        (``Dataset`` of at most ``cfg.max_train_examples`` rows, a seeded sample; statistics dict).
+    """
+    if examples_df is None:
+        if cfg.examples is None:
+            raise ValueError(f"{type(cfg).__name__}.examples is not set")
+        examples_df, preset_pool = load_run_examples(
+            cfg.examples, cfg.anchor_dates, cfg.split, cfg.v0_only, cfg.max_train_examples, cfg.seed
+        )
+    budget = PromptBudget(max_user_tokens=cfg.budget_tokens, count_tokens=hf_token_counter(tokenizer))
+    ds = build(examples_df, preset_pool, budget)
+    if cfg.max_train_examples is not None and len(ds) > cfg.max_train_examples:
+        ds = ds.shuffle(seed=cfg.seed).select(range(cfg.max_train_examples))
+    ds, stats = drop_long(ds, tokenizer, max_tokens, column)
+    if len(ds) == 0:
+        raise ValueError(f"no {stage} examples left (stats: {stats})")
+    return ds, stats

@@ -10,24 +10,20 @@ step) is :func:`llm_predictor.train.config.grpo_batch_args`.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-from llm_predictor.data.prompts import PromptBudget, hf_token_counter
 from llm_predictor.train.common import (
     finish_run,
     history_values,
     load_tokenizer,
-    param_counts,
     resolve_model,
-    resume_checkpoint,
     run_metrics,
-    score_labelled_only,
+    run_trainer,
     step_timer,
     timing,
 )
 from llm_predictor.train.config import GRPORunConfig
-from llm_predictor.train.datasets import drop_long, grpo_dataset, load_run_examples
+from llm_predictor.train.datasets import grpo_dataset, prepare_run_data
 from llm_predictor.train.rewards import make_reward
 
 log = logging.getLogger(__name__)
@@ -47,20 +43,16 @@ def prepare_grpo_data(
     Returns:
         (``datasets.Dataset`` with prompt and label_advertiser_name, statistics dict).
     """
-    if examples_df is None:
-        if cfg.examples is None:
-            raise ValueError("GRPORunConfig.examples is not set")
-        examples_df, preset_pool = load_run_examples(
-            cfg.examples, cfg.anchor_dates, cfg.split, cfg.v0_only, cfg.max_train_examples, cfg.seed
-        )
-    budget = PromptBudget(max_user_tokens=cfg.budget_tokens, count_tokens=hf_token_counter(tokenizer))
-    ds = grpo_dataset(examples_df, preset_pool, cfg.template, budget)
-    if cfg.max_train_examples is not None and len(ds) > cfg.max_train_examples:
-        ds = ds.shuffle(seed=cfg.seed).select(range(cfg.max_train_examples))
-    ds, stats = drop_long(ds, tokenizer, cfg.max_prompt_length, "prompt_tokens")
-    if len(ds) == 0:
-        raise ValueError(f"no GRPO examples left (stats: {stats})")
-    return ds, stats
+    return prepare_run_data(
+        cfg,
+        tokenizer,
+        examples_df,
+        preset_pool,
+        lambda df, pool, budget: grpo_dataset(df, pool, cfg.template, budget),
+        cfg.max_prompt_length,
+        "prompt_tokens",
+        "GRPO",
+    )
 
 
 def build_grpo_trainer(
@@ -130,10 +122,7 @@ def train_grpo(
     )
     timer = step_timer("grpo")
     trainer = build_grpo_trainer(cfg, dataset, tokenizer, reward_funcs, callbacks=[timer])
-    t0 = time.perf_counter()
-    with score_labelled_only(cfg.cpu_score_labelled_only) as compact:
-        trainer.train(resume_from_checkpoint=resume_checkpoint(cfg))
-    seconds = time.perf_counter() - t0
+    _, seconds, compact = run_trainer(trainer, cfg)
     history = trainer.state.log_history
     rewards = history_values(history, "reward")
     steps = trainer.state.global_step
@@ -151,7 +140,6 @@ def train_grpo(
         "completions": completions,
         "completions_per_s": round(completions / step_time, 3) if step_time else None,
         "examples_per_s": round(steps * prompts / step_time, 3) if step_time else None,
-        **param_counts(trainer),
     }
     finish_run(trainer, tokenizer, cfg, metrics, history)
     log.info(

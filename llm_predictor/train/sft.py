@@ -10,24 +10,20 @@ tokenizer's chat template is applied by TRL. The run config is
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-from llm_predictor.data.prompts import PromptBudget, hf_token_counter
 from llm_predictor.train.common import (
     finish_run,
     history_values,
     load_tokenizer,
-    param_counts,
     resolve_model,
-    resume_checkpoint,
     run_metrics,
-    score_labelled_only,
+    run_trainer,
     step_timer,
     timing,
 )
 from llm_predictor.train.config import SFTRunConfig
-from llm_predictor.train.datasets import drop_long, load_run_examples, sft_dataset
+from llm_predictor.train.datasets import prepare_run_data, sft_dataset
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +42,16 @@ def prepare_sft_data(
     Returns:
         (``datasets.Dataset`` in conversational prompt-completion format, statistics dict).
     """
-    if examples_df is None:
-        if cfg.examples is None:
-            raise ValueError("SFTRunConfig.examples is not set")
-        examples_df, preset_pool = load_run_examples(
-            cfg.examples, cfg.anchor_dates, cfg.split, cfg.v0_only, cfg.max_train_examples, cfg.seed
-        )
-    budget = PromptBudget(max_user_tokens=cfg.budget_tokens, count_tokens=hf_token_counter(tokenizer))
-    ds = sft_dataset(examples_df, preset_pool, cfg.template, budget, cfg.popular)
-    if cfg.max_train_examples is not None and len(ds) > cfg.max_train_examples:
-        ds = ds.shuffle(seed=cfg.seed).select(range(cfg.max_train_examples))
-    ds, stats = drop_long(ds, tokenizer, cfg.sft.max_length, "total_tokens")
-    if len(ds) == 0:
-        raise ValueError(f"no SFT examples left (stats: {stats})")
-    return ds, stats
+    return prepare_run_data(
+        cfg,
+        tokenizer,
+        examples_df,
+        preset_pool,
+        lambda df, pool, budget: sft_dataset(df, pool, cfg.template, budget, cfg.popular),
+        cfg.sft.max_length,
+        "total_tokens",
+        "SFT",
+    )
 
 
 def build_sft_trainer(
@@ -110,10 +102,7 @@ def train_sft(cfg: SFTRunConfig, examples_df: Any = None, preset_pool: Any = Non
     )
     timer = step_timer("sft")
     trainer = build_sft_trainer(cfg, dataset, tokenizer, callbacks=[timer])
-    t0 = time.perf_counter()
-    with score_labelled_only(cfg.cpu_score_labelled_only) as compact:
-        result = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg))
-    seconds = time.perf_counter() - t0
+    result, seconds, compact = run_trainer(trainer, cfg)
     history = trainer.state.log_history
     losses = history_values(history, "loss")
     tokens = history_values(history, "num_tokens")
@@ -131,7 +120,6 @@ def train_sft(cfg: SFTRunConfig, examples_df: Any = None, preset_pool: Any = Non
         "examples_per_s": round(seen / step_time, 3) if step_time else None,
         "tokens": int(tokens[-1]) if tokens else None,
         "tokens_per_s": round(tokens[-1] / step_time, 1) if tokens and step_time else None,
-        **param_counts(trainer),
     }
     finish_run(trainer, tokenizer, cfg, metrics, history)
     log.info(

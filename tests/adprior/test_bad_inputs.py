@@ -26,7 +26,7 @@ import pyarrow as pa
 import pytest
 
 from adprior.contracts import LIST_FIELDS
-from llm_predictor.data.parsing import parse_answer, parse_batch, parse_list, parse_single
+from llm_predictor.data.parsing import TAGS, parse_answer, parse_batch, parse_list, parse_single
 from llm_predictor.data.prompts import (
     PromptBudget,
     build_prompt,
@@ -407,14 +407,7 @@ BENIGN: dict[str, Any] = {
     "sid_sequences": ["12-4-7"],
 }
 TEXT_FIELDS = (*LIST_FIELDS, "sid_sequences", "gender", "user_state", "preset_pool")
-FORMAT_TAGS = (
-    "<answer>",
-    "</answer>",
-    "<interests>",
-    "</interests>",
-    "<advertiser_names>",
-    "</advertiser_names>",
-)
+FORMAT_TAGS = tuple(f"<{end}{tag}>" for tag in TAGS for end in ("", "/"))  # <answer>, </answer>, ...
 
 # injection -> what must remain of it (neutralised) in the prompt
 INJECTIONS: dict[str, str] = {

@@ -29,7 +29,7 @@ from adprior import store as st
 from llm_predictor.data.compile import CompileConfig, compile_examples
 from llm_predictor.infer.plan import InferConfig
 from llm_predictor.infer.shards import run_inference
-from tests.conftest import compiled_world, infer_config
+from tests.conftest import compiled_world, infer_argv, infer_config, prediction_rows
 from tests.support.paths import ROOT
 from tests.support.store import END, PROFILE, assert_online, populated_repo
 
@@ -54,54 +54,12 @@ def _cfg(world, tmp: Path, model: Path, **kw) -> InferConfig:
     return infer_config(world, tmp, model, **{"day": X, "shard_size": SHARD, "limit_users": N_USERS, **kw})
 
 
-def _rows(path: Path) -> list[dict]:
-    """A predictions partition without created_timestamp (the plan's creation time differs per plan)."""
-    return pq.read_table(path).drop(["created_timestamp"]).to_pylist()
-
-
 @pytest.fixture(scope="module")
 def reference(world, tiny_model_dir, tmp_path_factory):
     """An undisturbed run: the answer every faulted run must end with."""
     s = run_inference(_cfg(world, tmp_path_factory.mktemp("ref"), tiny_model_dir))
     assert s["inferred"] == N_USERS and s["shards"] == N_USERS // SHARD
     return s
-
-
-def _cli(world, tmp: Path, model: Path) -> list[str]:
-    data, ex = world
-    return [
-        "infer",
-        "--engine",
-        "transformers",
-        "--examples",
-        str(ex),
-        "--data",
-        str(data),
-        "--date",
-        X.isoformat(),
-        "--work",
-        str(tmp / "work"),
-        "--repo",
-        str(tmp / "repo"),
-        "--model",
-        str(model),
-        "--batch-size",
-        "4",
-        "--max-new-tokens",
-        "120",
-        "--budget-tokens",
-        "160",
-        "--shard-size",
-        str(SHARD),
-        "--runner",
-        "local",
-        "--cpus-per-worker",
-        "1",
-        "--max-names",
-        "4",
-        "--limit-users",
-        str(N_USERS),
-    ]
 
 
 def _check_committed(day_dir: Path) -> int:
@@ -133,13 +91,13 @@ def test_sigkill_at_random_points_then_resume(world, tiny_model_dir, reference, 
     """Killed before the first shard commit, between commits and while committing the merge: the resumed
     run has every user exactly once, with the undisturbed run's answers."""
     rng = random.Random(SEED)
-    args = _cli(world, tmp_path, tiny_model_dir)
+    args = infer_argv(world, tmp_path, tiny_model_dir, X, SHARD, "local", "--limit-users", str(N_USERS))
     day_dir = tmp_path / "work" / X.isoformat()
     out = tmp_path / "repo" / "data" / "offline" / "llm_predictions" / f"dt={X.isoformat()}.parquet"
     n_shards = reference["shards"]
 
     def run_and_kill(when: Callable[[], bool], max_delay: float, script: list[str] | None = None) -> int:
-        cmd = [sys.executable, *(script or ["-m", "adprior.cli"]), *args]
+        cmd = [sys.executable, *(script or ["-m", "adprior"]), *args]
         proc = subprocess.Popen(
             cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
@@ -168,12 +126,12 @@ def test_sigkill_at_random_points_then_resume(world, tiny_model_dir, reference, 
     assert run_and_kill(lambda: False, 0.0, ["-c", _KILL_AT_MERGE]) == n_shards
     # The resumed run: nothing left to infer, the merge is redone.
     resumed = subprocess.run(
-        [sys.executable, "-m", "adprior.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "adprior", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     users = pq.read_table(out).column("user_id").to_pylist()
     assert len(users) == len(set(users)) == N_USERS
-    assert _rows(out) == _rows(Path(reference["output"]))
+    assert prediction_rows(out) == prediction_rows(Path(reference["output"]))
     # The temporary file of the killed merge is hidden from parquet dataset readers (Feast's offline store).
     import pyarrow.dataset as pads
 
@@ -254,7 +212,7 @@ def test_corrupt_shard_files_are_recomputed(world, tiny_model_dir, reference, tm
     for name in ("outputs/shard-00001", "outputs/shard-00003", "inputs/shard-00002", "inputs/shard-00000"):
         assert name in warned, warned
     assert s["shards_resumed"] == 2 and s["users_run_now"] == 3 * SHARD  # shards 0 and 4 kept
-    assert _rows(Path(s["output"])) == _rows(Path(reference["output"]))
+    assert prediction_rows(Path(s["output"])) == prediction_rows(Path(reference["output"]))
     assert _check_committed(day_dir) == reference["shards"]
 
 
@@ -327,4 +285,4 @@ def test_disk_full_while_committing_a_shard(world, tiny_model_dir, reference, tm
     assert not (day_dir / "_SUCCESS.json").exists() and not Path(cfg.predictions).exists()
     s = run_inference(cfg)  # rerun without the limit
     assert s["shards_resumed"] == 0
-    assert _rows(Path(s["output"])) == _rows(Path(reference["output"]))
+    assert prediction_rows(Path(s["output"])) == prediction_rows(Path(reference["output"]))

@@ -42,6 +42,15 @@ def run(script: str, action: str, env: dict[str, str], timeout: float = 120) -> 
     )
 
 
+def script_env(state: Path, unset: tuple[str, ...] = ("ADPRIOR_BIND",), **settings: str) -> dict[str, str]:
+    """A service script's environment: this process's, with state folder ``state`` and ``settings``, minus
+    the variables ``unset``."""
+    env = dict(os.environ, ADPRIOR_INFRA_STATE=str(state), **settings)
+    for k in unset:
+        env.pop(k, None)
+    return env
+
+
 def listeners(port: int) -> list[str]:
     """Local addresses listening on TCP ``port`` (from ss)."""
     out = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, check=True).stdout
@@ -148,13 +157,7 @@ def test_redis_script_password_loopback_idempotent_stop(tmp_path):
 
     password = 'pw with space "and" quote-' + os.urandom(4).hex()
     port = free_port()
-    env = dict(
-        os.environ,
-        ADPRIOR_INFRA_STATE=str(tmp_path / "state"),
-        ADPRIOR_REDIS_PORT=str(port),
-        ADPRIOR_REDIS_PASSWORD=password,
-    )
-    env.pop("ADPRIOR_BIND", None)
+    env = script_env(tmp_path / "state", ADPRIOR_REDIS_PORT=str(port), ADPRIOR_REDIS_PASSWORD=password)
     try:
         r = run("redis.sh", "start", env)
         assert r.returncode == 0, r.stderr
@@ -193,13 +196,9 @@ def test_redis_script_password_loopback_idempotent_stop(tmp_path):
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
 def test_redis_script_refuses_public_bind_without_password(tmp_path):
-    env = dict(
-        os.environ,
-        ADPRIOR_INFRA_STATE=str(tmp_path),
-        ADPRIOR_REDIS_PORT=str(free_port()),
-        ADPRIOR_BIND="0.0.0.0",
+    env = script_env(
+        tmp_path, ("ADPRIOR_REDIS_PASSWORD",), ADPRIOR_REDIS_PORT=str(free_port()), ADPRIOR_BIND="0.0.0.0"
     )
-    env.pop("ADPRIOR_REDIS_PASSWORD", None)
     r = run("redis.sh", "start", env)
     assert r.returncode != 0 and "without a password" in r.stderr
     assert not (tmp_path / "redis" / "redis.pid").exists()
@@ -214,15 +213,13 @@ def test_redis_script_refuses_public_bind_without_password(tmp_path):
 )
 def test_spark_script_master_and_worker_on_loopback(tmp_path):
     port, ui = free_port(), free_port()
-    env = dict(
-        os.environ,
-        ADPRIOR_INFRA_STATE=str(tmp_path),
+    env = script_env(
+        tmp_path,
         ADPRIOR_SPARK_PORT=str(port),
         ADPRIOR_SPARK_UI_PORT=str(ui),
         ADPRIOR_SPARK_WORKER_MEMORY="512m",
         ADPRIOR_SPARK_WORKER_CORES="1",
     )
-    env.pop("ADPRIOR_BIND", None)
     pids = []
     try:
         r = run("spark.sh", "start", env, timeout=150)
@@ -274,16 +271,14 @@ def test_ray_script_token_auth_and_own_stop(tmp_path):
     worker_ports = range(10002, 20000)  # Ray's default worker port range
     port, dash = free_port(worker_ports), free_port(worker_ports)
     temp = Path("/tmp") / f"adprior-ray-test-{os.getpid()}"
-    env = dict(
-        os.environ,
-        ADPRIOR_INFRA_STATE=str(tmp_path),
+    env = script_env(
+        tmp_path,
+        ("ADPRIOR_BIND", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"),
         ADPRIOR_RAY_PORT=str(port),
         ADPRIOR_RAY_DASHBOARD_PORT=str(dash),
         ADPRIOR_RAY_NUM_CPUS="1",
         ADPRIOR_RAY_TEMP_DIR=str(temp),
     )
-    for k in ("ADPRIOR_BIND", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
-        env.pop(k, None)
     try:
         r = run("ray.sh", "start", env, timeout=150)
         assert r.returncode == 0, r.stderr + r.stdout

@@ -9,7 +9,7 @@ model wrote it, and the LLM itself is exercised by the inference tests.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -24,17 +24,13 @@ from ranking.labels import label_impressions
 from ranking.models import FeatureSpec, SavedModel
 from ranking.serve import OnlineRanker
 from ranking.train import evaluate, model_dir, train
-from tests.conftest import RANKING_ANCHORS, ts, write_raw
+from tests.conftest import RANKING_ANCHORS, event, utc_midnight, write_raw
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:On demand feature view is an experimental feature"),
     pytest.mark.filterwarnings("ignore:Downcasting object dtype arrays:FutureWarning"),
 ]
 ANCHORS = RANKING_ANCHORS
-
-
-def _midnight(d: date) -> datetime:
-    return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -56,49 +52,24 @@ def trained(world) -> dict:
 def test_label_rules(tmp_path, spark):
     a, b = 101, 202
     imp = [  # user 1: impressions of advertiser a's item 11 at 10:00 on days 2, 3, 4, 5, 6 and of b
-        dict(user_id=1, ts=ts(f"2026-06-0{d} 10:00:00"), event_type="impression", advertiser_id=a, item_id=11)
-        for d in (2, 3, 4, 5, 6)
-    ] + [dict(user_id=1, ts=ts("2026-06-07 10:00:00"), event_type="impression", advertiser_id=b, item_id=22)]
+        event(f"2026-06-0{d} 10:00:00", "impression", advertiser_id=a, item_id=11) for d in (2, 3, 4, 5, 6)
+    ] + [event("2026-06-07 10:00:00", "impression", advertiser_id=b, item_id=22)]
     events = [
         *imp,
         # day 2: click 10 min later, purchase with a 3 days later -> ctcvr
-        dict(user_id=1, ts=ts("2026-06-02 10:10:00"), event_type="click", advertiser_id=a, item_id=11),
-        dict(
-            user_id=1,
-            ts=ts("2026-06-05 09:00:00"),
-            event_type="matched_conversion",
-            advertiser_id=a,
-            conversion_type="purchase",
-        ),
+        event("2026-06-02 10:10:00", "click", advertiser_id=a, item_id=11),
+        event("2026-06-05 09:00:00", "matched_conversion", advertiser_id=a, conversion_type="purchase"),
         # day 3: no click; the 06-05 purchase is 47 h later: outside the 1-day view window -> nothing
         # day 4: no click, conversion 23 h later (the same 06-05 purchase) -> vtcvr
         # day 5: click 2 h later (outside the 1 h click window); 06-06 add_to_cart is low priority -> nothing
-        dict(user_id=1, ts=ts("2026-06-05 12:00:00"), event_type="click", advertiser_id=a, item_id=11),
-        dict(
-            user_id=1,
-            ts=ts("2026-06-06 09:00:00"),
-            event_type="attributed_conversion",
-            advertiser_id=a,
-            conversion_type="add_to_cart",
-        ),
+        event("2026-06-05 12:00:00", "click", advertiser_id=a, item_id=11),
+        event("2026-06-06 09:00:00", "attributed_conversion", advertiser_id=a, conversion_type="add_to_cart"),
         # day 6: no click, a purchase with b (another advertiser) an hour later -> nothing
-        dict(
-            user_id=1,
-            ts=ts("2026-06-06 11:00:00"),
-            event_type="attributed_conversion",
-            advertiser_id=b,
-            conversion_type="purchase",
-        ),
+        event("2026-06-06 11:00:00", "attributed_conversion", advertiser_id=b, conversion_type="purchase"),
         # day 7 (b): clicked, conversion 6 days later -> ctcvr, but 06-07 + 7 days is past the data end
-        dict(user_id=1, ts=ts("2026-06-07 10:01:00"), event_type="click", advertiser_id=b, item_id=22),
-        dict(
-            user_id=1,
-            ts=ts("2026-06-13 10:00:00"),
-            event_type="ad_conversion",
-            advertiser_id=b,
-            conversion_type="checkout",
-        ),
-        dict(user_id=2, ts=ts("2026-06-14 10:00:00"), event_type="onsite_search", text="x"),  # data end
+        event("2026-06-07 10:01:00", "click", advertiser_id=b, item_id=22),
+        event("2026-06-13 10:00:00", "ad_conversion", advertiser_id=b, conversion_type="checkout"),
+        event("2026-06-14 10:00:00", "onsite_search", user_id=2, text="x"),  # data end
     ]
     data = write_raw(tmp_path / "raw", {"events": events})
     cfg = RankingConfig(data=data, start=date(2026, 6, 1))
@@ -114,18 +85,7 @@ def test_label_rules(tmp_path, spark):
 
 def test_label_window_needs_predictions_or_start(tmp_path, spark):
     data = write_raw(
-        tmp_path / "raw",
-        {
-            "events": [
-                dict(
-                    user_id=1,
-                    ts=ts("2026-06-02 10:00:00"),
-                    event_type="impression",
-                    advertiser_id=1,
-                    item_id=1,
-                )
-            ]
-        },
+        tmp_path / "raw", {"events": [event("2026-06-02 10:00:00", "impression", advertiser_id=1, item_id=1)]}
     )
     with pytest.raises(ValueError, match="no LLM predictions"):
         label_impressions(RankingConfig(data=data))
@@ -200,7 +160,7 @@ def test_compare_identical_models_gives_zero_and_better_model_wins():
 def test_training_set_is_point_in_time(world, trained):
     ds = trained["dataset"]
     assert len(ds) > 500 and ds["impression_id"].is_unique
-    known = {day: _midnight(day + timedelta(days=1)) for day in ANCHORS}
+    known = {day: utc_midnight(day + timedelta(days=1)) for day in ANCHORS}
     assert ds["event_timestamp"].min() >= known[ANCHORS[0]]  # default window starts at the first prediction
     for r in ds.sample(n=300, random_state=0).itertuples():
         in_force = [d for d in ANCHORS if known[d] <= r.event_timestamp]
@@ -262,7 +222,7 @@ def test_train_writes_models_predictions_and_table5(world, trained):
 
 def test_online_scores_equal_offline_scores(world, trained):
     cfg = world["cfg"]
-    now = _midnight(ANCHORS[-1] + timedelta(days=1)) + timedelta(hours=6)
+    now = utc_midnight(ANCHORS[-1] + timedelta(days=1)) + timedelta(hours=6)
     st.materialize(cfg.store, end=now)
     users = sorted(set(world["preds"][ANCHORS[-1]]["user_id"]))[:4]
     advs = [int(a) for a in world["preds"][ANCHORS[-1]]["advertiser_ids"].iloc[0][:6]] + [
@@ -302,7 +262,7 @@ def test_eval_reruns_from_saved_predictions(world, trained):
 
 def test_online_scoring_on_redis_and_outage(world, trained, redis_srv, monkeypatch):
     cfg = world["cfg"]
-    now = _midnight(ANCHORS[-1] + timedelta(days=1)) + timedelta(hours=6)
+    now = utc_midnight(ANCHORS[-1] + timedelta(days=1)) + timedelta(hours=6)
     monkeypatch.setenv("ADPRIOR_REDIS", redis_srv.address)
     rcfg = st.StoreConfig(repo=cfg.store.repo, online="redis")
     st.apply(rcfg)

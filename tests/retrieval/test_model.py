@@ -20,8 +20,6 @@ import pytest
 import torch
 
 from adprior import store as st
-from adprior.io import SparkConfig
-from llm_predictor.data.compile import CompileConfig, compile_examples
 from llm_predictor.data.compiled import load_examples
 from retrieval.config import RetrievalConfig, config_from_dict, config_to_dict
 from retrieval.data import (
@@ -45,10 +43,8 @@ from retrieval.model import (
 )
 from retrieval.train import recall_at_k, time_split, train
 from retrieval.vocab import Vocab, Vocabs, age_bucket, category_tokens, encode_items, encode_users
-from tests.conftest import ts, write_raw
-from world.config import WorldConfig
+from tests.conftest import event, feast_world, ts, write_raw
 from world.schema import SCHEMAS
-from world.simulate import simulate
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:On demand feature view is an experimental feature"),
@@ -63,28 +59,7 @@ NOW = datetime(2026, 6, 20, tzinfo=UTC)  # after the snapshot, inside its 30-day
 def world(tmp_path_factory, spark) -> dict:
     """A small world with one behaviour snapshot in a fresh Feast repo (SQLite online store)."""
     tmp = tmp_path_factory.mktemp("retrieval")
-    data = tmp / "world"
-    simulate(
-        WorldConfig(
-            out=data,
-            users=80,
-            advertisers=40,
-            days=40,
-            end_date=date(2026, 6, 30),
-            seed=5,
-            impression_rate=6.0,
-        )
-    )
-    cfg = st.StoreConfig(repo=tmp / "feature_repo")
-    st.init_repo(cfg.repo)
-    ex = tmp / "examples"
-    compile_examples(
-        CompileConfig(
-            data=data, out=ex, anchor_dates=ANCHORS, tokenizer=None, spark=SparkConfig(master="local[2]")
-        )
-    )
-    for day in ANCHORS:
-        st.write_daily_features(cfg, data, load_examples(ex, day), day)
+    data, ex, cfg = feast_world(tmp, ANCHORS, users=80, advertisers=40, days=40, seed=5, impression_rate=6.0)
     st.apply(cfg)
     rcfg = RetrievalConfig(
         data=data, store=cfg, out=tmp / "models", objective="impression", epochs=4, threads=1
@@ -122,7 +97,7 @@ def frames(world, trained) -> dict:
 
 def test_interaction_rules_per_objective(tmp_path):
     def ev(t: str, et: str, item: int | None = 1, **kw) -> dict:
-        return dict(user_id=1, ts=ts(t), event_type=et, advertiser_id=101, item_id=item, **kw)
+        return event(t, et, advertiser_id=101, item_id=item, **kw)
 
     durations = [None, 1.0, 10.0, 60.0, 300.0, 3000.0]
     events = [
@@ -168,20 +143,8 @@ def test_corrupt_event_rows_name_the_column(tmp_path):
         tmp_path / "a",
         {
             "events": [
-                dict(
-                    user_id=1,
-                    ts=ts("2026-06-02 10:00:00"),
-                    event_type="impression",
-                    advertiser_id=1,
-                    item_id=5,
-                ),
-                dict(
-                    user_id=2,
-                    ts=ts("2026-06-02 11:00:00"),
-                    event_type="impression",
-                    advertiser_id=1,
-                    item_id=None,
-                ),
+                event("2026-06-02 10:00:00", "impression", advertiser_id=1, item_id=5),
+                event("2026-06-02 11:00:00", "impression", user_id=2, advertiser_id=1, item_id=None),
             ]
         },
     )

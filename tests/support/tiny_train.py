@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from adprior.contracts import EXAMPLE_SCHEMA, PRESET_POOL_SCHEMA
 from llm_predictor.base_model import ensure_base_model
+from tests.support.tiny_llama import tiny_llama_config
 
 X = date(2026, 6, 22)
 POOL = [
@@ -95,18 +96,13 @@ def write_examples_dir(out: Path) -> Path:
 def write_tiny_llama(out: Path) -> Path:
     """Save the 2-layer Llama (seed 0) and the real SmolLM2 tokenizer into ``out``."""
     import torch
-    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, GenerationConfig, LlamaForCausalLM
 
     tok = AutoTokenizer.from_pretrained(str(ensure_base_model()))  # the real tokenizer and chat template
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
+    config = tiny_llama_config(
+        len(tok),
         num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
         tie_word_embeddings=True,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from adprior.contracts import LIST_FIELDS
 from llm_predictor.data.compile import CompileConfig, compile_examples
 from llm_predictor.data.compiled import load_examples, load_preset_pool
 from tests.conftest import ts, write_raw
@@ -165,17 +166,7 @@ def test_label_is_first_qualifying_conversion(compiled: Path) -> None:
 
 def test_no_feature_uses_events_after_anchor(compiled: Path) -> None:
     df = load_examples(compiled, X)
-    list_cols = [
-        "active_advertisers",
-        "attributed_conversions",
-        "matched_conversions",
-        "onsite_searches",
-        "offsite_searches",
-        "offsite_urls",
-        "top_categories",
-        "top_brands",
-    ]
-    for c in list_cols:
+    for c in LIST_FIELDS:  # every list-valued text feature
         for values in df[c]:
             assert not any("FUTURE" in v for v in values), (c, values)
     rows = _rows(compiled)

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from llm_predictor.data.parsing import (
+    TAGS,
     ParsedAnswer,
     parse_answer,
     parse_batch,
@@ -168,19 +169,8 @@ def test_garbage_10k_is_fast_and_safe() -> None:
 
 def test_random_unicode_200_cases() -> None:
     rng = random.Random(20240601)
-    pieces = [
-        "<answer>",
-        "</answer>",
-        "<interests>",
-        "</interests>",
-        "<advertiser_names>",
-        "</advertiser_names>",
-        "|",
-        "[",
-        "]",
-        "&",
-        "\n",
-    ]
+    tags = [f"<{end}{tag}>" for tag in TAGS for end in ("", "/")]  # <answer>, </answer>, ...
+    pieces = [*tags, "|", "[", "]", "&", "\n"]
     for _ in range(200):
         n = rng.randrange(0, 400)
         chars = [

@@ -60,6 +60,15 @@ CATS = ["Apparel > Shoes", "Beauty > Skincare", "Outdoor > Jackets", "Electronic
 FAST = GBDTConfig(n_estimators=40, num_leaves=15, min_child_samples=5, n_jobs=1)
 
 
+def _tiny_cfg(world: tuple[Path, Path], model: Path, **fields) -> EvalConfig:
+    """The tiny model on 6 examples of ``world``, 256-token budget, on CPU; ``fields``: other EvalConfig
+    fields."""
+    ex, data = world
+    return EvalConfig(
+        examples=ex, data=data, models=[str(model)], max_examples=6, budget_tokens=256, device="cpu", **fields
+    )
+
+
 def _advertisers() -> list[dict]:
     return [
         {
@@ -252,19 +261,7 @@ def _one_thread():
     ],
 )
 def test_end_to_end_tiny_model(world, tmp_path, tiny_model_dir, template, decode):
-    ex, data = world
-    cfg = EvalConfig(
-        examples=ex,
-        data=data,
-        out=tmp_path,
-        models=[str(tiny_model_dir)],
-        template=template,
-        decode=decode,
-        max_examples=6,
-        budget_tokens=256,
-        gbdt=FAST,
-        device="cpu",
-    )
+    cfg = _tiny_cfg(world, tiny_model_dir, out=tmp_path, template=template, decode=decode, gbdt=FAST)
     res = evaluate(cfg)
     m = res["methods"]["llm: tiny-llama"]
     for s in ("V1", "V0"):
@@ -294,22 +291,10 @@ def test_engine_path_matches_plain_generate(world, tmp_path, tiny_model_dir, con
     """Greedy list decoding through the serving engine (prefix KV cache) predicts what plain generate does."""
     import dataclasses
 
-    ex, data = world
     decode = DecodeConfig(
         max_new_tokens=120 if constrained else 40, batch_size=6, constrained=constrained, max_names=5
     )
-    base = EvalConfig(
-        examples=ex,
-        data=data,
-        models=[str(tiny_model_dir)],
-        template="grpo_text",
-        decode=decode,
-        max_examples=6,
-        budget_tokens=256,
-        gbdt=None,
-        baselines=False,
-        device="cpu",
-    )
+    base = _tiny_cfg(world, tiny_model_dir, template="grpo_text", decode=decode, gbdt=None, baselines=False)
     preds = {}
     for engine in (True, False):
         out = tmp_path / f"engine-{engine}"
@@ -342,19 +327,14 @@ def test_pool_ceiling(world):
 
 @pytest.mark.usefixtures("_one_thread")
 def test_ablation_runs_are_reported(world, tmp_path, tiny_model_dir):
-    ex, data = world
-    cfg = EvalConfig(
-        examples=ex,
-        data=data,
+    cfg = _tiny_cfg(
+        world,
+        tiny_model_dir,
         out=tmp_path,
-        models=[str(tiny_model_dir)],
         template="grpo_text",
         decode=DecodeConfig(max_new_tokens=120, batch_size=6, constrained=True, max_names=4),
-        max_examples=6,
-        budget_tokens=256,
         gbdt=None,
         baselines=False,
-        device="cpu",
         ablations=("drop:active_advertisers", "shuffle"),
     )
     res = evaluate(cfg)

@@ -18,7 +18,7 @@ from adprior.contracts import PREDICTION_SCHEMA
 from llm_predictor.data.compiled import load_examples
 from llm_predictor.infer.plan import InferConfig
 from llm_predictor.infer.shards import event_timestamp, run_inference
-from tests.conftest import compiled_world, infer_config
+from tests.conftest import compiled_world, infer_argv, infer_config, prediction_rows
 
 X = date(2026, 6, 22)
 X2 = X + timedelta(days=1)
@@ -33,10 +33,6 @@ def world(tmp_path_factory, spark):
 
 def _cfg(world, tmp_path: Path, model: Path, **kw) -> InferConfig:
     return infer_config(world, tmp_path, model, **{"day": X, **kw})
-
-
-def _read(path: Path):
-    return pq.read_table(path).drop(["created_timestamp"]).to_pylist()
 
 
 def test_local_run_writes_predictions_and_rerun_is_noop(world, tmp_path, tiny_model_dir):
@@ -56,13 +52,13 @@ def test_local_run_writes_predictions_and_rerun_is_noop(world, tmp_path, tiny_mo
     assert again["noop"] is True
     # A finished date whose partition was lost or damaged since is rebuilt from the committed shards
     # (no model call), never reported as a no-op over missing predictions.
-    before = _read(s["output"])
+    before = prediction_rows(s["output"])
     out = Path(s["output"])
     out.unlink()
     rebuilt = run_inference(cfg)
-    assert rebuilt.get("noop") is None and rebuilt["users_run_now"] == 0 and _read(out) == before
+    assert rebuilt.get("noop") is None and rebuilt["users_run_now"] == 0 and prediction_rows(out) == before
     out.write_bytes(out.read_bytes()[:-100])  # truncated: the footer is gone
-    assert run_inference(cfg)["users_run_now"] == 0 and _read(out) == before
+    assert run_inference(cfg)["users_run_now"] == 0 and prediction_rows(out) == before
     assert run_inference(cfg)["noop"] is True
     # A changed plan over existing outputs is refused unless forced.
     cfg2 = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, max_new_tokens=100))
@@ -93,43 +89,9 @@ def test_incremental_skips_users_without_new_activity(world, tmp_path, tiny_mode
 
 
 def test_sigkill_midway_then_resume_equals_uninterrupted(world, tmp_path, tiny_model_dir):
-    data, ex = world
     ref = run_inference(_cfg(world, tmp_path / "ref", tiny_model_dir, shard_size=8))
     work = tmp_path / "work"
-    cmd = [
-        sys.executable,
-        "-m",
-        "adprior",
-        "infer",
-        "--engine",
-        "transformers",
-        "--examples",
-        str(ex),
-        "--data",
-        str(data),
-        "--date",
-        X.isoformat(),
-        "--work",
-        str(work),
-        "--repo",
-        str(tmp_path / "repo"),
-        "--model",
-        str(tiny_model_dir),
-        "--batch-size",
-        "4",
-        "--max-new-tokens",
-        "120",
-        "--budget-tokens",
-        "160",
-        "--shard-size",
-        "8",
-        "--runner",
-        "ray",
-        "--cpus-per-worker",
-        "1",
-        "--max-names",
-        "4",
-    ]
+    cmd = [sys.executable, "-m", "adprior", *infer_argv(world, tmp_path, tiny_model_dir, X, 8, "ray")]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.Popen(
         cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -151,7 +113,7 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(world, tmp_path, tiny_m
     resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     out = tmp_path / "repo" / "data" / "offline" / "llm_predictions" / f"dt={X.isoformat()}.parquet"
-    assert _read(out) == _read(Path(ref["output"]))
+    assert prediction_rows(out) == prediction_rows(Path(ref["output"]))
     users = pq.read_table(out).column("user_id").to_pylist()
     assert len(users) == len(set(users)) == ref["inferred"]
 
@@ -175,4 +137,4 @@ def test_ray_no_progress_timeout_and_worker_priority(world, tmp_path, tiny_model
         assert ray.get(ray.remote(lambda: os.nice(0)).remote()) == os.nice(0)
     finally:
         ray.shutdown()
-    assert _read(Path(done["output"])) == _read(Path(ref["output"]))
+    assert prediction_rows(Path(done["output"])) == prediction_rows(Path(ref["output"]))

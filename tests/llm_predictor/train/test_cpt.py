@@ -16,6 +16,7 @@ from llm_predictor.train.config import CPTConfig
 from llm_predictor.train.cpt import add_sid_tokens, freeze_all_but_rows, train_cpt
 from llm_predictor.train.cpt_corpus import cpt_texts
 from tests.support.sid import X1, X2, example_row, hash_embed, make_raw, tiny_sid_config, write_examples
+from tests.support.tiny_llama import tiny_llama_config
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,22 +43,10 @@ def sid_data(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def tied_model_dir(tmp_path_factory, tokenizer) -> Path:
     """A tiny Llama whose LM head is tied to the input embeddings, as in SmolLM2."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(1)
-    cfg = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=2,
-        tie_word_embeddings=True,
-    )
+    cfg = tiny_llama_config(len(tokenizer), max_position_embeddings=512, tie_word_embeddings=True)
     path = tmp_path_factory.mktemp("tied") / "tiny-tied"
     LlamaForCausalLM(cfg).save_pretrained(path)
     tokenizer.save_pretrained(path)
