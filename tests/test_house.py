@@ -4,7 +4,7 @@
 - no module over ~400 lines unless its docstring says why ("Over 400 lines because ...");
 - no module imports a private name (``_x``) from another module, tests included;
 - ranking/ and retrieval/ import only the core (adprior.contracts / io / store, world) and themselves,
-  never the command line or the nightly job;
+  never the command line or the nightly job; llm_predictor/ takes only contracts and io from adprior;
 - the bottom floor (world/) imports no other package of the project.
 """
 
@@ -111,3 +111,16 @@ def test_world_is_the_bottom_floor() -> None:
         if mod.split(".")[0] != "world"
     ]
     assert not bad, "world/ imports other packages of the project:\n" + "\n".join(bad)
+
+
+def test_llm_predictor_takes_only_contracts_and_io_from_adprior() -> None:
+    core = ("adprior.contracts", "adprior.io")
+    bad = [
+        f"{p.relative_to(ROOT)}:{line}: {mod}"
+        for p in sorted((ROOT / "llm_predictor").rglob("*.py"))
+        for mod, name, line in _imports(p)
+        if mod.split(".")[0] == "adprior"
+        and mod not in core
+        and not (mod == "adprior" and name in ("contracts", "io"))
+    ]
+    assert not bad, "llm_predictor/ imports adprior beyond its core:\n" + "\n".join(bad)

@@ -12,16 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from llm_predictor.train.common import (
-    finish_run,
-    history_values,
-    load_tokenizer,
-    resolve_model,
-    run_metrics,
-    run_trainer,
-    step_timer,
-    timing,
-)
+from llm_predictor.train import common
 from llm_predictor.train.config import GRPORunConfig
 from llm_predictor.train.datasets import grpo_dataset, prepare_run_data
 from llm_predictor.train.rewards import make_reward
@@ -77,7 +68,7 @@ def build_grpo_trainer(
     from trl import GRPOTrainer
 
     return GRPOTrainer(
-        model=resolve_model(cfg.model),
+        model=common.resolve_model(cfg.model),
         reward_funcs=reward_funcs if reward_funcs is not None else [make_reward(cfg.reward)],
         args=cfg.grpo,
         train_dataset=dataset,
@@ -108,8 +99,8 @@ def train_grpo(
         ``output_dir/train_summary.json``.
     """
 
-    model_path = resolve_model(cfg.model)
-    tokenizer = load_tokenizer(model_path, padding_side="left")
+    model_path = common.resolve_model(cfg.model)
+    tokenizer = common.load_tokenizer(model_path, padding_side="left")
     dataset, data_stats = prepare_grpo_data(cfg, tokenizer, examples_df, preset_pool)
     prompts, generations = cfg.prompts_per_step, cfg.num_generations
     log.info(
@@ -120,28 +111,30 @@ def train_grpo(
         prompts,
         generations,
     )
-    timer = step_timer("grpo")
+    timer = common.step_timer("grpo")
     trainer = build_grpo_trainer(cfg, dataset, tokenizer, reward_funcs, callbacks=[timer])
-    _, seconds, compact = run_trainer(trainer, cfg)
+    _, seconds, compact = common.run_trainer(trainer, cfg)
     history = trainer.state.log_history
-    rewards = history_values(history, "reward")
+    rewards = common.history_values(history, "reward")
     steps = trainer.state.global_step
     step_time = sum(timer.step_seconds) or seconds
     completions = steps * prompts * generations
     metrics: dict[str, Any] = {
-        **run_metrics("grpo", cfg, model_path, compact, dataset, data_stats),
-        **timing(timer, steps, seconds),
+        **common.run_metrics("grpo", cfg, model_path, compact, dataset, data_stats),
+        **common.timing(timer, steps, seconds),
         "prompts_per_step": prompts,
         "num_generations": generations,
         "reward_first": rewards[0] if rewards else None,
         "reward_last": rewards[-1] if rewards else None,
-        "reward_std_last": (history_values(history, "reward_std") or [None])[-1],
-        "completion_length_mean_last": (history_values(history, "completions/mean_length") or [None])[-1],
+        "reward_std_last": (common.history_values(history, "reward_std") or [None])[-1],
+        "completion_length_mean_last": (common.history_values(history, "completions/mean_length") or [None])[
+            -1
+        ],
         "completions": completions,
         "completions_per_s": round(completions / step_time, 3) if step_time else None,
         "examples_per_s": round(steps * prompts / step_time, 3) if step_time else None,
     }
-    finish_run(trainer, tokenizer, cfg, metrics, history)
+    common.finish_run(trainer, tokenizer, cfg, metrics, history)
     log.info(
         "GRPO done: %d steps in %.1f s, reward %s -> %s",
         steps,

@@ -12,16 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from llm_predictor.train.common import (
-    finish_run,
-    history_values,
-    load_tokenizer,
-    resolve_model,
-    run_metrics,
-    run_trainer,
-    step_timer,
-    timing,
-)
+from llm_predictor.train import common
 from llm_predictor.train.config import SFTRunConfig
 from llm_predictor.train.datasets import prepare_run_data, sft_dataset
 
@@ -71,7 +62,7 @@ def build_sft_trainer(
     from trl import SFTTrainer
 
     return SFTTrainer(
-        model=resolve_model(cfg.model),
+        model=common.resolve_model(cfg.model),
         args=cfg.sft,
         train_dataset=dataset,
         processing_class=tokenizer,
@@ -94,34 +85,34 @@ def train_sft(cfg: SFTRunConfig, examples_df: Any = None, preset_pool: Any = Non
         the config and TRL's log history to ``output_dir/train_summary.json``.
     """
 
-    model_path = resolve_model(cfg.model)
-    tokenizer = load_tokenizer(model_path, padding_side="right")
+    model_path = common.resolve_model(cfg.model)
+    tokenizer = common.load_tokenizer(model_path, padding_side="right")
     dataset, data_stats = prepare_sft_data(cfg, tokenizer, examples_df, preset_pool)
     log.info(
         "SFT on %d examples (%s) from %s, template %s", len(dataset), data_stats, model_path, cfg.template
     )
-    timer = step_timer("sft")
+    timer = common.step_timer("sft")
     trainer = build_sft_trainer(cfg, dataset, tokenizer, callbacks=[timer])
-    result, seconds, compact = run_trainer(trainer, cfg)
+    result, seconds, compact = common.run_trainer(trainer, cfg)
     history = trainer.state.log_history
-    losses = history_values(history, "loss")
-    tokens = history_values(history, "num_tokens")
+    losses = common.history_values(history, "loss")
+    tokens = common.history_values(history, "num_tokens")
     steps = trainer.state.global_step
     step_time = sum(timer.step_seconds) or seconds
     seen = steps * cfg.sft.per_device_train_batch_size * cfg.sft.gradient_accumulation_steps
     metrics: dict[str, Any] = {
-        **run_metrics("sft", cfg, model_path, compact, dataset, data_stats),
-        **timing(timer, steps, seconds),
+        **common.run_metrics("sft", cfg, model_path, compact, dataset, data_stats),
+        **common.timing(timer, steps, seconds),
         "train_loss_first": losses[0] if losses else None,
         "train_loss_last": losses[-1] if losses else None,
         "train_loss_mean": result.training_loss,
-        "mean_token_accuracy_last": (history_values(history, "mean_token_accuracy") or [None])[-1],
+        "mean_token_accuracy_last": (common.history_values(history, "mean_token_accuracy") or [None])[-1],
         "examples_seen": seen,
         "examples_per_s": round(seen / step_time, 3) if step_time else None,
         "tokens": int(tokens[-1]) if tokens else None,
         "tokens_per_s": round(tokens[-1] / step_time, 1) if tokens and step_time else None,
     }
-    finish_run(trainer, tokenizer, cfg, metrics, history)
+    common.finish_run(trainer, tokenizer, cfg, metrics, history)
     log.info(
         "SFT done: %d steps in %.1f s, loss %s -> %s",
         steps,
