@@ -103,8 +103,13 @@ def build_inputs(
 ) -> tuple[str, list[str], list[list[str]], list[int]]:
     """(shared prefix, user suffixes, allowed names per user, user ids) for ``n`` sampled users of ``day``."""
     from llm_predictor.data.compiled import load_examples, load_preset_pool
-    from llm_predictor.data.prompts import PromptBudget, hf_token_counter, shared_prefix, user_suffix
-    from llm_predictor.data.sanitize import sanitize_text
+    from llm_predictor.data.prompts import (
+        PromptBudget,
+        allowed_names,
+        hf_token_counter,
+        shared_prefix,
+        user_suffix,
+    )
     from llm_predictor.data.templates import INFERENCE_TEMPLATE
 
     df = load_examples(examples, day)
@@ -117,10 +122,7 @@ def build_inputs(
     suffixes, allowed = [], []
     for r in rows:
         suffixes.append(user_suffix(INFERENCE_TEMPLATE, r, budget))
-        active = r["active_advertisers"]
-        active = [] if active is None else list(active)
-        names = [sanitize_text(x, budget.max_item_chars) for x in [*active, *pool]]
-        allowed.append(list(dict.fromkeys(x for x in names if x)))
+        allowed.append(allowed_names(r, pool, budget))
     return prefix, suffixes, allowed, [int(r["user_id"]) for r in rows]
 
 
