@@ -22,15 +22,22 @@ console = Console()
 ONLINE_HELP = "Online store: embedded SQLite, or Redis at $ADPRIOR_REDIS (host:port[,password=...])."
 
 
+# Libraries that repeat a line per call at INFO: Spark's Python bridge (every closed connection) and Feast
+# ("Registry cache expired, so refreshing" on every registry read). At default verbosity they say only
+# warnings; ``-v`` gives everything.
+NOISY_LOGGERS: tuple[str, ...] = ("py4j", "feast")
+
+
 def setup_logging(verbose: bool) -> None:
+    """INFO for adprior (DEBUG with ``verbose``), WARNING for the noisy libraries unless ``verbose``."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False)],
     )
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"dask(\..*)?")  # dask's pandas notices
-    for noisy in ("py4j", "py4j.clientserver"):  # Spark's Python bridge logs every closed connection at INFO
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in NOISY_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.NOTSET if verbose else logging.WARNING)
 
 
 def parse_date(_ctx: click.Context, _param: click.Parameter, value: str | tuple[str, ...] | None):

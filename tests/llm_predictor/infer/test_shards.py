@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from adprior.contracts import PREDICTION_SCHEMA
 from llm_predictor.data.compiled import load_examples
 from llm_predictor.infer.plan import InferConfig
-from llm_predictor.infer.shards import event_timestamp, run_inference
+from llm_predictor.infer.shards import event_timestamp, progress_line, run_inference
 from tests.conftest import compiled_world, infer_argv, infer_config, prediction_rows
 
 X = date(2026, 6, 22)
@@ -35,10 +36,15 @@ def _cfg(world, tmp_path: Path, model: Path, **kw) -> InferConfig:
     return infer_config(world, tmp_path, model, **{"day": X, **kw})
 
 
-def test_local_run_writes_predictions_and_rerun_is_noop(world, tmp_path, tiny_model_dir):
+def test_local_run_writes_predictions_and_rerun_is_noop(world, tmp_path, tiny_model_dir, caplog):
     cfg = _cfg(world, tmp_path, tiny_model_dir)
-    s = run_inference(cfg)
+    with caplog.at_level(logging.INFO, logger="llm_predictor.infer.shards"):
+        s = run_inference(cfg)
     n = len(load_examples(world[1], X))
+    # no terminal under pytest: one progress line per committed shard, the last one at n/n
+    progress = [r.getMessage() for r in caplog.records if "users/s, ETA" in r.getMessage()]
+    assert len(progress) == s["shards"]
+    assert f"{n}/{n} users (100 %)" in progress[-1] and "ETA 0m00s" in progress[-1]
     assert s["serving"] == n and s["inferred"] == n and s["skipped_no_new_activity"] == 0
     table = pq.read_table(s["output"])
     assert table.schema.equals(PREDICTION_SCHEMA)
@@ -138,3 +144,10 @@ def test_ray_no_progress_timeout_and_worker_priority(world, tmp_path, tiny_model
     finally:
         ray.shutdown()
     assert prediction_rows(Path(done["output"])) == prediction_rows(Path(ref["output"]))
+
+
+def test_progress_line_rate_and_eta() -> None:
+    assert progress_line(50, 200, 50, 100.0) == "50/200 users (25 %), 0.500 users/s, ETA 5m00s"
+    # a resumed run: 100 users were committed before, 20 run now in 10 s -> the rate counts only those 20
+    assert progress_line(120, 200, 20, 10.0) == "120/200 users (60 %), 2.000 users/s, ETA 0m40s"
+    assert progress_line(0, 10, 0, 0.0) == "0/10 users (0 %), 0.000 users/s, ETA ?"
