@@ -2,15 +2,25 @@
 
 Variants (each a fresh ``train_sft`` / ``train_grpo`` call on the same rows):
 
-* ``sft-full``: SFT (sft_text, completion-only loss), all weights, batch ``--sft-batch``;
-* ``sft-lora``: the same with a LoRA adapter (r 16 on all linear layers, merged at the end, not saved here);
+* ``sft-full-random``: SFT (sft_text, completion-only loss), all weights, batch ``--sft-batch``, TRL's
+  random batches and plain step (every row runs its whole prompt): the trainer before issue 18;
+* ``sft-full``: the plain step on batches of one anchor date and similar length (``group_by_date``);
+* ``sft-full-prefix``: the same batches, each batch's shared prompt prefix run once
+  (``llm_predictor.train.prefix``): the before/after pair, same rows, same order, same loss curve;
+* ``sft-lora-random`` / ``sft-lora`` / ``sft-lora-prefix``: the same three with a LoRA adapter (r 16 on all
+  linear layers);
 * ``grpo``: GRPO (grpo_text, reward of paper eq. 1-5), all weights, ``--grpo-batch`` prompts x
   ``--num-generations`` completions of at most ``--max-completion-length`` tokens per step.
 
 Each runs ``--warmup`` untimed steps and then ``--steps`` timed optimizer steps; a step's time is the wall
 time from the Trainer's step start to its end (GRPO: generation, reward, forward and backward). Reported:
 seconds per step, examples (prompts) per second, tokens per second (SFT: prompt + completion tokens of the
-batch; GRPO: completions generated), and the model load + data preparation time outside the steps.
+batch; GRPO: completions generated), and the model load + data preparation time outside the steps. For SFT
+also the positions the model actually ran per step (``tokens_computed``, logged by the trainer) and the
+matmul work they imply, as GFLOP/s and as a fraction of this machine's fp32 matmul rate, measured here
+(:func:`matmul_gflops`): 2 x (1 forward + 2 backward) x linear weights x positions for all weights,
+2 x (1 + 1) x ... for LoRA (no gradient of the frozen weights); attention products and the LM head (only
+the few labelled positions are scored) are left out, so it is a lower bound.
 
 The rows are the labelled training rows of a compiled examples folder (``--examples``) or, without it, 16
 synthetic rows with a 60-name preset pool (the compile default size; ``bench/synthetic_examples.py``), so
@@ -19,6 +29,7 @@ prompt lengths are realistic.
 tokens) for a smoke run. Usage (from the repository root)::
 
     .venv/bin/python bench/train.py                       # 1 warm-up + 3 timed steps per variant
+    .venv/bin/python bench/train.py --variants sft-lora sft-lora-prefix --sft-batch 8
     .venv/bin/python bench/train.py --steps 1 --quick --json /tmp/train.json --md /tmp/train.md
 """
 
@@ -41,7 +52,15 @@ from bench.common import header, header_lines, table_lines, write_report  # noqa
 from bench.synthetic_examples import synthetic_examples  # noqa: E402
 
 log = logging.getLogger("bench.train")
-VARIANTS = ("sft-full", "sft-lora", "grpo")
+VARIANTS = (
+    "sft-full-random",
+    "sft-full",
+    "sft-full-prefix",
+    "sft-lora-random",
+    "sft-lora",
+    "sft-lora-prefix",
+    "grpo",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,6 +84,28 @@ def _versions() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+def matmul_gflops(size: int = 1024, seconds: float = 2.0) -> float:
+    """This machine's fp32 matmul rate (GFLOP/s) with torch's current threads: ``size`` x ``size`` products
+    repeated for about ``seconds``, after one warm-up."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        torch.mm(a, b)
+        reps += 1
+    return 2 * size**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def linear_params(model: str) -> int:
+    """Weights of the decoder blocks' linear layers (attention + MLP) of a Llama-style ``config.json``."""
+    cfg = json.loads((Path(model) / "config.json").read_text())
+    d, ffn, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    kv = d * cfg.get("num_key_value_heads", cfg["num_attention_heads"]) // cfg["num_attention_heads"]
+    return layers * (2 * d * d + 2 * d * kv + 3 * d * ffn)
+
+
 def _timed(step_seconds: list[float], warmup: int) -> list[float]:
     timed = step_seconds[warmup:]
     return timed or step_seconds
@@ -82,14 +123,17 @@ def run_variant(
     common = {"model": args.model, "budget_tokens": args.budget_tokens, "save": False}
     t0 = time.perf_counter()
     if name.startswith("sft"):
+        lora = name.startswith("sft-lora")
         cfg = SFTRunConfig(
             sft=sft_config(
                 **trl_args,
                 per_device_train_batch_size=args.sft_batch,
                 max_length=args.max_length,
-                learning_rate=2e-4 if name == "sft-lora" else 2e-5,
+                learning_rate=2e-4 if lora else 2e-5,
             ),
-            lora=lora_config() if name == "sft-lora" else None,
+            lora=lora_config() if lora else None,
+            group_by_date=not name.endswith("-random"),
+            share_prefix=name.endswith("-prefix"),
             **common,
         )
         m = train_sft(cfg, examples_df=df, preset_pool=pools)
@@ -135,6 +179,15 @@ def run_variant(
         ] or cumulative
         row["tokens_per_step"] = round(sum(per_step) / len(per_step), 1) if per_step else None
         row["loss_first"], row["loss_last"] = m["train_loss_first"], m["train_loss_last"]
+        row["losses"] = [round(h["loss"], 4) for h in history if "loss" in h]
+        computed = [h["tokens_computed"] for h in history if "tokens_computed" in h][args.warmup :]
+        if computed:
+            row["tokens_computed_per_step"] = round(sum(computed) / len(computed), 1)
+            passes = 2 if name.startswith("sft-lora") else 3  # forward + backward (inputs [+ weights])
+            gflop = 2 * passes * linear_params(args.model) * row["tokens_computed_per_step"] / 1e9
+            row["gflop_per_step"] = round(gflop, 1)
+            row["gflop_per_s"] = round(gflop / s_per_step, 1)
+            row["matmul_fraction"] = round(row["gflop_per_s"] / args.matmul_gflops, 2)
     else:
         lengths = [h["completions/mean_length"] for h in history if "completions/mean_length" in h]
         lengths = lengths[args.warmup :] or lengths
@@ -164,6 +217,9 @@ COLUMNS = [
     ("examples_per_s", "examples/s"),
     ("tokens_per_step", "tokens/step"),
     ("tokens_per_s", "tokens/s"),
+    ("tokens_computed_per_step", "positions run/step"),
+    ("gflop_per_s", "GFLOP/s"),
+    ("matmul_fraction", "of matmul limit"),
     ("prompt_tokens_mean", "prompt tokens"),
     ("params_trainable", "trainable params"),
     ("setup_s", "setup s"),
@@ -181,6 +237,7 @@ def markdown(report: dict) -> str:
         f"- SFT batch {p['sft_batch']}; GRPO {p['grpo_batch']} prompts x {p['num_generations']} generations, "
         f"max {p['max_completion_length']} new tokens; user budget {p['budget_tokens']} tokens; "
         f"{p['warmup']} warm-up + {p['steps']} timed steps per variant",
+        f"- fp32 matmul rate of this machine, measured before the runs: {p['matmul_gflops']:.1f} GFLOP/s",
         "",
         "s/step = mean wall time of the timed optimizer steps (GRPO: generation + reward + forward/backward). "
         "examples/s = prompts per step / s per step. tokens: SFT = prompt + completion tokens trained on per "
@@ -191,7 +248,8 @@ def markdown(report: dict) -> str:
     lines.append("")
     for r in report["results"]:
         if "loss_first" in r:
-            lines.append(f"- {r['variant']}: loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}")
+            curve = ", ".join(f"{v:.4f}" for v in r.get("losses", []))
+            lines.append(f"- {r['variant']}: loss per step {curve}")
         elif "reward_first" in r:
             lines.append(f"- {r['variant']}: mean reward {r['reward_first']:.3f} -> {r['reward_last']:.3f}")
     return "\n".join(lines) + "\n"
@@ -240,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         pools = {k: v[:10] for k, v in pools.items()}
         data += " (quick: pool cut to 10 names)"
 
+    args.matmul_gflops = matmul_gflops()
+    log.info("fp32 matmul: %.1f GFLOP/s", args.matmul_gflops)
     report: dict[str, Any] = {
         "header": header(_versions()),
         "params": {
@@ -255,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_length": args.max_length,
             "budget_tokens": args.budget_tokens,
             "variants": args.variants,
+            "matmul_gflops": round(args.matmul_gflops, 1),
         },
         "results": [],
     }

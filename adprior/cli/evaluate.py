@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from adprior.cli.options import console
+from adprior.cli.options import MODEL, console
 from llm_predictor.data.prompts import DEFAULT_USER_TOKENS
 
 
@@ -29,8 +29,9 @@ def _named_paths(values: tuple[str, ...], option: str) -> dict[str, Path]:
     "--model",
     "models",
     multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Local HF model folder(s) to evaluate; none = baselines only.",
+    type=MODEL,
+    help="Model(s) to evaluate: 'default' (base + shipped adapter), 'base', or a local HF folder; none = "
+    "baselines only.",
 )
 @click.option(
     "--template",
@@ -80,7 +81,7 @@ def _named_paths(values: tuple[str, ...], option: str) -> dict[str, Path]:
 def eval_cmd(
     examples: Path,
     data: Path,
-    models: tuple[Path, ...],
+    models: tuple[str, ...],
     template: str,
     strategy: str,
     num_return: int,

@@ -40,6 +40,25 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.NOTSET if verbose else logging.WARNING)
 
 
+class ModelParam(click.ParamType):
+    """A ``--model`` value: 'base' (the base model), 'default' (base + the shipped adapter) or an existing
+    model folder (returned as a string; ``llm_predictor.shipped.resolve_model`` turns it into a folder)."""
+
+    name = "model"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if str(value) in ("base", "default") or Path(value).is_dir():
+            return str(value)
+        self.fail(f"{value!r} is neither 'base', 'default' nor an existing model folder", param, ctx)
+
+
+MODEL = ModelParam()
+MODEL_HELP = (
+    "Model: 'default' = SmolLM2-135M-Instruct + the shipped LoRA adapter (llm_predictor/adapters/default; "
+    "the base model when none is shipped), 'base' = SmolLM2-135M-Instruct alone, or a local HF folder."
+)
+
+
 def parse_date(_ctx: click.Context, _param: click.Parameter, value: str | tuple[str, ...] | None):
     if value is None:
         return None

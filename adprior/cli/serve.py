@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from adprior.cli.options import console, default_of, parse_date, store_options
+from adprior.cli.options import MODEL, MODEL_HELP, console, default_of, parse_date, store_options
 from llm_predictor.infer.engines import KINDS, EngineConfig
 from llm_predictor.infer.plan import InferConfig
 
@@ -29,12 +29,7 @@ def _defaulted(name: str, type: Any, help: str | None = None, *, engine: bool = 
 def engine_options(f: Callable) -> Callable:
     """Options of the verbs that generate (infer, nightly); every default is InferConfig's / EngineConfig's."""
     options = [
-        click.option(
-            "--model",
-            type=click.Path(exists=True, path_type=Path),
-            default=None,
-            help="Local HF model folder (default: SmolLM2-135M-Instruct base).",
-        ),
+        click.option("--model", type=MODEL, default="default", show_default=True, help=MODEL_HELP),
         click.option(
             "--engine",
             type=click.Choice(list(KINDS)),
@@ -83,7 +78,7 @@ def engine_options(f: Callable) -> Callable:
 
 
 def infer_settings(
-    model: Path | None,
+    model: str | None,
     engine: str,
     batch_size: int,
     max_new_tokens: int,

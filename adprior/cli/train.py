@@ -176,3 +176,69 @@ def train_grpo_cmd(
         **trl,
     )
     console.print_json(json.dumps(train_grpo(GRPORunConfig(grpo=grpo, **run)), default=str))
+
+
+@train.command("ship")
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="A finished `train sft|grpo --lora` output folder (or one of its checkpoint-N folders).",
+)
+@click.option(
+    "--name",
+    default="default",
+    show_default=True,
+    help="Adapter folder under llm_predictor/adapters ('default' is what the nightly serves).",
+)
+@click.option(
+    "--prepare-command",
+    "prepare_commands",
+    multiple=True,
+    help="A data command the run depends on (simulate, compile), recorded before the train command.",
+)
+@click.option("--note", "notes", default=None, help="A free-text line for MODEL.md (e.g. total wall time).")
+def ship_cmd(run_dir: Path, name: str, prepare_commands: tuple[str, ...], notes: str | None) -> None:
+    """Commit a LoRA run's adapter (fp16) with its manifest and MODEL.md: the nightly's default model."""
+    from llm_predictor.shipped import ship_adapter
+
+    extra: dict[str, Any] = {"prepare_commands": list(prepare_commands)}
+    if notes:
+        extra["notes"] = notes
+    out = ship_adapter(run_dir, name, extra=extra)
+    console.print(f"shipped {run_dir} -> {out}")
+    console.print((out / "MODEL.md").read_text(), markup=False, highlight=False)
+
+
+@train.command("recipe")
+@click.option(
+    "--preset",
+    type=click.Choice(["gpu", "cpu", "dry-run"]),
+    default="cpu",
+    show_default=True,
+    help="gpu: paper-like scale (bf16, full fine-tuning, batch 32, vLLM GRPO rollouts); cpu: LoRA, batch "
+    "8; dry-run: every stage for 2 steps (a set-up check).",
+)
+@click.option("--examples", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None, help="Raw-table root.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="sft/, grpo/, eval/ go here.")
+@click.option("--model", type=click.Path(exists=True, path_type=Path), default=None, help="Start model.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Override a RecipeConfig field (e.g. --set sft_steps=500 --set use_vllm=false).",
+)
+def recipe_cmd(
+    preset: str, examples: Path, data: Path | None, out: Path, model: Path | None, overrides: tuple[str, ...]
+) -> None:
+    """SFT -> GRPO -> eval in one command (resumable stage by stage); see llm_predictor/train/recipe.py."""
+    from llm_predictor.train.recipe import parse_overrides, run_recipe
+    from llm_predictor.train.recipe import preset as recipe_preset
+
+    cfg = recipe_preset(
+        preset, examples=examples, data=data, out=out, model=model, **parse_overrides(overrides)
+    )
+    console.print_json(json.dumps(run_recipe(cfg)["stages"], default=str))

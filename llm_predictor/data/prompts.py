@@ -236,12 +236,18 @@ def user_suffix(template: str, example: Mapping[str, Any], budget: PromptBudget 
 def allowed_names(
     example: Mapping[str, Any], preset_pool: Sequence[str], budget: PromptBudget | None = None
 ) -> list[str]:
-    """The row's name pool for constrained decoding: its active advertisers, then the preset pool, each as
-    the prompt shows it (sanitised, cut to ``budget.max_item_chars``), de-duplicated in order."""
+    """The row's name pool for constrained decoding: its active advertisers, its top brands (a brand is an
+    advertiser's name in both datasets: ``world`` and amazon-scientific's brand = advertiser), then the preset
+    pool, each as the prompt shows it (sanitised, cut to ``budget.max_item_chars``), de-duplicated in order.
+    A brand that is no advertiser is dropped by the resolver like any unknown name."""
     budget = budget or PromptBudget()
     names = [
         sanitize_text(n, budget.max_item_chars)
-        for n in [*as_list(example.get("active_advertisers")), *preset_pool]
+        for n in [
+            *as_list(example.get("active_advertisers")),
+            *as_list(example.get("top_brands")),
+            *preset_pool,
+        ]
     ]
     return list(dict.fromkeys(n for n in names if n))
 

@@ -126,3 +126,24 @@ def share(flags: Sequence[bool], mask: np.ndarray) -> float | None:
     """Share of True ``flags`` over the rows of ``mask`` (None without rows)."""
     sel = [flags[i] for i in np.flatnonzero(mask)]
     return round(sum(sel) / len(sel), 4) if sel else None
+
+
+def mean_pairwise_jaccard(
+    lists: Sequence[Sequence[Any]], k: int = 20, max_pairs: int = 100_000, seed: int = 0
+) -> float | None:
+    """Mean Jaccard similarity of the top-``k`` sets of two different users, over all pairs (a seeded sample
+    of ``max_pairs`` pairs when there are more): how user-specific the lists are (1 = everyone gets the
+    same list). Empty lists are left out; None with fewer than two lists."""
+    sets = [frozenset(list(x)[:k]) for x in lists if len(x)]
+    n = len(sets)
+    if n < 2:
+        return None
+    if n * (n - 1) // 2 <= max_pairs:
+        pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
+    else:
+        rng = np.random.default_rng(seed)
+        a = rng.integers(0, n, size=max_pairs)
+        b = (a + rng.integers(1, n, size=max_pairs)) % n  # never a == b
+        pairs = list(zip(a.tolist(), b.tolist(), strict=True))
+    total = sum(len(sets[a] & sets[b]) / len(sets[a] | sets[b]) for a, b in pairs)
+    return round(total / len(pairs), 4)

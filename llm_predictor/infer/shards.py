@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from adprior.contracts import PREDICTION_SCHEMA
 from adprior.io import atomic_write_parquet, atomic_write_text
+from llm_predictor.eval.stats import mean_pairwise_jaccard
 from llm_predictor.infer.engines import EngineConfig, model_path
 from llm_predictor.infer.plan import SHARD_INPUT_SCHEMA, InferConfig, plan, shard_problem
 
@@ -354,6 +355,8 @@ def run_inference(cfg: InferConfig) -> dict[str, Any]:
             if len(table)
             else 0.0
         ),
+        # how user-specific the lists are: 1 = every user gets the same 20 advertisers (issue 18: <= 0.25)
+        "mean_pairwise_jaccard": mean_pairwise_jaccard(table.column("advertiser_ids").to_pylist()),
         **stats,
         "prompt_token_fraction_computed": (
             stats["computed_prompt_tokens"] / stats["prompt_tokens"] if stats["prompt_tokens"] else None

@@ -8,7 +8,8 @@
 * :func:`step_timer` / :func:`timing`: wall time of every optimizer step.
 * :func:`run_trainer`: ``trainer.train()`` (resumed, patched as above), timed.
 * :func:`finish_run`: adds the parameter counts; with a LoRA adapter, it is merged into the base weights
-  before saving, so every stage reads and writes a plain Hugging Face model folder; then
+  before saving, so every stage reads and writes a plain Hugging Face model folder (the adapter alone is
+  saved too, under ``output_dir/adapter``); then
   :func:`write_summary` writes ``train_summary.json`` (command, config, metrics, TRL's log history) into the
   output folder.
 * :func:`resume_checkpoint`: the newest ``output_dir/checkpoint-N`` a resumed run continues from.
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "train_summary.json"
+ADAPTER_DIR = "adapter"  # a LoRA run's adapter alone, beside the merged model in output_dir
 
 
 def resolve_model(model: str | Path | None) -> str:
@@ -196,6 +198,7 @@ def _save(trainer: Any, tokenizer: Any, out: Path) -> dict[str, Any]:
         from peft import PeftModel
 
         if isinstance(model, PeftModel):
+            model.save_pretrained(str(out / ADAPTER_DIR))  # the adapter alone (what `train ship` commits)
             model = model.merge_and_unload()
             merged = True
     except ImportError:  # pragma: no cover - peft is a dependency

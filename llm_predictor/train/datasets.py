@@ -141,17 +141,25 @@ def labelled_rows(examples_df: Any) -> list[dict[str, Any]]:
 
 
 def teacher_list(
-    label: str, active_advertisers: Sequence[str], popular: Sequence[str], size: int = TEACHER_LIST_SIZE
+    label: str,
+    active_advertisers: Sequence[str],
+    popular: Sequence[str],
+    size: int = TEACHER_LIST_SIZE,
+    brands: Sequence[str] = (),
 ) -> list[str]:
-    """The sft_text_20 target: the label, then the user's active advertisers (newest first), then ``popular``.
+    """The 20-name SFT target: the label, the user's active advertisers (newest first), the user's top
+    brands (the prompt's "Top Brands", most frequent first), then ``popular``.
 
     De-duplicated by :func:`llm_predictor.data.resolver.normalize_name` (first occurrence wins) and cut to
     ``size``. This list is our choice: the paper's "SFT (20-advertiser prompt)" row does not say what the
-    other 19 names of the target are. It is shorter than ``size`` when the three sources run out.
+    other 19 names of the target are. The brands make it user-specific: on the 2,000-user simulated world
+    of seed 11 (2026-06-22) the label is among a user's top brands for 60 % of users and among the active
+    advertisers for 42 %; label-free lists of active + popular names reach R@20 0.51 at a mean pairwise
+    Jaccard of 0.30, with the brands 0.70 and 0.20. It is shorter than ``size`` when the sources run out.
     """
     out: list[str] = []
     seen: set[str] = set()
-    for name in [label, *active_advertisers, *popular]:
+    for name in [label, *active_advertisers, *brands, *popular]:
         if is_missing(name):
             continue
         key = normalize_name(name)
@@ -204,7 +212,8 @@ def sft_dataset(
         label = str(row["label_advertiser_name"])
         if template == "sft_text_20" or template in XML_SFT_TEMPLATES:
             active = [str(a) for a in _as_list(row.get("active_advertisers"))]
-            names = teacher_list(label, active, pool if popular is None else popular)
+            brands = [str(b) for b in _as_list(row.get("top_brands"))]
+            names = teacher_list(label, active, pool if popular is None else popular, brands=brands)
             if template == "sft_text_20":
                 target = sft_completion(names)
             else:

@@ -9,10 +9,11 @@ tokenizer's chat template is applied by TRL. The run config is
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
-from llm_predictor.train import common
+from llm_predictor.train import common, prefix
 from llm_predictor.train.config import SFTRunConfig
 from llm_predictor.train.datasets import prepare_run_data, sft_dataset
 
@@ -52,18 +53,31 @@ def build_sft_trainer(
 
     Args:
         cfg: the run config; ``cfg.sft`` is passed to TRL as it is, ``cfg.lora`` to PEFT.
-        dataset: conversational prompt-completion ``Dataset``.
+        dataset: conversational prompt-completion ``Dataset``; with ``cfg.group_by_date`` it is read in
+            batches of one anchor date (:func:`llm_predictor.train.prefix.group_by_key`) and, with
+            ``cfg.share_prefix``, each batch's shared prompt prefix runs once
+            (:func:`llm_predictor.train.prefix.prefix_sharing_sft_trainer`).
         tokenizer: the model's tokenizer (with a chat template); TRL tokenizes the dataset with it.
         callbacks: extra ``TrainerCallback`` objects.
 
     Returns:
         The trainer; ``trainer.train_dataset`` holds the tokenized rows with ``labels`` (-100 on the prompt).
     """
-    from trl import SFTTrainer
+    if cfg.group_by_date:
+        trainer_class = prefix.prefix_sharing_sft_trainer(cfg.share_prefix)
+        args = copy.copy(cfg.sft)
+        args.train_sampling_strategy = "sequential"  # the order of prefix.group_by_key
+        lengths = [prefix.message_chars(row) for row in dataset]
+        dataset = prefix.group_by_key(
+            dataset, "anchor_date", cfg.sft.per_device_train_batch_size, cfg.seed, lengths
+        )
+    else:
+        from trl import SFTTrainer as trainer_class
 
-    return SFTTrainer(
+        args = cfg.sft
+    return trainer_class(
         model=common.resolve_model(cfg.model),
-        args=cfg.sft,
+        args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=cfg.lora,

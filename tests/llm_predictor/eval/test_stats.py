@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llm_predictor.eval.stats import paired_tests, recall_cis
+from llm_predictor.eval.stats import mean_pairwise_jaccard, paired_tests, recall_cis
 
 
 def test_recall_intervals_and_paired_tests():
@@ -39,3 +39,18 @@ def test_recall_intervals_and_paired_tests():
         "p": None,
     }
     assert rows[("llm: a [shuffle]", "llm: a")]["p"] == 1.0  # never disagree
+
+
+def test_mean_pairwise_jaccard_all_pairs_and_sampled() -> None:
+    same = [[1, 2, 3]] * 4
+    assert mean_pairwise_jaccard(same) == 1.0
+    assert mean_pairwise_jaccard([[1, 2], [3, 4], [5, 6]]) == 0.0
+    # {1,2} vs {2,3}: 1/3; {1,2} vs {1,2}: 1; {2,3} vs {1,2}: 1/3 -> mean 5/9
+    assert mean_pairwise_jaccard([[1, 2], [2, 3], [1, 2]]) == round(5 / 9, 4)
+    assert mean_pairwise_jaccard([[1, 2, 3, 4]] * 2, k=2) == 1.0  # top-k only
+    assert mean_pairwise_jaccard([[1], []]) is None  # empty lists are left out
+    rng = np.random.default_rng(1)
+    lists = [rng.choice(50, size=20, replace=False).tolist() for _ in range(300)]
+    exact = mean_pairwise_jaccard(lists)
+    sampled = mean_pairwise_jaccard(lists, max_pairs=5000)
+    assert exact is not None and sampled is not None and abs(exact - sampled) < 0.01

@@ -31,6 +31,8 @@ def test_datasets_formats() -> None:
     popular = [f"Popular {k}" for k in range(30)]
     assert len(teacher_list("Nike", ["nike", "Adidas"], popular)) == 20
     assert teacher_list("Nike", ["nike", "Adidas"], popular)[:3] == ["Nike", "Adidas", "Popular 0"]
+    with_brands = teacher_list("Nike", ["Adidas"], popular, brands=["Puma", "adidas", "Popular 1"])
+    assert with_brands[:5] == ["Nike", "Adidas", "Puma", "Popular 1", "Popular 0"]
 
     # XML SFT (the GRPO warm start): the inference prompt, the XML answer as target, parseable by the reward.
     xml = sft_dataset(df, {X: POOL}, template="grpo_text")
