@@ -6,7 +6,8 @@ schemas, and :func:`conform_table`, which holds rows of an offline feature-store
   ``CompileConfig.max_items`` entries of at most ``max_chars`` characters; the prompt builder then cuts
   them further to a token budget with the model's tokenizer.
 - ``PRESET_POOL_SCHEMA``: the advertiser pool of an anchor date.
-- ``PREDICTION_SCHEMA``: what batch inference writes into the Feast offline store.
+- ``PREDICTION_SCHEMA``: what batch inference writes into the Feast offline store, and the heuristic control
+  too (``PREDICTION_TABLES``: one offline table per predictor).
 - ``FEATURE_TABLE_SCHEMAS`` / ``TABLE_SCHEMAS`` / ``KEY_COLUMNS``: every offline table of the Feast repo
   (``feature_repo/``; its feature views must agree with them: tests/adprior/test_contracts.py).
 """
@@ -151,13 +152,21 @@ FEATURE_TABLE_SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
 }
-TABLE_SCHEMAS: dict[str, pa.Schema] = {**FEATURE_TABLE_SCHEMAS, "llm_predictions": PREDICTION_SCHEMA}
+# The predictors whose advertiser lists the consumers read, each its own offline table of PREDICTION_SCHEMA
+# (issue 18): the LLM (batch inference) and the heuristic control (adprior.controls: history + brands +
+# co-occurrence + popularity, its own model_version). Feast reads each through the same views
+# (feature_repo/features.py: <predictor>_advertiser_predictions, <predictor>_user_interests, ...).
+PREDICTION_TABLES: dict[str, str] = {"llm": "llm_predictions", "heuristic": "heuristic_predictions"}
+TABLE_SCHEMAS: dict[str, pa.Schema] = {
+    **FEATURE_TABLE_SCHEMAS,
+    **dict.fromkeys(PREDICTION_TABLES.values(), PREDICTION_SCHEMA),
+}
 # Columns that may never be null; (entity, event_timestamp) must also be unique within a partition.
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "user_profile": ("user_id", "event_timestamp"),
     "user_behavior": ("user_id", "event_timestamp"),
     "advertiser_stats": ("advertiser_id", "event_timestamp"),
-    "llm_predictions": ("user_id", "event_timestamp"),
+    **dict.fromkeys(PREDICTION_TABLES.values(), ("user_id", "event_timestamp")),
 }
 _NOT_NULL_EXTRA = ("created_timestamp",)
 

@@ -72,6 +72,7 @@ class NightlyConfig:
     )  # re-infer only users with activity since their last one
     limit_users: int | None = _infer_default("limit_users")  # infer at most this many users; None = all
     materialize: bool = True  # push the new offline rows to the online store at the end
+    heuristic: bool = True  # also write the heuristic control of tonight's LLM users (adprior.controls)
     force: bool = _infer_default("force")  # redo inference of a date that already finished
 
 
@@ -100,8 +101,8 @@ def run_nightly(cfg: NightlyConfig) -> dict[str, Any]:
         cfg: the night's configuration (see :class:`NightlyConfig`).
 
     Returns:
-        ``{"day", "stages": {name: seconds}, "compile", "features", "infer", "materialize"}``; the same
-        dict is written to ``<workdir>/nightly-<day>.json``.
+        ``{"day", "stages": {name: seconds}, "compile", "features", "infer", "heuristic", "materialize"}``;
+        the same dict is written to ``<workdir>/nightly-<day>.json``.
     """
     from adprior import store
     from adprior.io import SparkConfig
@@ -153,6 +154,14 @@ def run_nightly(cfg: NightlyConfig) -> dict[str, Any]:
     inf = run_inference(icfg)
     stages["infer"] = time.perf_counter() - t
 
+    heur: dict[str, Any] = {}
+    if cfg.heuristic:  # the consumers' control, in the llm_predictions shape (issue 18)
+        from adprior.controls import HeuristicConfig, write_heuristic
+
+        t = time.perf_counter()
+        heur = write_heuristic(HeuristicConfig(examples=ex_dir, day=day, store=cfg.store, data=data))
+        stages["heuristic"] = time.perf_counter() - t
+
     mat: dict[str, Any] = {}
     if cfg.materialize:
         t = time.perf_counter()
@@ -167,6 +176,7 @@ def run_nightly(cfg: NightlyConfig) -> dict[str, Any]:
         "compile": {"seconds": comp.get("seconds"), **comp["dates"][day.isoformat()]["sets"]},
         "features": features,
         "infer": inf,
+        "heuristic": heur,
         "materialize": mat,
         "store": {"repo": str(cfg.store.repo), "online": cfg.store.online},
     }

@@ -176,6 +176,20 @@ def build(cfg: ReportAllConfig) -> Path:
                 + f" | {r['positives']} |"
             )
         lines.append("")
+        if m5.get("controls"):  # issue 18: the heuristic control's row and the LLM's value over it
+            from ranking.evaluate import METRICS, delta_cell, table5_rows
+
+            lines += [
+                "Beside the heuristic control (the same candidate features over the best non-LLM list):",
+                "",
+                "| task | library | row | reference | Δ Loss [95 % CI] | Δ AUC | Δ PR-AUC |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for key, label, ref, r in table5_rows(m5):
+                task, lib = key.split("/")
+                cells = [delta_cell(r["delta_pct"][k], r["ci_pct"][k]) for k in METRICS]
+                lines.append(f"| {task} | {lib} | {label} | {ref} | " + " | ".join(cells) + " |")
+            lines.append("")
     else:
         lines += ["Not committed: `adprior ranking train` (see README).", ""]
     # Table 6
@@ -197,21 +211,31 @@ def build(cfg: ReportAllConfig) -> Path:
             f"Ours: simulated A/B, {ab['n_users']} users, {ab['days'][0]}..{ab['days'][-1]} "
             "(`reports/retrieval/report.md` has the commands and all metrics).",
             "",
-            "| two-tower objective | LLM quota | RoAS split, drawn | RoAS split, expected | RoAS paired counterfactual |"
+            "| two-tower objective, arms compared | quota | RoAS split, drawn | RoAS split, expected | RoAS paired counterfactual |"
             " paired, weak on-site users |",
             "|---|---|---|---|---|---|",
         ]
 
-        def c(x: dict[str, Any]) -> str:
+        def c(x: dict[str, Any] | None) -> str:
+            if x is None:  # an arm without users
+                return "n/a"
             return f"{x['rel_change']:+.1%} [{x['ci_low']:+.1%}, {x['ci_high']:+.1%}] p={x['p_value']:.3f}"
 
+        def pairs(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+            """The run's comparisons; a two-arm run (before issue 18) is LLM vs control only."""
+            return run.get("pairs") or {"llm_vs_control": run}
+
         for run in ab["runs"] + (aa["runs"] if aa else []):
-            name = run["objective"] + (" (A/A)" if run["aa"] else "")
-            lines.append(
-                f"| {name} | {run['llm_quota']} | {c(run['overall']['roas'])} | "
-                f"{c(run['overall_expected']['roas'])} | {c(run['paired_expected']['roas'])} | "
-                f"{c(run['paired_weak_expected']['roas'])} |"
-            )
+            for pair, r in pairs(run).items():
+                name = run["objective"] + (" (A/A)" if run["aa"] else "") + f", {pair.replace('_', ' ')}"
+                lines.append(
+                    f"| {name} | {run['llm_quota']} | "
+                    + " | ".join(
+                        c((r[k] or {}).get("roas"))
+                        for k in ("overall", "overall_expected", "paired_expected", "paired_weak_expected")
+                    )
+                    + " |"
+                )
         lines += [
             "",
             "The A/A rows show how far a split-sample reading drifts at this population size; the paired "

@@ -1,9 +1,10 @@
 """Offline sources of the adprior feature repo, for either Feast offline store.
 
 Every table is a folder of parquet files under ``data/offline/<table>/`` (one file per partition,
-e.g. ``dt=2026-06-15.parquet``), written by ``adprior.store.write_partition`` (feature tables) and by
-batch inference (``llm_predictions``). ``created_timestamp`` breaks ties between two rows of one
-entity with the same ``event_timestamp`` (the later write wins).
+e.g. ``dt=2026-06-15.parquet``), written by ``adprior.store.write_partition`` (feature tables and the
+heuristic control's ``heuristic_predictions``) and by batch inference (``llm_predictions``).
+``created_timestamp`` breaks ties between two rows of one entity with the same ``event_timestamp``
+(the later write wins).
 
 The source class follows the offline store of the yaml in use, chosen by the environment variable
 ``ADPRIOR_OFFLINE_STORE`` when Feast imports this file (``feast apply``; ``adprior.store.apply``
@@ -67,6 +68,11 @@ llm_predictions_source = _source(
     "llm_predictions",
     "Batch-inference predictions (adprior.contracts.PREDICTION_SCHEMA); "
     "event_timestamp = inference date + 1 day 00:00 UTC.",
+)
+heuristic_predictions_source = _source(
+    "heuristic_predictions",
+    "The heuristic control's lists (history + brands + co-occurrence + popularity; adprior.controls) in "
+    "the same PREDICTION_SCHEMA; event_timestamp = inference date + 1 day 00:00 UTC.",
 )
 advertiser_stats_source = _source(
     "advertiser_stats",

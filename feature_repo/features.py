@@ -1,10 +1,13 @@
 """Feature views and on-demand feature views of the adprior feature repo.
 
 Batch views (materialized to the online store): ``user_profile``, ``user_behavior``,
-``llm_advertiser_predictions`` and ``llm_user_interests`` (two views over the one predictions
-source), ``advertiser_stats``. On-demand views (computed per request, never stored):
-``llm_candidate_features`` and ``behavior_candidate_features`` score one (user, candidate
-advertiser) pair.
+``advertiser_stats``, and per predictor (:func:`prediction_views`, one definition instantiated over
+each predictions source: ``llm`` over ``llm_predictions``, ``heuristic`` over the heuristic control's
+``heuristic_predictions``, both PREDICTION_SCHEMA) ``<predictor>_advertiser_predictions`` and
+``<predictor>_user_interests``. On-demand views (computed per request, never stored):
+``llm_candidate_features`` / ``heuristic_candidate_features`` (the same code,
+``udf_inputs.prediction_candidate_features``, outputs prefixed by the predictor) and
+``behavior_candidate_features`` score one (user, candidate advertiser) pair.
 
 On-demand UDFs must be self-contained: Feast stores their source text in the registry and
 re-executes it with only ``pd``/``np`` in scope when it loads the registry (serving, historical
@@ -24,12 +27,14 @@ import pandas as pd
 from data_sources import (
     advertiser_stats_source,
     candidate_request,
+    heuristic_predictions_source,
     llm_predictions_source,
     user_behavior_source,
     user_profile_source,
 )
 from entities import advertiser, user
 from feast import FeatureView, Field
+from feast.data_source import DataSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Bool, Float64, Int64, String, UnixTimestamp
 
@@ -72,30 +77,43 @@ user_behavior = FeatureView(
     description="Compiled behaviour of anchor date x (lists newest first); valid from x + 1 day.",
 )
 
-llm_advertiser_predictions = FeatureView(
-    name="llm_advertiser_predictions",
-    entities=[user],
-    ttl=timedelta(days=60),
-    schema=[
-        Field(name="advertiser_ids", dtype=Array(Int64)),
-        Field(name="advertiser_names", dtype=Array(String)),
-        Field(name="model_version", dtype=String),
-        Field(name="status", dtype=String),
-        Field(name="n_unresolved", dtype=Int64),
-    ],
-    online=True,
-    source=llm_predictions_source,
-    description="The LLM's resolved advertiser list (<= 20, model order) of the latest inference date.",
-)
 
-llm_user_interests = FeatureView(
-    name="llm_user_interests",
-    entities=[user],
-    ttl=timedelta(days=60),
-    schema=[Field(name="interests", dtype=Array(String)), Field(name="model_version", dtype=String)],
-    online=True,
-    source=llm_predictions_source,
-    description="The LLM's <= 5 free-text interests of the latest inference date.",
+def prediction_views(predictor: str, source: DataSource, who: str) -> tuple[FeatureView, FeatureView]:
+    """The two views over one predictions source (PREDICTION_SCHEMA): ``<predictor>_advertiser_predictions``
+    (the resolved list, model version, status) and ``<predictor>_user_interests``; the LLM's and the
+    heuristic control's are defined by this one function, so every consumer reads both alike."""
+    advertisers = FeatureView(
+        name=f"{predictor}_advertiser_predictions",
+        entities=[user],
+        ttl=timedelta(days=60),
+        schema=[
+            Field(name="advertiser_ids", dtype=Array(Int64)),
+            Field(name="advertiser_names", dtype=Array(String)),
+            Field(name="model_version", dtype=String),
+            Field(name="status", dtype=String),
+            Field(name="n_unresolved", dtype=Int64),
+        ],
+        online=True,
+        source=source,
+        description=f"{who} resolved advertiser list (<= 20, in order) of the latest inference date.",
+    )
+    interests = FeatureView(
+        name=f"{predictor}_user_interests",
+        entities=[user],
+        ttl=timedelta(days=60),
+        schema=[Field(name="interests", dtype=Array(String)), Field(name="model_version", dtype=String)],
+        online=True,
+        source=source,
+        description=f"{who} <= 5 interests of the latest inference date.",
+    )
+    return advertisers, interests
+
+
+llm_advertiser_predictions, llm_user_interests = prediction_views("llm", llm_predictions_source, "The LLM's")
+heuristic_advertiser_predictions, heuristic_user_interests = prediction_views(
+    "heuristic",
+    heuristic_predictions_source,
+    "The heuristic control's (history + brands + co-occurrence + popularity; interests = top categories)",
 )
 
 advertiser_stats = FeatureView(
@@ -117,77 +135,56 @@ advertiser_stats = FeatureView(
 )
 
 
-@on_demand_feature_view(
-    sources=[
-        llm_advertiser_predictions[["advertiser_ids"]],
-        llm_user_interests[["interests"]],
+def candidate_schema(predictor: str) -> list[Field]:
+    """Output fields of a predictor's candidate view (udf_inputs.prediction_candidate_features)."""
+    names = ("rank", "in_top5", "in_top20", "has_prediction", "interest_match")
+    return [Field(name=f"{predictor}_{n}", dtype=Int64) for n in names]
+
+
+def candidate_sources(advertisers: FeatureView, interests: FeatureView) -> list:
+    """Inputs of a predictor's candidate view: its list, its interests, the candidate's category."""
+    return [
+        advertisers[["advertiser_ids"]],
+        interests[["interests"]],
         advertiser_stats[["category"]],
         candidate_request,
-    ],
-    schema=[
-        Field(name="llm_rank", dtype=Int64),
-        Field(name="llm_in_top5", dtype=Int64),
-        Field(name="llm_in_top20", dtype=Int64),
-        Field(name="llm_has_prediction", dtype=Int64),
-        Field(name="llm_interest_match", dtype=Int64),
-    ],
+    ]
+
+
+CANDIDATE_DESCRIPTION = (
+    "{who} features of a (user, candidate advertiser) pair: 1-based rank of the candidate in the "
+    "predicted list (0 = absent or no prediction), in top 5 / top 20, whether the user has a "
+    "prediction row, and whether an interest matches the candidate's category: a taxonomy interest "
+    "('Apparel / Athletic', what the answer grammar writes) when it equals the category path or an "
+    "ancestor of it; a free-text interest (older or unconstrained predictions) when it shares a word "
+    "(>= 3 letters, case-insensitive, stop words excluded) with any level of the path."
+)
+
+
+@on_demand_feature_view(
+    sources=candidate_sources(llm_advertiser_predictions, llm_user_interests),
+    schema=candidate_schema("llm"),
     mode="pandas",
-    description=(
-        "LLM features of a (user, candidate advertiser) pair: 1-based rank of the candidate in the "
-        "predicted list (0 = absent or no prediction), in top 5 / top 20, whether the user has a "
-        "prediction row, and whether an interest matches the candidate's category: a taxonomy interest "
-        "('Apparel / Athletic', what the answer grammar writes) when it equals the category path or an "
-        "ancestor of it; a free-text interest (older or unconstrained predictions) when it shares a word "
-        "(>= 3 letters, case-insensitive, stop words excluded) with any level of the path."
-    ),
+    description=CANDIDATE_DESCRIPTION.format(who="LLM"),
 )
 def llm_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
     """Rank / top-k / interest-category match of the candidate in the user's LLM prediction."""
-    import re
+    from adprior_feature_repo.udf_inputs import prediction_candidate_features
 
-    import numpy as np
-    import pandas as pd
-    from adprior_feature_repo.udf_inputs import as_list, category_path, column, is_null, rank_of
+    return prediction_candidate_features(inputs, "llm")
 
-    from world.schema import CATEGORY_SEPARATOR
 
-    stop = {"and", "the", "for", "with", "from", "other", "all", "more"}
+@on_demand_feature_view(
+    sources=candidate_sources(heuristic_advertiser_predictions, heuristic_user_interests),
+    schema=candidate_schema("heuristic"),
+    mode="pandas",
+    description=CANDIDATE_DESCRIPTION.format(who="Heuristic-control"),
+)
+def heuristic_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
+    """Rank / top-k / interest-category match of the candidate in the user's heuristic-control list."""
+    from adprior_feature_repo.udf_inputs import prediction_candidate_features
 
-    def words(text: object) -> set:
-        return set() if is_null(text) else set(re.findall(r"[^\W\d_]{3,}", str(text).lower())) - stop
-
-    def matches(interest: object, cat_path: tuple, cat_words: set) -> bool:
-        if not is_null(interest) and CATEGORY_SEPARATOR.search(str(interest)):  # a taxonomy term
-            ip = category_path(interest)
-            return bool(ip) and cat_path[: len(ip)] == ip
-        return bool(words(interest) & cat_words)
-
-    n = len(inputs)
-    ids, interests = column(inputs, "advertiser_ids"), column(inputs, "interests")
-    category, cand = column(inputs, "category"), column(inputs, "candidate_advertiser_id")
-    rank = np.zeros(n, dtype=np.int64)
-    has = np.zeros(n, dtype=np.int64)
-    match = np.zeros(n, dtype=np.int64)
-    for i in range(n):
-        a = ids.iloc[i]
-        has[i] = 0 if is_null(a) else 1
-        rank[i] = rank_of(cand.iloc[i], a)
-        cat_path = category_path(category.iloc[i])
-        cat_words = set()
-        for level in cat_path:
-            cat_words |= words(level)
-        if cat_path and any(matches(t, cat_path, cat_words) for t in as_list(interests.iloc[i])):
-            match[i] = 1
-    return pd.DataFrame(
-        {
-            "llm_rank": rank,
-            "llm_in_top5": ((rank >= 1) & (rank <= 5)).astype(np.int64),
-            "llm_in_top20": ((rank >= 1) & (rank <= 20)).astype(np.int64),
-            "llm_has_prediction": has,
-            "llm_interest_match": match,
-        },
-        index=inputs.index,
-    )
+    return prediction_candidate_features(inputs, "heuristic")
 
 
 @on_demand_feature_view(

@@ -1,4 +1,4 @@
-"""The one configuration of the ranking stage (paper 3.6.2, 4.4.1, Table 5)."""
+"""The one configuration of the ranking stage (paper 3.6.2, 4.4.1, Table 5) and its feature sets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from adprior.store import StoreConfig
 
 TASKS = ("ctcvr", "vtcvr")
 LIBRARIES = ("xgboost", "lightgbm")
-SERVICES = {"baseline": "ranking_baseline", "llm": "ranking_llm"}  # feature set -> Feast feature service
+# feature set -> Feast feature service: Table 5's three rows (issue 18): no predictions, + the heuristic
+# control's candidate features (heuristic_*), + the LLM's (llm_*); the same views over two sources.
+SERVICES = {"baseline": "ranking_baseline", "heuristic": "ranking_heuristic", "llm": "ranking_llm"}
+PREDICTORS = ("heuristic", "llm")  # the feature sets that add a predictor's features; prefix '<set>_'
 
 
 @dataclass

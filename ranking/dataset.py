@@ -2,9 +2,9 @@
 
 Each impression becomes one entity row ``(user_id, advertiser_id, candidate_advertiser_id,
 event_timestamp)``; :func:`adprior.store.historical_features` (Feast's point-in-time join, per view)
-adds the features of a feature service as they were known at the impression's time. The two
-services differ only by the LLM candidate features, so the baseline and the LLM model see the same
-rows. The split is by time: the earliest impressions train, the next validate (early stopping), the
+adds the features of a feature service as they were known at the impression's time. The three
+services (``ranking.config.SERVICES``) differ only by the candidate features of a predictor (none, the
+heuristic control's, the LLM's), so the three models see the same rows. The split is by time: the earliest impressions train, the next validate (early stopping), the
 latest test.
 """
 
@@ -22,7 +22,7 @@ import pyarrow.dataset as pads
 
 from adprior import store
 from adprior.store.historical import feature_refs
-from ranking.config import SERVICES, RankingConfig
+from ranking.config import PREDICTORS, SERVICES, RankingConfig
 from ranking.labels import LABEL_COLUMNS, label_impressions
 
 log = logging.getLogger(__name__)
@@ -61,13 +61,13 @@ def time_split(ts: pd.Series, valid_fraction: float, test_fraction: float) -> pd
 
 
 def build_dataset(cfg: RankingConfig) -> dict[str, pd.DataFrame]:
-    """Label impressions and fetch both services' point-in-time features; write them under ``cfg.out``.
+    """Label impressions and fetch every service's point-in-time features; write them under ``cfg.out``.
 
     Args:
         cfg: the ranking configuration.
 
     Returns:
-        ``{"baseline": frame, "llm": frame}``: the label columns, ``candidate_advertiser_id``,
+        ``{"baseline": frame, "heuristic": frame, "llm": frame}``: the label columns, ``candidate_advertiser_id``,
         ``split`` and the service's features, one row per impression in the same order. Also written
         as ``<out>/dataset/<set>.parquet`` with ``<out>/dataset/summary.json``.
     """
@@ -109,9 +109,12 @@ def build_dataset(cfg: RankingConfig) -> dict[str, pd.DataFrame]:
             }
             for s in ("train", "valid", "test")
         },
-        "llm_has_prediction": float(out["llm"]["llm_has_prediction"].mean())
-        if "llm_has_prediction" in out["llm"]
-        else None,
+        **{
+            f"{p}_has_prediction": float(out[p][f"{p}_has_prediction"].mean())
+            if f"{p}_has_prediction" in out[p]
+            else None
+            for p in PREDICTORS
+        },
         "seconds": {"label": round(t_label, 2), **seconds},
     }
     (d / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -124,6 +127,9 @@ def load_dataset(out: Path) -> dict[str, pd.DataFrame]:
     d = Path(out) / "dataset"
     if not (d / "summary.json").exists():
         raise FileNotFoundError(f"no training set under {d}; run `adprior ranking train` first")
+    missing = [name for name in SERVICES if not (d / f"{name}.parquet").exists()]
+    if missing:
+        raise FileNotFoundError(f"training set under {d} lacks {missing} (an older run): train without reuse")
     return {name: pd.read_parquet(d / f"{name}.parquet") for name in SERVICES}
 
 

@@ -1,9 +1,11 @@
-"""Paper Table 5: ΔLoss, ΔAUC, ΔPR-AUC of the LLM-feature model over the baseline, with intervals.
+"""Paper Table 5: ΔLoss, ΔAUC, ΔPR-AUC of the LLM-feature model over the baseline, with intervals, beside
+the heuristic control (issue 18): three rows per task and library, baseline / + heuristic-list features /
++ LLM features, and the paired LLM-over-heuristic delta, which is the LLM's own value.
 
-Deltas are relative, as in the paper: ``(metric_llm - metric_baseline) / metric_baseline`` in %.
+Deltas are relative, as in the paper: ``(metric_b - metric_a) / metric_a`` in % (a = the reference).
 Intervals are user-level bootstrap percentile intervals (``scipy.stats.bootstrap`` over users; each
 resample takes all test impressions of the drawn users, both models scored on the same rows), since
-impressions of one user are not independent.
+impressions of one user are not independent. :func:`delta_cell` is the one format of a Table 5 cell.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def metrics(y: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def relative_deltas(y: np.ndarray, p_base: np.ndarray, p_llm: np.ndarray) -> np.ndarray:
-    """Relative change in % of [loss, AUC, PR-AUC], LLM model over baseline."""
+    """Relative change in % of [loss, AUC, PR-AUC], the second model (LLM) over the first (baseline)."""
     mb, ml = metrics(y, p_base), metrics(y, p_llm)
     return (ml - mb) / mb * 100.0
 
@@ -49,21 +51,23 @@ def compare(
     resamples: int,
     confidence: float,
     seed: int,
+    names: tuple[str, str] = ("baseline", "llm"),
 ) -> dict[str, Any]:
     """Metrics of both models and relative deltas with user-bootstrap intervals.
 
     Args:
         y: 0/1 labels of the test impressions.
-        p_base, p_llm: the two models' probabilities on the same rows.
+        p_base, p_llm: the two models' probabilities on the same rows (reference first).
         users: user id of each row (the resampling unit).
         resamples: bootstrap resamples.
         confidence: interval level (0.95).
         seed: bootstrap seed.
+        names: the keys of the two models' metrics in the result (e.g. ``("heuristic", "llm")``).
 
     Returns:
         ``{"n", "positives", "users", "baseline": {metric: v}, "llm": {...}, "delta_pct": {metric: v},
-        "ci_pct": {metric: [lo, hi]}, "p_improve": {metric: share of resamples where the LLM model is
-        better}}``.
+        "ci_pct": {metric: [lo, hi]}, "p_improve": {metric: share of resamples where the second model is
+        better}}`` (``baseline`` / ``llm`` named by ``names``).
     """
     y, p_base, p_llm = np.asarray(y), np.asarray(p_base), np.asarray(p_llm)
     codes, uniq = pd.factorize(pd.Series(users))
@@ -92,8 +96,8 @@ def compare(
         "n": len(y),
         "positives": int(y.sum()),
         "users": len(uniq),
-        "baseline": dict(zip(METRICS, map(float, metrics(y, p_base)), strict=True)),
-        "llm": dict(zip(METRICS, map(float, metrics(y, p_llm)), strict=True)),
+        names[0]: dict(zip(METRICS, map(float, metrics(y, p_base)), strict=True)),
+        names[1]: dict(zip(METRICS, map(float, metrics(y, p_llm)), strict=True)),
         "delta_pct": dict(zip(METRICS, map(float, point), strict=True)),
         "ci_pct": {
             m: [
@@ -109,14 +113,36 @@ def compare(
     }
 
 
-def _fmt(d: float, ci: list[float]) -> str:
-    if np.isnan(d):
+def delta_cell(d: float | None, ci: list[float]) -> str:
+    """A Table 5 cell: the relative change in % with its interval, ``+1.23% [-0.40, +2.90]``."""
+    if d is None or np.isnan(d):
         return "n/a"
     return f"{d:+.2f}% [{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
+# Table 5's rows beside the baseline: (results key, what the row adds, its reference) -> comparisons.
+ROWS = (
+    ("heuristic", "+ heuristic-list features", "baseline"),
+    ("llm", "+ LLM features", "baseline"),
+    ("llm_vs_heuristic", "LLM over heuristic (paired)", "heuristic"),
+)
+
+
+def table5_rows(results: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(task/library, row label, reference, comparison) of every Table 5 row in ``results`` (a run
+    without the heuristic control has only the LLM rows)."""
+    out = []
+    for key, r in results["comparisons"].items():
+        controls = (results.get("controls") or {}).get(key, {})
+        for name, label, ref in ROWS:
+            c = r if name == "llm" else controls.get(name)
+            if c is not None:
+                out.append((key, label, ref, c))
+    return out
+
+
 def write_report(results: dict[str, Any], cfg: RankingConfig, command: str, out: Path) -> Path:
-    """``report.md`` + ``table5.png`` (forest plot of the deltas) from :func:`ranking.train.evaluate`."""
+    """``report.md`` + ``table5.png`` (forest plot of every Table 5 row) from :func:`ranking.train.evaluate`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,14 +152,19 @@ def write_report(results: dict[str, Any], cfg: RankingConfig, command: str, out:
     out.mkdir(parents=True, exist_ok=True)
     ds = results["dataset"]
     lines = [
-        "# Ranking with LLM features (paper Table 5 analogue)",
+        "# Ranking with LLM features beside the heuristic control (paper Table 5 analogue)",
         "",
         f"Command: `{command}`",
         "",
         "Config: `" + json.dumps(results["config"], default=str) + "`",
         "",
         f"Impressions {ds['impressions']:,} from {ds['users']} users, {ds['start'][:10]} to {ds['end'][:10]}; "
-        f"share with an LLM prediction in force: {ds.get('llm_has_prediction') or 0:.3f}.",
+        f"share with an LLM prediction in force: {ds.get('llm_has_prediction') or 0:.3f}"
+        + (
+            f", with a heuristic-control list: {ds['heuristic_has_prediction']:.3f}."
+            if ds.get("heuristic_has_prediction") is not None
+            else "."
+        ),
         "",
         "| split | rows | users | clicked | ctcvr positives | vtcvr positives |",
         "|---|---|---|---|---|---|",
@@ -142,67 +173,90 @@ def write_report(results: dict[str, Any], cfg: RankingConfig, command: str, out:
         lines.append(f"| {s} | {v['rows']:,} | {v['users']} | {v['clicked']} | {v['ctcvr']} | {v['vtcvr']} |")
     lines += [
         "",
-        "## Table 5: relative change of the LLM-feature model over the baseline (test split)",
+        "## Table 5: relative change over the baseline (test split), and the LLM over the heuristic control",
         "",
         f"Relative change in %, with user-bootstrap {cfg.confidence:.0%} intervals ({cfg.bootstrap_resamples} "
-        "resamples). Loss: lower is better; AUC and PR-AUC: higher is better. Paper (ctcvr / vtcvr): "
+        "resamples), every model scored on the same impressions. Loss: lower is better; AUC and PR-AUC: higher "
+        "is better. '+ heuristic-list features': the same candidate features over the heuristic control's list "
+        "(history + brands + co-occurrence + popularity, top 20); 'LLM over heuristic': the LLM-feature model "
+        "against the heuristic-feature model, the LLM's own value. Paper (ctcvr / vtcvr, LLM over baseline): "
         "ΔLoss -0.12% / -0.64%, ΔAUC +0.06% / +0.09%, ΔPR-AUC +0.71% / +1.64%.",
         "",
-        "| task | library | Δ Loss | Δ AUC | Δ PR-AUC | P(LLM better): loss / AUC / PR-AUC |",
-        "|---|---|---|---|---|---|",
+        "| task | library | row | reference | Δ Loss | Δ AUC | Δ PR-AUC | P(better): loss / AUC / PR-AUC |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for key, r in results["comparisons"].items():
+    for key, label, ref, r in table5_rows(results):
         task, lib = key.split("/")
         d, ci, pi = r["delta_pct"], r["ci_pct"], r["p_improve"]
         lines.append(
-            f"| {task} | {lib} | {_fmt(d['loss'], ci['loss'])} | {_fmt(d['auc'], ci['auc'])} | "
-            f"{_fmt(d['pr_auc'], ci['pr_auc'])} | {pi['loss']:.2f} / {pi['auc']:.2f} / {pi['pr_auc']:.2f} |"
+            f"| {task} | {lib} | {label} | {ref} | "
+            + " | ".join(delta_cell(d[m], ci[m]) for m in METRICS)
+            + f" | {pi['loss']:.2f} / {pi['auc']:.2f} / {pi['pr_auc']:.2f} |"
         )
+    sets = ["baseline", *(p for p in ("heuristic", "llm") if p == "llm" or results.get("controls"))]
+    title = " / ".join({"baseline": "base", "heuristic": "heur.", "llm": "LLM"}[x] for x in sets)
     lines += [
         "",
         "## Absolute test metrics",
         "",
-        "| task | library | rows | positives | loss base / LLM | AUC base / LLM | PR-AUC base / LLM | rounds base / LLM |",
+        f"| task | library | rows | positives | loss {title} | AUC {title} | PR-AUC {title} | rounds {title} |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for key, r in results["comparisons"].items():
         task, lib = key.split("/")
-        b, m = r["baseline"], r["llm"]
+        h = (results.get("controls") or {}).get(key, {}).get("heuristic", {}).get("heuristic")
+        vals = {"baseline": r["baseline"], "llm": r["llm"], "heuristic": h}
         rounds = results["rounds"][key]
+
+        def cells(m: str, digits: int, vals: dict = vals) -> str:
+            return " / ".join("–" if vals[x] is None else f"{vals[x][m]:.{digits}f}" for x in sets)
+
         lines.append(
-            f"| {task} | {lib} | {r['n']:,} | {r['positives']} | {b['loss']:.5f} / {m['loss']:.5f} | "
-            f"{b['auc']:.4f} / {m['auc']:.4f} | {b['pr_auc']:.4f} / {m['pr_auc']:.4f} | "
-            f"{rounds['baseline']} / {rounds['llm']} |"
+            f"| {task} | {lib} | {r['n']:,} | {r['positives']} | {cells('loss', 5)} | {cells('auc', 4)} | "
+            f"{cells('pr_auc', 4)} | " + " / ".join(str(rounds.get(x, "–")) for x in sets) + " |"
         )
-    lines += ["", "## Importance of the LLM features (share of total gain in the LLM-feature model)", ""]
-    llm_cols = sorted({c for imp in results["importance"].values() for c in imp if c.startswith("llm_")})
-    lines += [
-        "| task | library | " + " | ".join(llm_cols) + " | all LLM |",
-        "|---|---|" + "---|" * (len(llm_cols) + 1),
-    ]
-    for key, imp in results["importance"].items():
-        task, lib = key.split("/")
-        tot = sum(imp.get(c, 0.0) for c in llm_cols)
-        lines.append(
-            f"| {task} | {lib} | "
-            + " | ".join(f"{imp.get(c, 0.0):.3f}" for c in llm_cols)
-            + f" | {tot:.3f} |"
-        )
+    for prefix, name, imps in (
+        ("llm_", "LLM", results["importance"]),
+        ("heuristic_", "heuristic-control", results.get("importance_heuristic") or {}),
+    ):
+        cols = sorted({c for imp in imps.values() for c in imp if c.startswith(prefix)})
+        if not cols:
+            continue
+        lines += [
+            "",
+            f"## Importance of the {name} features (share of total gain in the {name}-feature model)",
+            "",
+            "| task | library | " + " | ".join(cols) + f" | all {name} |",
+            "|---|---|" + "---|" * (len(cols) + 1),
+        ]
+        for key, imp in imps.items():
+            task, lib = key.split("/")
+            tot = sum(imp.get(c, 0.0) for c in cols)
+            lines.append(
+                f"| {task} | {lib} | "
+                + " | ".join(f"{imp.get(c, 0.0):.3f}" for c in cols)
+                + f" | {tot:.3f} |"
+            )
     lines += ["", "![Table 5](table5.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
 
-    keys = list(results["comparisons"])
-    fig, axes = plt.subplots(1, 3, figsize=(12, 0.6 * len(keys) + 1.5), sharey=True)
+    rows = table5_rows(results)
+    labels = [f"{key} {label}" for key, label, _, _ in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 0.45 * len(rows) + 1.5), sharey=True)
     for ax, m, title in zip(axes, METRICS, ("Δ Loss % (lower better)", "Δ AUC %", "Δ PR-AUC %"), strict=True):
-        for i, k in enumerate(keys):
-            r = results["comparisons"][k]
+        for i, (_, label, _, r) in enumerate(rows):
             d, (lo, hi) = r["delta_pct"][m], r["ci_pct"][m]
             if not np.isnan(d):
-                ax.errorbar(d, i, xerr=[[d - lo], [hi - d]], fmt="o", capsize=3)
+                color = {"+ heuristic-list features": "tab:orange", "+ LLM features": "tab:blue"}.get(
+                    label, "tab:green"
+                )
+                ax.errorbar(d, i, xerr=[[d - lo], [hi - d]], fmt="o", capsize=3, color=color)
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_title(title)
-        ax.set_yticks(range(len(keys)), keys)
-    fig.suptitle("LLM features vs baseline (test split, user-bootstrap 95% CI)")
+        ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    fig.suptitle(
+        "Heuristic-list and LLM features vs baseline, LLM vs heuristic (test split, user-bootstrap 95% CI)"
+    )
     fig.tight_layout()
     fig.savefig(out / "table5.png", dpi=110)
     plt.close(fig)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ranking.config import RankingConfig
 
-LLM_PREFIX = "llm_"  # LLM-derived features are named llm_* (feature_repo/features.py)
+LLM_PREFIX = "llm_"  # LLM-derived features are named llm_*, the heuristic control's heuristic_* (features.py)
 
 
 @dataclass

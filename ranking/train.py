@@ -1,9 +1,10 @@
-"""Train the ctcvr / vtcvr GBDT models with and without LLM features, and evaluate them (Table 5).
+"""Train the ctcvr / vtcvr GBDT models without predictions, with the heuristic control's and with the LLM's
+features, and evaluate them (Table 5).
 
 ``train`` builds the training set through Feast (:mod:`ranking.dataset`), fits one model per
-(task, library, feature set) with early stopping on the validation split, saves each model with its
-feature spec under ``<out>/models/<task>/<library>/<set>/`` and the test-split probabilities in
-``<out>/predictions.parquet``; ``evaluate`` turns those into the Table 5 report.
+(task, library, feature set of ``ranking.config.SERVICES``) with early stopping on the validation split,
+saves each model with its feature spec under ``<out>/models/<task>/<library>/<set>/`` and the test-split
+probabilities in ``<out>/predictions.parquet``; ``evaluate`` turns those into the Table 5 report.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import pandas as pd
 from rich.progress import Progress
 
-from ranking.config import SERVICES, RankingConfig
+from ranking.config import PREDICTORS, SERVICES, RankingConfig
 from ranking.dataset import build_dataset, load_dataset, service_features
 from ranking.evaluate import compare, write_report
 from ranking.models import FeatureSpec, SavedModel, best_iteration, fit_model, gain_importance
@@ -55,7 +56,7 @@ def train(cfg: RankingConfig, reuse_dataset: bool = False) -> dict[str, Any]:
         ["impression_id", "user_id", "advertiser_id", "event_timestamp", "split", "clicked", *cfg.tasks]
     ].copy()
     rounds: dict[str, dict[str, int]] = {}
-    importance: dict[str, dict[str, float]] = {}
+    importance: dict[str, dict[str, dict[str, float]]] = {p: {} for p in PREDICTORS}
     fit_seconds: dict[str, float] = {}
     jobs = [(t, lib, s) for t in cfg.tasks for lib in cfg.libraries for s in SERVICES]
     specs = {}
@@ -83,8 +84,8 @@ def train(cfg: RankingConfig, reuse_dataset: bool = False) -> dict[str, Any]:
             rounds.setdefault(key, {})[s] = saved.best_iteration
             test = split == "test"
             preds.loc[test, f"p_{task}_{lib}_{s}"] = saved.predict(frame.loc[test], now[test])
-            if s == "llm":
-                importance[key] = gain_importance(lib, model, spec.columns())
+            if s in PREDICTORS:
+                importance[s][key] = gain_importance(lib, model, spec.columns())
             log.info(
                 "%s %s %s: %d rounds in %.1f s", task, lib, s, saved.best_iteration, fit_seconds[f"{key}/{s}"]
             )
@@ -92,7 +93,8 @@ def train(cfg: RankingConfig, reuse_dataset: bool = False) -> dict[str, Any]:
     preds.loc[split == "test"].to_parquet(out / "predictions.parquet", index=False)
     result = {
         "rounds": rounds,
-        "importance": importance,
+        "importance": importance["llm"],
+        "importance_heuristic": importance["heuristic"],
         "seconds": {
             "dataset": round(t_data, 2),
             "fit": fit_seconds,
@@ -105,7 +107,8 @@ def train(cfg: RankingConfig, reuse_dataset: bool = False) -> dict[str, Any]:
 
 
 def evaluate(cfg: RankingConfig, command: str = "") -> dict[str, Any]:
-    """Table 5 from the saved test predictions: metrics, bootstrap deltas, importance, report.
+    """Table 5 from the saved test predictions: metrics, bootstrap deltas (each predictor's features over the
+    baseline, the LLM's over the heuristic control's), importance, report.
 
     Args:
         cfg: where the run lives (``out``) and the bootstrap settings.
@@ -119,25 +122,39 @@ def evaluate(cfg: RankingConfig, command: str = "") -> dict[str, Any]:
         raise FileNotFoundError(f"no test predictions under {out}; run `adprior ranking train` first")
     preds = pd.read_parquet(out / "predictions.parquet")
     meta = json.loads((out / "train.json").read_text())
-    comparisons = {}
+    comparisons: dict[str, Any] = {}
+    controls: dict[str, dict[str, Any]] = {}
     for task in cfg.tasks:
         for lib in cfg.libraries:
-            comparisons[f"{task}/{lib}"] = compare(
-                preds[task].to_numpy(),
-                preds[f"p_{task}_{lib}_baseline"].to_numpy(),
-                preds[f"p_{task}_{lib}_llm"].to_numpy(),
-                preds["user_id"].to_numpy(),
-                cfg.bootstrap_resamples,
-                cfg.confidence,
-                cfg.seed,
-            )
+            key = f"{task}/{lib}"
+
+            def pair(a: str, b: str, task: str = task, lib: str = lib) -> dict[str, Any]:
+                return compare(
+                    preds[task].to_numpy(),
+                    preds[f"p_{task}_{lib}_{a}"].to_numpy(),
+                    preds[f"p_{task}_{lib}_{b}"].to_numpy(),
+                    preds["user_id"].to_numpy(),
+                    cfg.bootstrap_resamples,
+                    cfg.confidence,
+                    cfg.seed,
+                    names=(a, b),
+                )
+
+            comparisons[key] = pair("baseline", "llm")
+            if f"p_{task}_{lib}_heuristic" in preds:  # runs trained before the heuristic control lack it
+                controls[key] = {
+                    "heuristic": pair("baseline", "heuristic"),
+                    "llm_vs_heuristic": pair("heuristic", "llm"),
+                }
     results = {
         "command": command,
         "config": {k: v for k, v in asdict(cfg).items() if k != "spark"},
         "dataset": json.loads((out / "dataset" / "summary.json").read_text()),
-        "comparisons": comparisons,
+        "comparisons": comparisons,  # LLM features over the baseline (the paper's Table 5)
+        "controls": controls,  # + heuristic-list features over the baseline; LLM over heuristic (paired)
         "rounds": meta["rounds"],
         "importance": meta["importance"],
+        "importance_heuristic": meta.get("importance_heuristic", {}),
     }
     (out / "metrics.json").write_text(json.dumps(results, indent=2, default=str))
     write_report(results, cfg, command, out)

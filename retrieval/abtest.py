@@ -1,18 +1,22 @@
-"""Simulated online A/B test of the LLM candidate generator (paper 4.5, Table 6).
+"""Simulated online A/B test of the LLM candidate generator (paper 4.5, Table 6), with a heuristic control arm.
 
-Users with a prediction in the store are split by a salted hash of their id into control and
-treatment. Both arms are served by the same stack; control's generators are the two-tower and the
-popularity channels, treatment adds the LLM generator (two-tower search restricted to the user's
-LLM-predicted advertisers, read from Feast online features) with its own quota. The blend
-(:func:`retrieval.blend.blend`, LLM channel last, so treatment's blend extends control's) is scored
-by the trained ranking models through Feast online features (expected conversions per impression =
-P(ctcvr) + P(vtcvr)), and the top ``slots`` ads (at most ``per_advertiser_cap`` per advertiser) are
-shown each A/B day. Outcomes come from the world's ground truth (:mod:`retrieval.outcomes`) with
-common random numbers per (user, day, slot). Metrics per arm, with relative change, user-bootstrap
-95 % interval and permutation p-value (:mod:`retrieval.stats`): RoAS, conversions per user, CTR and
-distinct advertisers among a user's de-duplicated blended candidates; overall and for users with weak on-site signal.
+Users with a prediction in the store are split by a salted hash of their id into three arms (issue 18):
+``control`` (the two-tower and popularity channels), ``heuristic`` (the same plus the advertiser-filtered
+two-tower generator restricted to the heuristic control's advertisers) and ``llm`` (the same generator
+restricted to the LLM's advertisers), the two filtered generators at the same quota and read alike from
+Feast online features (``heuristic_predictions_online`` / ``llm_predictions_online``). The blend
+(:func:`retrieval.blend.blend`, the filtered channel last, so a filtered arm's blend extends control's)
+is scored by the trained ranking models through Feast online features (expected conversions per
+impression = P(ctcvr) + P(vtcvr)), and the top ``slots`` ads (at most ``per_advertiser_cap`` per
+advertiser) are shown each A/B day. Outcomes come from the world's ground truth
+(:mod:`retrieval.outcomes`) with common random numbers per (user, day, slot). Metrics per pair of arms
+(:data:`PAIRS`: heuristic vs control, LLM vs control, and LLM vs heuristic, the LLM's own value), with
+relative change, user-bootstrap 95 % interval and permutation p-value (:mod:`retrieval.stats`): RoAS,
+conversions per user, CTR and distinct advertisers among a user's de-duplicated blended candidates;
+overall and for users with weak on-site signal; split-sample and paired (every user simulated under
+every arm's policy).
 
-The serving stack of both arms is :class:`retrieval.serving.Serving`; the report of a run
+The serving stack of every arm is :class:`retrieval.serving.Serving`; the report of a run
 (``report.md``, ``ab.png``) is written by :func:`retrieval.ab_report.write_report`.
 """
 
@@ -22,6 +26,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -42,12 +47,20 @@ from retrieval.stats import Comparison, compare_groups, compare_paired
 log = logging.getLogger(__name__)
 
 METRICS = ("roas", "conversions_per_user", "ctr", "advertisers_per_user")
+ARMS = ("control", "heuristic", "llm")  # arm = the filtered generator it adds (none, heuristic, LLM)
+FILTERED = ("heuristic", "llm")  # the advertiser-filtered generators (retrieval.serving channels)
+# Paired comparisons of a run: name -> (reference arm, arm).
+PAIRS = {
+    "heuristic_vs_control": ("control", "heuristic"),
+    "llm_vs_control": ("control", "llm"),
+    "llm_vs_heuristic": ("heuristic", "llm"),
+}
 
 
-def arm_of(user_id: int, salt: str) -> str:
-    """'control' | 'treatment' by the parity of a salted blake2b hash of the user id."""
+def arm_of(user_id: int, salt: str, arms: Sequence[str] = ARMS) -> str:
+    """The user's arm: a salted blake2b hash of the user id modulo the number of arms (two arms: its parity)."""
     h = hashlib.blake2b(f"{salt}:{int(user_id)}".encode(), digest_size=8).digest()
-    return "treatment" if h[-1] & 1 else "control"
+    return arms[int.from_bytes(h, "big") % len(arms)]
 
 
 def slate(cands: list[Candidate], scores: dict[int, float], slots: int, cap: int) -> list[Candidate]:
@@ -79,7 +92,7 @@ def simulate_outcomes(
 
     Args:
         slates: user -> the ads shown each day (the user's features do not change inside the window).
-        arms: user -> 'control' | 'treatment'.
+        arms: user -> arm name.
         truth: the world's ground truth.
         days: the A/B days.
         prices: item id -> price (conversion value).
@@ -91,7 +104,7 @@ def simulate_outcomes(
     for u, shown in slates.items():
         imp = clicks = conv = 0
         value = cost = e_clicks = e_conv = e_value = 0.0
-        llm_imp = 0
+        llm_imp = heur_imp = 0
         for d in days:
             for s, c in enumerate(shown):
                 o = draw(
@@ -114,6 +127,7 @@ def simulate_outcomes(
                 e_conv += o.p_conversion
                 e_value += o.p_conversion * prices.get(c.item_id, 0.0)
                 llm_imp += c.source == "llm"
+                heur_imp += c.source == "heuristic"
         rows.append(
             {
                 "user_id": u,
@@ -128,6 +142,7 @@ def simulate_outcomes(
                     "distinct_advertisers"
                 ],
                 "llm_impressions": llm_imp,
+                "heuristic_impressions": heur_imp,
                 "exp_clicks": e_clicks,
                 "exp_conversions": e_conv,
                 "exp_value": e_value,
@@ -148,9 +163,13 @@ def _metric_columns(expected: bool) -> dict[str, tuple[str, str | None]]:
 
 
 def compare_arms(
-    per_user: pd.DataFrame, resamples: int, seed: int, expected: bool = False
+    per_user: pd.DataFrame,
+    resamples: int,
+    seed: int,
+    expected: bool = False,
+    arms: tuple[str, str] = ("control", "treatment"),
 ) -> dict[str, Comparison]:
-    """The four metrics, treatment versus control (ratios of per-user sums).
+    """The four metrics, the second arm versus the first (ratios of per-user sums).
 
     Args:
         per_user: :func:`simulate_outcomes` output.
@@ -158,9 +177,10 @@ def compare_arms(
         seed: their seed.
         expected: use each impression's expected click / conversion / value (the probabilities the
             draws used) instead of the drawn outcomes: the same comparison without the draw noise.
+        arms: (reference arm, compared arm) names in ``per_user['arm']``.
     """
-    c = per_user[per_user["arm"] == "control"]
-    t = per_user[per_user["arm"] == "treatment"]
+    c = per_user[per_user["arm"] == arms[0]]
+    t = per_user[per_user["arm"] == arms[1]]
     one_c, one_t = np.ones(len(c)), np.ones(len(t))
     out = {}
     for name, (num, den) in _metric_columns(expected).items():
@@ -204,23 +224,54 @@ def _latest_prediction_day(cfg: RetrievalConfig) -> date:
     return pd.Timestamp(max(col.to_pylist())).tz_convert(UTC).date()
 
 
+def _readings(
+    per_user: pd.DataFrame, cf: dict[str, pd.DataFrame], ref: str, arm: str, cfg: RetrievalConfig
+) -> dict[str, Any]:
+    """The six readings of arm versus ref: split-sample drawn / expected (all users, weak on-site users;
+    None when an arm has no user) and the paired counterfactual (every user under both policies)."""
+
+    def split(frame: pd.DataFrame, expected: bool) -> dict[str, Any] | None:
+        if not ({ref, arm} <= set(frame["arm"])):
+            return None
+        res = compare_arms(frame, cfg.ab_resamples, cfg.ab_seed, expected=expected, arms=(ref, arm))
+        return {k: asdict(v) for k, v in res.items()}
+
+    def paired(mask: np.ndarray) -> dict[str, Any]:
+        a, b = (cf[x][mask].reset_index(drop=True) for x in (ref, arm))
+        return {k: asdict(v) for k, v in compare_policies(a, b, cfg.ab_resamples, cfg.ab_seed).items()}
+
+    weak = per_user[per_user["weak_onsite"]]
+    weak_mask = cf[ref]["weak_onsite"].to_numpy()
+    return {
+        "overall": split(per_user, False),
+        "weak": split(weak, False),
+        "overall_expected": split(per_user, True),
+        "weak_expected": split(weak, True),
+        "paired_expected": paired(np.ones(len(weak_mask), dtype=bool)),
+        "paired_weak_expected": paired(weak_mask),
+    }
+
+
 def run_ab(
     cfg: RetrievalConfig,
     objectives: tuple[str, ...] = ("impression",),
     llm_quotas: tuple[int, ...] | None = None,
     aa: bool = False,
 ) -> dict[str, Any]:
-    """The A/B test and its sweeps (LLM quota x two-tower objective); writes ``<out>/ab/``.
+    """The three-arm A/B test and its sweeps (filtered-generator quota x two-tower objective); writes
+    ``<out>/ab/`` (``<out>/aa/`` for an A/A).
 
     Args:
         cfg: the retrieval configuration (models under ``cfg.out``, store, quotas, A/B settings).
         objectives: two-tower training objectives to serve with (a model per objective must exist).
-        llm_quotas: LLM-generator quotas to sweep; None: ``cfg.quotas['llm']`` only.
-        aa: serve treatment exactly like control (an A/A test: any "effect" is noise).
+        llm_quotas: quotas of the filtered generators (the heuristic's and the LLM's alike) to sweep;
+            None: ``cfg.quotas['llm']`` only.
+        aa: serve every arm exactly like control (an A/A test: any "effect" is noise).
 
     Returns:
-        ``{"runs": [{objective, llm_quota, overall: {metric: Comparison}, weak: {...}, ...}], ...}``,
-        also written to ``<out>/ab/ab.json`` with ``report.md`` and ``ab.png``.
+        ``{"days", "n_users", "runs": [{objective, llm_quota, aa, users, impression_share: {arm: share of
+        its impressions from its filtered generator}, llm_impression_share, pairs: {name of PAIRS: {reading:
+        {metric: Comparison}}}}], "seconds"}``, also written to ``ab.json``.
     """
     t0 = time.perf_counter()
     for o in objectives:
@@ -243,27 +294,32 @@ def run_ab(
     )
     arms = {u: arm_of(u, cfg.ab_salt) for u in users}
     log.info(
-        "A/B %s..%s: %d users (%d treatment)",
+        "A/B %s..%s: %d users (%s)",
         days[0],
         days[-1],
         len(users),
-        sum(a == "treatment" for a in arms.values()),
+        ", ".join(f"{a} {sum(x == a for x in arms.values())}" for a in ARMS),
     )
     runs = []
     for objective in objectives:
         serving = Serving(cfg, objective, now)
         cands = serving.candidates(users)
-        base_q = {k: v for k, v in cfg.quotas.items() if k != "llm"}
+        if not aa and not any(cands[u]["heuristic"] for u in users):
+            log.warning(
+                "no user has a heuristic-control list online: the heuristic arm is served like control"
+            )
+        base_q = {k: v for k, v in cfg.quotas.items() if k not in FILTERED}
         score_cache: dict[int, dict[int, float]] = {}
         for u in track(users, description=f"ranking candidates ({objective})"):
             allc = [c for lst in cands[u].values() for c in lst]
             score_cache[u] = serving.scores(u, [c.advertiser_id for c in allc])
         for q in quotas:
-            policy: dict[str, dict[int, list[Candidate]]] = {"control": {}, "treatment": {}}
-            blends: dict[str, dict[int, list[Candidate]]] = {"control": {}, "treatment": {}}
+            arm_quotas = {a: {**base_q, **({a: 0 if aa else q} if a in FILTERED else {})} for a in ARMS}
+            policy: dict[str, dict[int, list[Candidate]]] = {a: {} for a in ARMS}
+            blends: dict[str, dict[int, list[Candidate]]] = {a: {} for a in ARMS}
             for u in users:
-                for arm, llm_q in (("control", 0), ("treatment", 0 if aa else q)):
-                    blends[arm][u] = blend(cands[u], {**base_q, "llm": llm_q})
+                for arm in ARMS:
+                    blends[arm][u] = blend(cands[u], arm_quotas[arm])
                     policy[arm][u] = slate(blends[arm][u], score_cache[u], cfg.slots, cfg.per_advertiser_cap)
             per_user = simulate_outcomes(
                 {u: policy[arms[u]][u] for u in users},
@@ -274,65 +330,43 @@ def run_ab(
                 cfg,
                 {u: blends[arms[u]][u] for u in users},
             )
-            # Counterfactual (only a simulation can): every user under both policies, compared in pairs.
+            # Counterfactual (only a simulation can): every user under every policy, compared in pairs.
             cf = {
                 arm: simulate_outcomes(
                     policy[arm], dict.fromkeys(users, arm), truth, days, serving.prices, cfg, blends[arm]
                 )
-                for arm in policy
+                for arm in ARMS
             }
-            weak_mask = cf["control"]["weak_onsite"].to_numpy()
-            weak = per_user[per_user["weak_onsite"]]
-
-            def comp(frame: pd.DataFrame, expected: bool) -> dict[str, Any] | None:
-                if frame["arm"].nunique() < 2:
-                    return None
-                res = compare_arms(frame, cfg.ab_resamples, cfg.ab_seed, expected=expected)
-                return {k: asdict(v) for k, v in res.items()}
-
+            share = {}
+            for arm in FILTERED:
+                mine = per_user[per_user["arm"] == arm]
+                share[arm] = float(mine[f"{arm}_impressions"].sum() / max(1, mine["impressions"].sum()))
             run = {
                 "objective": objective,
                 "llm_quota": q,
                 "aa": aa,
-                "overall": comp(per_user, False),
-                "weak": comp(weak, False),
-                "overall_expected": comp(per_user, True),
-                "weak_expected": comp(weak, True),
-                "paired_expected": {
-                    k: asdict(v)
-                    for k, v in compare_policies(
-                        cf["control"], cf["treatment"], cfg.ab_resamples, cfg.ab_seed
-                    ).items()
-                },
-                "paired_weak_expected": {
-                    k: asdict(v)
-                    for k, v in compare_policies(
-                        cf["control"][weak_mask].reset_index(drop=True),
-                        cf["treatment"][weak_mask].reset_index(drop=True),
-                        cfg.ab_resamples,
-                        cfg.ab_seed,
-                    ).items()
-                },
-                "llm_impression_share": float(
-                    per_user.loc[per_user["arm"] == "treatment", "llm_impressions"].sum()
-                    / max(1, per_user.loc[per_user["arm"] == "treatment", "impressions"].sum())
-                ),
                 "users": {
-                    "control": int((per_user["arm"] == "control").sum()),
-                    "treatment": int((per_user["arm"] == "treatment").sum()),
+                    **{a: int((per_user["arm"] == a).sum()) for a in ARMS},
                     "weak": int(per_user["weak_onsite"].sum()),
                 },
+                "impression_share": share,
+                "llm_impression_share": share["llm"],
+                "pairs": {name: _readings(per_user, cf, ref, arm, cfg) for name, (ref, arm) in PAIRS.items()},
             }
             runs.append(run)
             log.info(
-                "A/B objective=%s llm_quota=%d: %s",
+                "A/B objective=%s quota=%d, paired expected conversions/user: %s",
                 objective,
                 q,
-                {k: round(v["rel_change"], 4) for k, v in run["overall"].items()},
+                {
+                    name: round(p["paired_expected"]["conversions_per_user"]["rel_change"], 4)
+                    for name, p in run["pairs"].items()
+                },
             )
     result = {
         "days": [d.isoformat() for d in days],
         "n_users": len(users),
+        "arms": list(ARMS),
         "runs": runs,
         "seconds": round(time.perf_counter() - t0, 1),
     }

@@ -1,7 +1,9 @@
 """Candidate generators: the LLM generator (paper 3.6.1) and the "existing" channels it complements.
 
 * :class:`LLMGenerator`: the two-tower user vector searches only items of the advertisers the LLM
-  predicted for the user (read from Feast online features, ``llm_predictions_online``).
+  predicted for the user (read from Feast online features, ``llm_predictions_online``); the same class,
+  named ``heuristic``, over the heuristic control's list (``heuristic_predictions_online``) is the control
+  arm's generator (issue 18).
 * :class:`TwoTowerGenerator`: the same model, unrestricted.
 * :class:`PopularityGenerator`: the catalogue's most converted / shown items, the same for everyone.
 
@@ -49,7 +51,8 @@ class TwoTowerGenerator:
 
 @dataclass
 class LLMGenerator:
-    """Top items by two-tower score among the items of the user's LLM-predicted advertisers only."""
+    """Top items by two-tower score among the items of the user's predicted advertisers only (the LLM's, or
+    the heuristic control's when named 'heuristic')."""
 
     index: ItemIndex  # item vectors
     item_advertiser: dict[int, int]  # item id -> advertiser id
@@ -88,11 +91,14 @@ class PopularityGenerator:
         return self.ranked[: max(k, 0)]
 
 
-def predicted_advertisers(cfg: StoreConfig, user_ids: Sequence[int]) -> dict[int, list[int]]:
-    """Each user's LLM-predicted advertiser ids from the online store (empty list: no prediction).
+def predicted_advertisers(
+    cfg: StoreConfig, user_ids: Sequence[int], service: str = "llm_predictions_online"
+) -> dict[int, list[int]]:
+    """Each user's predicted advertiser ids from the online store (empty list: no prediction): the LLM's,
+    or with ``service='heuristic_predictions_online'`` the heuristic control's.
 
     Raises:
         StoreUnavailable: the online store cannot be reached.
     """
-    rows = store.lookup(cfg, [int(u) for u in user_ids], "llm_predictions_online")
+    rows = store.lookup(cfg, [int(u) for u in user_ids], service)
     return {int(r["user_id"]): [int(a) for a in (r.get("advertiser_ids") or [])] for r in rows}

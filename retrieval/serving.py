@@ -1,8 +1,9 @@
 """The serving stack of the simulated A/B test: model, item index, candidate generators, rankers.
 
 :class:`Serving` loads the two-tower model of one objective (:func:`retrieval.model.load`), indexes
-its item vectors (:class:`retrieval.index.ItemIndex`), builds the three generators
-(:mod:`retrieval.generators`: two-tower, popularity over the last 28 days, LLM-restricted) and
+its item vectors (:class:`retrieval.index.ItemIndex`), builds the generators (:mod:`retrieval.generators`:
+two-tower, popularity over the last 28 days, and the advertiser-filtered two-tower twice: restricted to the
+heuristic control's advertisers and to the LLM's, each list read from its own Feast service) and
 loads the ranking models that score a user's candidates through Feast online features
 (:class:`ranking.serve.OnlineRanker`).
 """
@@ -38,6 +39,7 @@ class Serving:
         index = ItemIndex(item_ids, np.array([adv[int(i)] for i in item_ids]), vecs, cfg.index)
         self.two_tower = TwoTowerGenerator(index, adv)
         self.llm = LLMGenerator(index, adv)
+        self.heuristic = LLMGenerator(index, adv, name="heuristic")  # the same code over the control's list
         counts = rdata.interactions(cfg.data, "impression", now.date() - timedelta(days=28), now.date())
         conv = rdata.interactions(cfg.data, "conversion", now.date() - timedelta(days=28), now.date())
         pop = conv["item_id"].value_counts().astype(float) + 1e-3 * counts["item_id"].value_counts()
@@ -54,10 +56,12 @@ class Serving:
                 )
 
     def candidates(self, users: list[int]) -> dict[int, dict[str, list[Candidate]]]:
-        """Each user's candidates from every generator at its quota (LLM: the largest swept quota)."""
+        """Each user's candidates from every generator at its quota (the filtered ones, heuristic and LLM:
+        the largest swept quota)."""
         frame = rdata.online_user_features(self.cfg.store, users)
         vecs = self.model.embed_users(frame)
         preds = predicted_advertisers(self.cfg.store, users)
+        heur = predicted_advertisers(self.cfg.store, users, "heuristic_predictions_online")
         q = self.cfg.quotas
         llm_k = max([q.get("llm", 0), *self.cfg.sweep_llm_quotas])
         out = {}
@@ -66,6 +70,7 @@ class Serving:
             out[u] = {
                 "two_tower": self.two_tower.retrieve(v, 2 * q.get("two_tower", 0)),
                 "popularity": self.popularity.retrieve(2 * q.get("popularity", 0)),
+                "heuristic": self.heuristic.retrieve(v, heur.get(u, []), 2 * llm_k),
                 "llm": self.llm.retrieve(v, preds.get(u, []), 2 * llm_k),
             }
         return out

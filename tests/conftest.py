@@ -329,7 +329,8 @@ def _predictions(examples: pd.DataFrame, pool: pd.DataFrame, day: date) -> pd.Da
 
 @pytest.fixture(scope="session")
 def ranking_world(tmp_path_factory, spark) -> dict:
-    """A small world with behaviour, stats and predictions of two anchors in a fresh Feast repo."""
+    """A small world with behaviour, stats, predictions and heuristic-control lists of two anchors in a fresh
+    Feast repo."""
     from adprior import store as st
     from llm_predictor.data.compiled import load_examples, read_preset_pool
     from ranking.config import RankingConfig
@@ -338,10 +339,14 @@ def ranking_world(tmp_path_factory, spark) -> dict:
     data, ex, cfg = feast_world(
         tmp, RANKING_ANCHORS, users=150, advertisers=60, days=45, seed=11, impression_rate=6.0
     )
-    preds = {}
+    from adprior.controls import HeuristicConfig, write_heuristic
+
+    preds, heuristic = {}, {}
     for day in RANKING_ANCHORS:
         preds[day] = _predictions(load_examples(ex, day), read_preset_pool(ex, day), day)
         st.write_partition(cfg, "llm_predictions", preds[day], f"dt={day.isoformat()}")
+        # the consumers' control, by its real writer (adprior.controls), for the same users
+        heuristic[day] = write_heuristic(HeuristicConfig(examples=ex, day=day, store=cfg, data=data))
     st.apply(cfg)
     rcfg = RankingConfig(
         data=data,
@@ -352,4 +357,4 @@ def ranking_world(tmp_path_factory, spark) -> dict:
         bootstrap_resamples=60,
         threads=1,
     )
-    return {"data": data, "store": cfg, "cfg": rcfg, "preds": preds, "examples": ex}
+    return {"data": data, "store": cfg, "cfg": rcfg, "preds": preds, "heuristic": heuristic, "examples": ex}

@@ -90,7 +90,7 @@ def test_no_private_name_is_imported_across_modules() -> None:
 
 @pytest.mark.parametrize("package", ["ranking", "retrieval"])
 def test_consumers_import_only_the_core(package: str) -> None:
-    allowed = ("adprior.contracts", "adprior.io", "adprior.store", "world", package)
+    allowed = ("adprior.contracts", "adprior.io", "adprior.progress", "adprior.store", "world", package)
     if package == "retrieval":  # the simulated A/B test ranks its blended slate with the ranking models
         allowed += ("ranking.serve",)
     bad = [
@@ -98,7 +98,7 @@ def test_consumers_import_only_the_core(package: str) -> None:
         for p in sorted((ROOT / package).rglob("*.py"))
         for mod, name, line in _imports(p)
         if not any(mod == a or mod.startswith(a + ".") for a in allowed)
-        and not (mod == "adprior" and name in ("contracts", "io", "store"))
+        and not (mod == "adprior" and name in ("contracts", "io", "progress", "store"))
     ]
     assert not bad, f"{package}/ imports beyond the core:\n" + "\n".join(bad)
 
@@ -113,14 +113,14 @@ def test_world_is_the_bottom_floor() -> None:
     assert not bad, "world/ imports other packages of the project:\n" + "\n".join(bad)
 
 
-def test_llm_predictor_takes_only_contracts_and_io_from_adprior() -> None:
-    core = ("adprior.contracts", "adprior.io")
+def test_llm_predictor_takes_only_the_core_from_adprior() -> None:
+    core = ("adprior.contracts", "adprior.io", "adprior.progress")
     bad = [
         f"{p.relative_to(ROOT)}:{line}: {mod}"
         for p in sorted((ROOT / "llm_predictor").rglob("*.py"))
         for mod, name, line in _imports(p)
         if mod.split(".")[0] == "adprior"
         and mod not in core
-        and not (mod == "adprior" and name in ("contracts", "io"))
+        and not (mod == "adprior" and name in ("contracts", "io", "progress"))
     ]
     assert not bad, "llm_predictor/ imports adprior beyond its core:\n" + "\n".join(bad)

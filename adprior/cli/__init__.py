@@ -1,14 +1,14 @@
 """The ``adprior`` command line: one verb per stage, each a thin wrapper over a library function.
 
 Verbs live beside the stage they drive (``data``, ``train``, ``evaluate``, ``serve``, ``sid``,
-``consumers``); this face assembles them under one ``main`` group.
+``consumers``, ``controls``); this face assembles them under one ``main`` group.
 """
 
 from __future__ import annotations
 
 import click
 
-from adprior.cli import consumers, data, evaluate, serve, sid, train
+from adprior.cli import consumers, controls, data, evaluate, serve, sid, train
 from adprior.cli.options import setup_logging
 
 
@@ -32,6 +32,7 @@ for verb in (
     serve.materialize,
     serve.lookup,
     serve.nightly,
+    controls.heuristic,
     consumers.ranking,
     consumers.retrieval,
     sid.sid,

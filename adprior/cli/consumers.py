@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 @click.group()
 def ranking() -> None:
-    """ctcvr / vtcvr GBDT models on Feast features, with and without the LLM features (Table 5)."""
+    """ctcvr / vtcvr GBDT models on Feast features: baseline, + heuristic-list, + LLM features (Table 5)."""
 
 
 def _experiment_options(out: str, out_help: str) -> Callable[[Callable], Callable]:
@@ -63,18 +63,16 @@ def _ranking_config(data: Path, repo: Path, online: str, out: Path, resamples: i
 
 def _table5(cfg: RankingConfig) -> None:
     """Evaluate a trained ranking run, print Table 5 and where the report is."""
+    from ranking.evaluate import METRICS, delta_cell, table5_rows
     from ranking.train import evaluate
 
     results = evaluate(cfg, command_line())
-    t = Table(title="LLM features vs baseline: relative change on the test split (95% user-bootstrap CI)")
-    for c in ("task/library", "positives", "Δ Loss %", "Δ AUC %", "Δ PR-AUC %"):
+    t = Table(title="Table 5: relative change on the test split (95% user-bootstrap CI)")
+    for c in ("task/library", "row", "reference", "positives", "Δ Loss", "Δ AUC", "Δ PR-AUC"):
         t.add_column(c, justify="right")
-    for key, r in results["comparisons"].items():
-        cells = [
-            f"{r['delta_pct'][m]:+.2f} [{r['ci_pct'][m][0]:+.2f}, {r['ci_pct'][m][1]:+.2f}]"
-            for m in ("loss", "auc", "pr_auc")
-        ]
-        t.add_row(key, str(r["positives"]), *cells)
+    for key, label, ref, r in table5_rows(results):
+        cells = [delta_cell(r["delta_pct"][m], r["ci_pct"][m]) for m in METRICS]
+        t.add_row(key, label, ref, str(r["positives"]), *cells)
     console.print(t)
     console.print(f"report: {cfg.out / 'report.md'}")
 
@@ -100,7 +98,8 @@ def ranking_train(
     n_estimators: int,
     reuse_dataset: bool,
 ) -> None:
-    """Label impressions, join Feast features (both services), train xgboost + lightgbm, write Table 5."""
+    """Label impressions, join Feast features (baseline, heuristic, LLM services), train xgboost + lightgbm,
+    write Table 5 (three rows and the paired LLM-over-heuristic delta)."""
     from ranking.train import train
 
     cfg = _ranking_config(data, repo, online, out, resamples, start=start, end=end, n_estimators=n_estimators)
@@ -124,7 +123,11 @@ def ranking_eval(data: Path, repo: Path, online: str, out: Path, resamples: int)
 @click.option("--task", type=click.Choice(["ctcvr", "vtcvr"]), default="ctcvr", show_default=True)
 @click.option("--library", type=click.Choice(["xgboost", "lightgbm"]), default="lightgbm", show_default=True)
 @click.option(
-    "--features", "feature_set", type=click.Choice(["llm", "baseline"]), default="llm", show_default=True
+    "--features",
+    "feature_set",
+    type=click.Choice(["llm", "heuristic", "baseline"]),  # ranking.config.SERVICES
+    default="llm",
+    show_default=True,
 )
 @click.option("--user", type=int, required=True)
 @click.option(
@@ -225,7 +228,7 @@ def retrieval_train(
     "llm_quotas",
     type=int,
     multiple=True,
-    help="LLM generator quota(s) to sweep (repeat; default: the config's 50).",
+    help="Quota(s) of the filtered generators, heuristic and LLM alike, to sweep (repeat; default: 50).",
 )
 @click.option(
     "--ranking-models",
@@ -234,7 +237,7 @@ def retrieval_train(
     show_default=True,
     help="Trained ranking run that orders the blend ('none': no ranker).",
 )
-@click.option("--aa", is_flag=True, help="A/A: serve treatment like control (checks the harness).")
+@click.option("--aa", is_flag=True, help="A/A: serve every arm like control (checks the harness).")
 @click.option("--days", type=int, default=7, show_default=True)
 @click.option("--resamples", type=int, default=2000, show_default=True)
 def retrieval_ab(
@@ -249,7 +252,8 @@ def retrieval_ab(
     days: int,
     resamples: int,
 ) -> None:
-    """Simulated online A/B: control (two-tower + popularity) vs treatment (+ LLM generator)."""
+    """Simulated online A/B, three arms: control (two-tower + popularity), + the generator filtered to the
+    heuristic control's advertisers, + the same generator filtered to the LLM's (same quota)."""
     from adprior.store import StoreConfig
     from retrieval.ab_report import write_report
     from retrieval.abtest import run_ab
@@ -265,17 +269,20 @@ def retrieval_ab(
     )
     res = run_ab(cfg, objectives or ("impression",), llm_quotas or None, aa=aa)
     report = write_report(res, cfg, command_line(), Path(out) / ("aa" if aa else "ab"))
-    t = Table(title="A/B: treatment vs control (all users)")
-    for c in ("objective", "LLM quota", "RoAS", "conversions/user", "CTR", "advertisers/user"):
+    t = Table(title="A/B, three arms: paired counterfactual, expected outcomes (all users)")
+    for c in ("objective", "quota", "pair", "RoAS", "conversions/user", "CTR", "advertisers/user"):
         t.add_column(c, justify="right")
     for r in res["runs"]:
-        t.add_row(
-            r["objective"],
-            str(r["llm_quota"]),
-            *(
-                f"{r['overall'][m]['rel_change']:+.1%} (p={r['overall'][m]['p_value']:.3f})"
-                for m in ("roas", "conversions_per_user", "ctr", "advertisers_per_user")
-            ),
-        )
+        for name, p in r["pairs"].items():
+            c = p["paired_expected"]
+            t.add_row(
+                r["objective"],
+                str(r["llm_quota"]),
+                name,
+                *(
+                    f"{c[m]['rel_change']:+.1%} (p={c[m]['p_value']:.3f})"
+                    for m in ("roas", "conversions_per_user", "ctr", "advertisers_per_user")
+                ),
+            )
     console.print(t)
     console.print(f"report: {report}")

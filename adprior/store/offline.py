@@ -36,7 +36,7 @@ def write_partition(cfg: StoreConfig, table: str, df: pd.DataFrame | pa.Table, p
 
     Args:
         cfg: the store.
-        table: 'user_profile' | 'user_behavior' | 'advertiser_stats' | 'llm_predictions'.
+        table: a table of :data:`adprior.contracts.TABLE_SCHEMAS` ('user_behavior', 'llm_predictions', ...).
         df: the rows (pandas or pyarrow); see :func:`conform_table` for the checks.
         partition: file stem, e.g. ``dt=2026-06-15`` or ``all``.
 

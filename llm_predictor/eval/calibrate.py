@@ -70,11 +70,12 @@ def calibration_report(data: Path, examples: Path) -> dict:
         group += bool(g)
         category += bool(c)
     rest = max(1, n - in_hist)
-    base = Baselines(k=20).fit(train)
+    base = Baselines(k=20).fit(train, adv)
     rank = {
         "popularity": base.popularity(ev),
         "history": base.history(ev),
         "cooccurrence": base.cooccurrence(ev),
+        "heuristic": base.heuristic(ev),
         "oracle (true propensity)": oracle_rankings(data, ev),
     }
     labels = ev["label_advertiser_id"].tolist()

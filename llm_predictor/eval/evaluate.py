@@ -6,7 +6,8 @@
 * every LLM given (``EvalConfig.models``), and its prompt ablations (Table 4): prompt -> generate -> parse ->
   resolve -> de-duplicated advertiser IDs, with format and hallucination rates (:mod:`llm_predictor.eval.runs`);
 * precomputed predictions (a dict or a parquet file: user_id [, anchor_date], advertiser_ids);
-* the non-LLM baselines of :mod:`llm_predictor.eval.baselines` (popularity, history, co-occurrence) and the
+* the non-LLM baselines of :mod:`llm_predictor.eval.baselines` (popularity, history, co-occurrence, and the
+  consumers' control 'heuristic': history + brands + co-occurrence + popularity) and the
   LightGBM reranker of :mod:`llm_predictor.eval.reranker`, with its candidate-set ceiling;
 * the paper's "complementary" claim (:mod:`llm_predictor.eval.combine`): the same reranker with and without
   LLM features (and LLM candidates) on the same rows: 'gbdt' vs 'gbdt + llm'.
@@ -121,8 +122,9 @@ def evaluate(
 
     # --- non-LLM baselines -------------------------------------------------------------------------
     if cfg.baselines:
-        b = Baselines(k=kmax).fit(train)
-        for name in ("popularity", "history", "cooccurrence"):
+        # brand names map through the advertisers table or the train rows, never the eval labels
+        b = Baselines(k=kmax).fit(train, load_advertisers(cfg.data, train, pool_frames))
+        for name in ("popularity", "history", "cooccurrence", "heuristic"):
             ranked = getattr(b, name)(rows)
             methods[name] = {"kind": "baseline", "recall": scored(name, ranked)}
     if cfg.gbdt is not None and len(train):
@@ -155,8 +157,9 @@ def evaluate(
     for name, spec in loaded.items():
         if isinstance(spec, str):
             from llm_predictor.infer.decoding import load_model
+            from llm_predictor.shipped import resolve_model
 
-            model, tok = load_model(spec, cfg.device)
+            model, tok = load_model(resolve_model(spec), cfg.device)
         else:
             model, tok = spec
         run = run_llm(model, tok, rows, pool_names, resolver, cfg, interests)

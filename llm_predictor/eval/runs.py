@@ -22,10 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from adprior.progress import Progress
 from llm_predictor.eval.config import EvalConfig, output_format
 from llm_predictor.eval.rows import as_list
 
 log = logging.getLogger(__name__)
+PROGRESS_CHUNK = 32  # rows per generate call, so that progress (rows done, rate, ETA) moves
 
 
 @dataclass
@@ -91,7 +93,23 @@ def run_llm(
         prompts = [
             build_prompt(cfg.template, r, pools.get(str(r["anchor_date"])[:10], []), budget) for r in records
         ]
-        outs = generate(model, tokenizer, prompts, dec, allowed if dec.constrained else None, interests)
+        outs = []
+        # sampling seeds once per generate call: one call keeps its draws independent of the chunking
+        step = max(len(prompts), 1) if dec.strategy == "sample" else PROGRESS_CHUNK
+        with Progress(len(prompts), "eval generate", "rows", logger=log) as bar:
+            for start in range(0, len(prompts), step):
+                chunk = slice(start, start + step)
+                outs.extend(
+                    generate(
+                        model,
+                        tokenizer,
+                        prompts[chunk],
+                        dec,
+                        allowed[chunk] if dec.constrained else None,
+                        interests,
+                    )
+                )
+                bar.update(len(prompts[chunk]))
     seconds = time.perf_counter() - t0
     parse = {"single": parse_single, "list": parse_list}.get(fmt, parse_answer)
     run = LLMRun([], [], [], [], [], [], seconds)
@@ -156,16 +174,20 @@ def _engine_generate(
     for i, r in enumerate(records):
         by_date.setdefault(str(r["anchor_date"])[:10], []).append(i)
     outs: list[list[str]] = [[] for _ in records]
-    for day, idx in by_date.items():
-        prefix = shared_prefix(cfg.template, pools.get(day, []), budget.max_item_chars)
-        gens = engine.generate(
-            prefix,
-            [user_suffix(cfg.template, records[i], budget) for i in idx],
-            [allowed[i] for i in idx] if allowed is not None else None,
-            interests,
-        )
-        for i, g in zip(idx, gens, strict=True):
-            outs[i] = [g.text]
+    with Progress(len(records), "eval generate", "rows", logger=log) as bar:
+        for day, all_idx in by_date.items():
+            prefix = shared_prefix(cfg.template, pools.get(day, []), budget.max_item_chars)
+            for start in range(0, len(all_idx), PROGRESS_CHUNK):
+                idx = all_idx[start : start + PROGRESS_CHUNK]
+                gens = engine.generate(
+                    prefix,
+                    [user_suffix(cfg.template, records[i], budget) for i in idx],
+                    [allowed[i] for i in idx] if allowed is not None else None,
+                    interests,
+                )
+                for i, g in zip(idx, gens, strict=True):
+                    outs[i] = [g.text]
+                bar.update(len(idx))
     log.info(
         "eval engine: %d prompt tokens, %d computed (prefix cache), %d generated",
         engine.stats["prompt_tokens"],

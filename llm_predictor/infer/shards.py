@@ -35,10 +35,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from adprior.contracts import PREDICTION_SCHEMA
 from adprior.io import atomic_write_parquet, atomic_write_text
+from adprior.progress import Progress
 from llm_predictor.eval.stats import mean_pairwise_jaccard
 from llm_predictor.infer.engines import EngineConfig, model_path
 from llm_predictor.infer.plan import SHARD_INPUT_SCHEMA, InferConfig, plan, shard_problem
@@ -215,15 +215,6 @@ def _run_ray(cfg: InferConfig, pending: list[int]) -> Iterator[dict[str, Any]]:
     yield from out.iter_rows()
 
 
-def progress_line(done: int, total: int, run_now: int, seconds: float) -> str:
-    """``users done / total, rate, ETA`` of a run; the rate counts only the users run in this process
-    (``run_now`` in ``seconds``), so a resumed run's committed shards do not inflate it."""
-    rate = run_now / seconds if seconds > 0 else 0.0
-    eta = (total - done) / rate if rate > 0 else float("inf")
-    eta_text = "?" if eta == float("inf") else f"{int(eta) // 60}m{int(eta) % 60:02d}s"
-    return f"{done}/{total} users ({100 * done / max(total, 1):.0f} %), {rate:.3f} users/s, ETA {eta_text}"
-
-
 # --------------------------------------------------------------------------------------------------
 # Merge and write
 # --------------------------------------------------------------------------------------------------
@@ -321,13 +312,11 @@ def run_inference(cfg: InferConfig) -> dict[str, Any]:
     if pending:
         runner = _run_ray if cfg.runner == "ray" else _run_local
         total, before = manifest["n_users"], min(done * cfg.shard_size, manifest["n_users"])
-        with tqdm(total=total, initial=before, desc=f"infer {cfg.day}", unit="user", disable=None) as bar:
+        # every committed shard of every actor counts; without a terminal one line per shard (every_s=0)
+        with Progress(total, f"infer {cfg.day}", "users", initial=before, every_s=0, logger=log) as bar:
             for r in runner(cfg, pending):
                 users_run += int(r["users"])
                 bar.update(int(r["users"]))
-                if bar.disable:  # no terminal (a scheduler, CI, a log file): one line per committed shard
-                    seconds = time.perf_counter() - t_inf
-                    log.info("%s: %s", cfg.day, progress_line(before + users_run, total, users_run, seconds))
     infer_seconds = time.perf_counter() - t_inf
     table, stats = merge_outputs(d, n_shards)
     out_path = Path(cfg.predictions) / f"dt={cfg.day.isoformat()}.parquet"

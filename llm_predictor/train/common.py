@@ -5,7 +5,8 @@
 * :func:`score_labelled_only`: on CPU, TRL 1.16's fused LM head scores every prompt position over the whole
   vocabulary; the runs patch that switch for their duration so that only labelled (completion) positions are
   scored (identical values, an order of magnitude faster GRPO steps with long prompts).
-* :func:`step_timer` / :func:`timing`: wall time of every optimizer step.
+* :func:`step_timer` / :func:`timing`: wall time of every optimizer step; each log record is logged with
+  steps done / total, the rate and the ETA.
 * :func:`run_trainer`: ``trainer.train()`` (resumed, patched as above), timed.
 * :func:`finish_run`: adds the parameter counts; with a LoRA adapter, it is merged into the base weights
   before saving, so every stage reads and writes a plain Hugging Face model folder (the adapter alone is
@@ -27,6 +28,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from adprior.progress import progress_line
 
 if TYPE_CHECKING:
     from llm_predictor.train.config import GRPORunConfig, SFTRunConfig
@@ -113,7 +116,14 @@ def step_timer(name: str) -> Any:
         def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
             if logs:
                 shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()}
-                log.info("%s step %d/%d: %s", name, state.global_step, state.max_steps, shown)
+                done = progress_line(
+                    state.global_step,
+                    state.max_steps,
+                    len(self.step_seconds),  # steps of this process (a resumed run's earlier ones excluded)
+                    sum(self.step_seconds),
+                    "steps",
+                )
+                log.info("%s %s: %s", name, done, shown)
 
     return StepTimer()
 

@@ -115,7 +115,19 @@ def test_feature_views_read_their_contract_tables(repo):
     assert mismatches(repo, TABLE_SCHEMAS) == []
     read = {contract_table(fv.batch_source) for fv in repo.feature_views}
     assert read == set(TABLE_SCHEMAS)  # every contract table feeds a view, every view a contract table
-    assert len(repo.feature_views) == 5
+    assert len(repo.feature_views) == 7  # two prediction views per predictor (llm, heuristic)
+    by_table: dict[str, list[str]] = {}
+    for fv in repo.feature_views:
+        by_table.setdefault(contract_table(fv.batch_source) or "", []).append(fv.name)
+    assert sorted(by_table["heuristic_predictions"]) == [
+        "heuristic_advertiser_predictions",
+        "heuristic_user_interests",
+    ]
+    views = {fv.name: fv for fv in repo.feature_views}
+    for kind in ("advertiser_predictions", "user_interests"):  # one definition, two sources
+        llm, heur = views[f"llm_{kind}"], views[f"heuristic_{kind}"]
+        assert [(f.name, f.dtype) for f in llm.features] == [(f.name, f.dtype) for f in heur.features]
+        assert (llm.ttl, llm.entities) == (heur.ttl, heur.entities)
 
 
 def test_a_field_renamed_on_either_side_fails(repo):

@@ -271,12 +271,15 @@ def test_feast_cli_apply_both_yamls(tmp_path, redis_srv, monkeypatch):
         cfg = st.StoreConfig(repo=repo, online=online)
         fs = st.get_store(cfg)
         assert sorted(s.name for s in fs.list_feature_services()) == [
+            "heuristic_predictions_online",
             "llm_predictions_online",
             "ranking_baseline",
+            "ranking_heuristic",
             "ranking_llm",
         ]
         assert sorted(v.name for v in fs.list_on_demand_feature_views()) == [
             "behavior_candidate_features",
+            "heuristic_candidate_features",
             "llm_candidate_features",
         ]
     assert not list(repo.rglob("__pycache__"))

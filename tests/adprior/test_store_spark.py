@@ -82,6 +82,7 @@ def test_spark_apply_registers_spark_sources(repos):
         assert src.path == str(repo / "data" / "offline" / table)  # absolute: Spark resolves against cwd
     assert sorted(v.name for v in spark_fs.list_on_demand_feature_views()) == [
         "behavior_candidate_features",
+        "heuristic_candidate_features",
         "llm_candidate_features",
     ]
     for name in ("registry.db", "registry_spark.db", "online_store.db", "online_store_spark.db"):
@@ -93,9 +94,11 @@ def test_spark_apply_without_offline_data(tmp_path):
     repo = copy_repo(tmp_path / "feature_repo")
     cfg = st.StoreConfig(repo=repo, offline="spark")
     st.apply(cfg)
-    assert len(st.get_store(cfg).list_feature_views()) == 5
+    assert len(st.get_store(cfg).list_feature_views()) == 7
     assert st.materialize(cfg, end=END)["no_offline_data"] == [
         "advertiser_stats",
+        "heuristic_advertiser_predictions",
+        "heuristic_user_interests",
         "llm_advertiser_predictions",
         "llm_user_interests",
         "user_behavior",

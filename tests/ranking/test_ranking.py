@@ -1,9 +1,11 @@
-"""ranking/: impression labels (Spark), the Feast training set (point in time), GBDT training, Table 5,
-and the online scoring path, on real parts: a simulated world, Spark, a Feast repo with SQLite.
+"""ranking/: impression labels (Spark), the Feast training set (point in time), GBDT training, Table 5
+(baseline / + heuristic-list / + LLM features), and the online scoring path, on real parts: a simulated
+world, Spark, a Feast repo with SQLite.
 
 Predictions in the store are written directly (PREDICTION_SCHEMA rows that list each user's past
 advertisers and then the day's preset pool): the ranking stage reads a predictions table, whichever
-model wrote it, and the LLM itself is exercised by the inference tests.
+model wrote it, and the LLM itself is exercised by the inference tests. The heuristic control's lists are
+written by its real writer (adprior.controls) for the same users.
 """
 
 from __future__ import annotations
@@ -185,12 +187,32 @@ def test_training_set_is_point_in_time(world, trained):
             assert r.n_active_advertisers == len(ex.loc[r.user_id, "active_advertiser_ids"])
 
 
-def test_both_services_share_rows_and_differ_only_by_llm_features(world, trained):
+def test_services_share_rows_and_differ_only_by_predictor_features(world, trained):
     base = pd.read_parquet(world["cfg"].out / "dataset" / "baseline.parquet")
+    heur = pd.read_parquet(world["cfg"].out / "dataset" / "heuristic.parquet")
     llm = trained["dataset"]
-    assert base["impression_id"].equals(llm["impression_id"])
-    extra = set(llm.columns) - set(base.columns)
-    assert extra and all(c.startswith("llm_") for c in extra)
+    for frame, prefix in ((llm, "llm_"), (heur, "heuristic_")):
+        assert base["impression_id"].equals(frame["impression_id"])
+        extra = set(frame.columns) - set(base.columns)
+        assert extra and all(c.startswith(prefix) for c in extra)
+        assert [c.removeprefix(prefix) for c in sorted(extra)] == [
+            c.removeprefix("llm_") for c in sorted(set(llm.columns) - set(base.columns))
+        ]  # the same candidate features over the two sources
+
+
+def test_heuristic_features_are_point_in_time(world):
+    heur = pd.read_parquet(world["cfg"].out / "dataset" / "heuristic.parquet")
+    lists = {
+        day: pd.read_parquet(s["output"]).set_index("user_id")["advertiser_ids"]
+        for day, s in world["heuristic"].items()
+    }
+    assert all(s["users"] == len(world["preds"][d]) for d, s in world["heuristic"].items())  # same users
+    for r in heur.sample(n=200, random_state=1).itertuples():
+        known = [d for d in ANCHORS if utc_midnight(d + timedelta(days=1)) <= r.event_timestamp]
+        have = [d for d in known if r.user_id in lists[d].index]
+        ids = list(lists[max(have)].loc[r.user_id]) if have else []
+        assert r.heuristic_has_prediction == (1 if have else 0)
+        assert r.heuristic_rank == (ids.index(r.advertiser_id) + 1 if r.advertiser_id in ids else 0)
 
 
 # ------------------------------------------------------------------------------------ train + eval
@@ -205,8 +227,20 @@ def test_train_writes_models_predictions_and_table5(world, trained):
         for m in ("loss", "auc", "pr_auc"):
             lo, hi = r["ci_pct"][m]
             assert lo <= r["delta_pct"][m] <= hi or np.isnan(r["delta_pct"][m])
+    assert set(res["controls"]) == set(res["comparisons"])  # Table 5's three rows, and LLM over heuristic
+    for key, c in res["controls"].items():
+        assert c["heuristic"]["baseline"] == res["comparisons"][key]["baseline"]  # the same rows and model
+        assert c["llm_vs_heuristic"]["llm"] == res["comparisons"][key]["llm"]
+        assert c["llm_vs_heuristic"]["heuristic"] == c["heuristic"]["heuristic"]
+        for r in c.values():
+            for m in ("loss", "auc", "pr_auc"):
+                lo, hi = r["ci_pct"][m]
+                assert lo <= r["delta_pct"][m] <= hi or np.isnan(r["delta_pct"][m])
     report = (cfg.out / "report.md").read_text()
-    assert "Table 5" in report and "| ctcvr | xgboost |" in report and "| vtcvr | lightgbm |" in report
+    assert "Table 5" in report and "| ctcvr | xgboost | + LLM features | baseline |" in report
+    for label in ("+ heuristic-list features | baseline", "LLM over heuristic (paired) | heuristic"):
+        assert f"| vtcvr | lightgbm | {label} |" in report
+    assert "heuristic_rank" in trained["info"]["importance_heuristic"]["ctcvr/lightgbm"]
     assert (cfg.out / "table5.png").stat().st_size > 10_000
     imp = trained["info"]["importance"]["ctcvr/lightgbm"]
     assert abs(sum(imp.values()) - 1) < 1e-6 and "llm_rank" in imp

@@ -1,5 +1,6 @@
-"""retrieval.abtest + retrieval.outcomes: arm assignment, slates, outcome draws from a real simulated
-world's ground truth, and the A/A property (no effect found when treatment equals control)."""
+"""retrieval.abtest + retrieval.outcomes: arm assignment (three arms: control, heuristic, LLM; or any
+tuple), slates, outcome draws from a real simulated world's ground truth, and the A/A property (no effect
+found when treatment equals control)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrieval.abtest import arm_of, compare_arms, simulate_outcomes, slate
+from retrieval.abtest import ARMS, arm_of, compare_arms, simulate_outcomes, slate
 from retrieval.blend import Candidate
 from retrieval.config import RetrievalConfig
 from retrieval.outcomes import Truth, draw, window
@@ -24,11 +25,18 @@ def truth(tmp_path_factory) -> Truth:
     return Truth.load(root)
 
 
+TWO = ("control", "treatment")
+
+
 def test_arm_assignment_is_stable_and_balanced():
-    arms = [arm_of(u, "s") for u in range(4000)]
-    assert arms == [arm_of(u, "s") for u in range(4000)]
-    assert 0.45 < np.mean([a == "treatment" for a in arms]) < 0.55
-    assert arms != [arm_of(u, "other salt") for u in range(4000)]
+    arms = [arm_of(u, "s") for u in range(6000)]
+    assert arms == [arm_of(u, "s") for u in range(6000)]
+    assert set(arms) == set(ARMS) == {"control", "heuristic", "llm"}
+    for a in ARMS:
+        assert 0.30 < np.mean([x == a for x in arms]) < 0.37
+    assert arms != [arm_of(u, "other salt") for u in range(6000)]
+    two = [arm_of(u, "s", TWO) for u in range(4000)]
+    assert 0.45 < np.mean([a == "treatment" for a in two]) < 0.55
 
 
 def test_slate_orders_by_score_and_caps_advertisers():
@@ -73,7 +81,7 @@ def test_aa_finds_no_effect_in_most_seeds(truth):
     p_values, effects = [], []
     for seed in range(12):
         cfg = RetrievalConfig(ab_seed=seed, ad_effect=1.0)
-        arms = {u: arm_of(u, f"aa-{seed}") for u in users}
+        arms = {u: arm_of(u, f"aa-{seed}", TWO) for u in users}
         per_user = simulate_outcomes(slates, arms, truth, days, prices, cfg)
         res = compare_arms(per_user, resamples=300, seed=seed)
         p_values.append(res["conversions_per_user"].p_value)
@@ -86,7 +94,7 @@ def test_aa_finds_no_effect_in_most_seeds(truth):
 def test_a_real_effect_is_detected(truth):
     days = window(truth, truth.days[-7], 7)
     users = sorted({u for (u, _) in truth.propensity})
-    arms = {u: arm_of(u, "effect") for u in users}
+    arms = {u: arm_of(u, "effect", TWO) for u in users}
     slates = {}
     for u in users:
         m = truth.propensity.get((u, days[0]), {})
@@ -100,3 +108,30 @@ def test_a_real_effect_is_detected(truth):
     assert per_user.loc[per_user.arm == "control", "conversions"].sum() == 0
     res = compare_arms(per_user, resamples=300, seed=0)
     assert res["roas"].treatment > 0 and res["roas"].p_value < 0.01
+
+
+def test_three_arms_are_compared_in_pairs(truth):
+    days = window(truth, truth.days[-7], 7)
+    users = sorted({u for (u, _) in truth.propensity})
+    arms = {u: arm_of(u, "three") for u in users}
+    slates = {}
+    for u in users:
+        m = truth.propensity.get((u, days[0]), {})
+        ranked = sorted(m, key=m.get, reverse=True)
+        # control: unknown advertisers; heuristic: the user's 6th-10th most likely; llm: the top 5
+        advs = {"control": [-1] * 5, "heuristic": ranked[5:10], "llm": ranked[:5]}[arms[u]]
+        slates[u] = [Candidate(i, a, 0.0, arms[u]) for i, a in enumerate(advs)]
+    per_user = simulate_outcomes(
+        slates, arms, truth, days, {i: 10.0 for i in range(5)}, RetrievalConfig(ad_effect=1.0)
+    )
+    assert (per_user.loc[per_user.arm == "heuristic", "heuristic_impressions"] > 0).all()
+    assert per_user.loc[per_user.arm != "llm", "llm_impressions"].sum() == 0
+    n = per_user["arm"].value_counts()
+    hc = compare_arms(per_user, resamples=200, seed=0, expected=True, arms=("control", "heuristic"))
+    lh = compare_arms(per_user, resamples=200, seed=0, expected=True, arms=("heuristic", "llm"))
+    c = hc["conversions_per_user"]
+    assert (
+        c.control == 0 and c.treatment > 0 and (c.n_control, c.n_treatment) == (n["control"], n["heuristic"])
+    )
+    c = lh["conversions_per_user"]
+    assert c.rel_change > 0 and c.ci_low <= c.rel_change <= c.ci_high and c.n_treatment == n["llm"]

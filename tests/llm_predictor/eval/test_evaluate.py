@@ -174,6 +174,8 @@ def test_baselines_perfect_llm_and_gbdt(world, tmp_path):
     # history: the newest past advertiser is the label exactly for users with user_id % 4 != 0
     expect = round(float((ev["user_id"] % 4 != 0).mean()), 4)
     assert m["history"]["recall"]["V1"]["R@1"] == expect
+    # the consumers' control: history first, so at least history's R@1; a baseline row of its own
+    assert m["heuristic"]["kind"] == "baseline" and m["heuristic"]["recall"]["V1"]["R@1"] == expect
     v0 = ev[ev["in_v0"]]
     assert m["history"]["recall"]["V0"]["R@1"] == round(float((v0["user_id"] % 4 != 0).mean()), 4)
     # the reranker learns "newest past advertiser" and beats popularity by far
@@ -184,7 +186,7 @@ def test_baselines_perfect_llm_and_gbdt(world, tmp_path):
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert saved["methods"]["perfect"]["recall"]["V1"]["R@1"] == 1.0
     md = (tmp_path / "eval.md").read_text()
-    assert "Command: `" in md and "| gbdt |" in md and "V0 R@20" in md
+    assert "Command: `" in md and "| gbdt |" in md and "| heuristic |" in md and "V0 R@20" in md
 
 
 def _informative_llm(df, hit_rate: float, seed: int = 1) -> dict[int, list[int]]:

@@ -18,7 +18,7 @@ import pytest
 from adprior.contracts import PREDICTION_SCHEMA
 from llm_predictor.data.compiled import load_examples
 from llm_predictor.infer.plan import InferConfig
-from llm_predictor.infer.shards import event_timestamp, progress_line, run_inference
+from llm_predictor.infer.shards import event_timestamp, run_inference
 from tests.conftest import compiled_world, infer_argv, infer_config, prediction_rows
 
 X = date(2026, 6, 22)
@@ -144,10 +144,3 @@ def test_ray_no_progress_timeout_and_worker_priority(world, tmp_path, tiny_model
     finally:
         ray.shutdown()
     assert prediction_rows(Path(done["output"])) == prediction_rows(Path(ref["output"]))
-
-
-def test_progress_line_rate_and_eta() -> None:
-    assert progress_line(50, 200, 50, 100.0) == "50/200 users (25 %), 0.500 users/s, ETA 5m00s"
-    # a resumed run: 100 users were committed before, 20 run now in 10 s -> the rate counts only those 20
-    assert progress_line(120, 200, 20, 10.0) == "120/200 users (60 %), 2.000 users/s, ETA 0m40s"
-    assert progress_line(0, 10, 0, 0.0) == "0/10 users (0 %), 0.000 users/s, ETA ?"
