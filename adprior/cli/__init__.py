@@ -10,6 +10,7 @@ import click
 
 from adprior.cli import consumers, controls, data, evaluate, serve, sid, train
 from adprior.cli.options import setup_logging
+from adprior.threads import passive_wait
 
 
 @click.group()
@@ -17,6 +18,7 @@ from adprior.cli.options import setup_logging
 def main(verbose: bool) -> None:
     """adprior: a fine-tuned LLM as a complementary advertiser predictor for an ads system."""
     setup_logging(verbose)
+    passive_wait()  # before any verb loads torch / OpenMP: idle OpenMP threads sleep (adprior.threads)
 
 
 for verb in (

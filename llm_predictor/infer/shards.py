@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from adprior.contracts import PREDICTION_SCHEMA
 from adprior.io import atomic_write_parquet, atomic_write_text
 from adprior.progress import Progress
+from adprior.threads import configure
 from llm_predictor.eval.stats import mean_pairwise_jaccard
 from llm_predictor.infer.engines import EngineConfig, model_path
 from llm_predictor.infer.plan import SHARD_INPUT_SCHEMA, InferConfig, plan, shard_problem
@@ -63,13 +64,13 @@ class ShardWorker:
     """Holds one engine and a name resolver; turns shard inputs into committed shard outputs."""
 
     def __init__(self, engine: dict[str, Any], day_dir: str, data: str | None, threads: int = 0) -> None:
-        import torch
-
+        """``threads``: the worker's CPU share (``cpus_per_worker``); the engine's explicit ``threads``
+        wins, else the cores free of other processes right now, at most ``threads``
+        (:func:`adprior.threads.configure`, which also sets OMP_NUM_THREADS for vLLM's engine process)."""
         from llm_predictor.data.resolver import AdvertiserResolver
         from llm_predictor.infer.backends import make_engine
 
-        if threads > 0:
-            torch.set_num_threads(threads)
+        configure(engine.get("threads"), cap=threads if threads > 0 else None)
         self.engine = make_engine(EngineConfig(**engine))
         self.day_dir = Path(day_dir)
         self.manifest = json.loads((self.day_dir / "manifest.json").read_text())

@@ -7,7 +7,8 @@
   scored (identical values, an order of magnitude faster GRPO steps with long prompts).
 * :func:`step_timer` / :func:`timing`: wall time of every optimizer step; each log record is logged with
   steps done / total, the rate and the ETA.
-* :func:`run_trainer`: ``trainer.train()`` (resumed, patched as above), timed.
+* :func:`run_trainer`: ``trainer.train()`` (resumed, patched as above, on CPU with the threads of
+  :func:`adprior.threads.configure`), timed.
 * :func:`finish_run`: adds the parameter counts; with a LoRA adapter, it is merged into the base weights
   before saving, so every stage reads and writes a plain Hugging Face model folder (the adapter alone is
   saved too, under ``output_dir/adapter``); then
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adprior.progress import progress_line
+from adprior.threads import configure
 
 if TYPE_CHECKING:
     from llm_predictor.train.config import GRPORunConfig, SFTRunConfig
@@ -180,6 +182,10 @@ def run_metrics(
 def run_trainer(trainer: Any, cfg: SFTRunConfig | GRPORunConfig) -> tuple[Any, float, bool]:
     """``trainer.train()`` from :func:`resume_checkpoint`, inside :func:`score_labelled_only` when
     ``cfg.cpu_score_labelled_only``: TRL's result, the wall seconds and whether the patch was active."""
+    import torch
+
+    if not torch.cuda.is_available():
+        configure(cfg.threads)  # the cores free of other processes (adprior.threads), or cfg.threads
     t0 = time.perf_counter()
     with score_labelled_only(cfg.cpu_score_labelled_only) as compact:
         result = trainer.train(resume_from_checkpoint=resume_checkpoint(cfg))

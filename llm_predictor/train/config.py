@@ -239,6 +239,7 @@ class SFTRunConfig:
     budget_tokens: int = DEFAULT_USER_TOKENS  # token budget of the per-user prompt part (PromptBudget)
     max_train_examples: int | None = None  # cap on labelled rows (a seeded sample, sft.seed); None = all
     cpu_score_labelled_only: bool = True  # on CPU, score only positions with labels (see score_labelled_only)
+    threads: int | None = None  # torch CPU threads; None = the cores free of other processes at start
     group_by_date: bool = True  # micro-batches of one anchor date (shared preset pool), seeded order
     share_prefix: bool = True  # run a micro-batch's shared prompt prefix once (train.prefix; needs grouping)
     save: bool = True  # save the trained (merged) model and tokenizer into sft.output_dir
@@ -272,6 +273,7 @@ class GRPORunConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)  # eq. 1-5 parameters (paper defaults)
     max_train_examples: int | None = None  # cap on labelled rows (a seeded sample, grpo.seed); None = all
     cpu_score_labelled_only: bool = True  # on CPU, score only completion positions (see score_labelled_only)
+    threads: int | None = None  # torch CPU threads; None = the cores free of other processes at start
     save: bool = True  # save the trained (merged) model and tokenizer into grpo.output_dir
     resume: bool = False  # continue from the newest output_dir/checkpoint-N (same config); none: start fresh
 
