@@ -9,8 +9,10 @@ Variants (each a fresh ``train_sft`` / ``train_grpo`` call on the same rows):
   (``llm_predictor.train.prefix``): the before/after pair, same rows, same order, same loss curve;
 * ``sft-lora-random`` / ``sft-lora`` / ``sft-lora-prefix``: the same three with a LoRA adapter (r 16 on all
   linear layers);
-* ``grpo``: GRPO (grpo_text, reward of paper eq. 1-5), all weights, ``--grpo-batch`` prompts x
-  ``--num-generations`` completions of at most ``--max-completion-length`` tokens per step.
+* ``grpo-plain``: GRPO (grpo_text, reward of paper eq. 1-5), all weights, ``--grpo-batch`` prompts x
+  ``--num-generations`` completions of at most ``--max-completion-length`` tokens per step, TRL's scoring
+  (every completion runs its whole prompt);
+* ``grpo``: the same with each prompt scored once for all its completions (``train.prefix``).
 
 Each runs ``--warmup`` untimed steps and then ``--steps`` timed optimizer steps; a step's time is the wall
 time from the Trainer's step start to its end (GRPO: generation, reward, forward and backward). Reported:
@@ -59,6 +61,7 @@ VARIANTS = (
     "sft-lora-random",
     "sft-lora",
     "sft-lora-prefix",
+    "grpo-plain",
     "grpo",
 )
 
@@ -147,6 +150,7 @@ def run_variant(
                 **trl_args,
             ),
             max_prompt_length=args.max_length,
+            share_prefix=name != "grpo-plain",
             **common,
         )
         m = train_grpo(cfg, examples_df=df, preset_pool=pools)

@@ -274,6 +274,7 @@ class GRPORunConfig:
     max_train_examples: int | None = None  # cap on labelled rows (a seeded sample, grpo.seed); None = all
     cpu_score_labelled_only: bool = True  # on CPU, score only completion positions (see score_labelled_only)
     threads: int | None = None  # torch CPU threads; None = the cores free of other processes at start
+    share_prefix: bool = True  # score each prompt once for all its completions (train.prefix)
     save: bool = True  # save the trained (merged) model and tokenizer into grpo.output_dir
     resume: bool = False  # continue from the newest output_dir/checkpoint-N (same config); none: start fresh
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from llm_predictor.train import common
+from llm_predictor.train import common, prefix
 from llm_predictor.train.config import GRPORunConfig
 from llm_predictor.train.datasets import grpo_dataset, prepare_run_data
 from llm_predictor.train.rewards import make_reward
@@ -65,9 +65,8 @@ def build_grpo_trainer(
     Returns:
         The trainer.
     """
-    from trl import GRPOTrainer
-
-    return GRPOTrainer(
+    trainer_class = prefix.prefix_sharing_grpo_trainer(cfg.share_prefix)
+    return trainer_class(
         model=common.resolve_model(cfg.model),
         reward_funcs=reward_funcs if reward_funcs is not None else [make_reward(cfg.reward)],
         args=cfg.grpo,

@@ -36,17 +36,22 @@ MIN_SHARED_PREFIX = 16  # shorter shared prefixes are not worth a second forward
 
 
 def shared_prefix_length(input_ids: Any, attention_mask: Any, labels: Any | None = None) -> int:
-    """Length of the longest leading run of positions where every row has the same token, is attended
-    and has no label; at most ``T - 1`` (a suffix of at least one position remains). 0 for one row."""
+    """Length of the longest leading run of positions where every row has the same token and the same
+    attention mask value (a left pad shared by all rows is shared too), ending at least one position before
+    the first labelled one; at most ``T - 1`` (a suffix of at least one position remains). 0 for one row."""
     batch, length = input_ids.shape
     if batch < 2 or length < 2:
         return 0
-    same = (input_ids == input_ids[:1]).all(dim=0) & attention_mask.bool().all(dim=0)
-    if labels is not None:
-        same &= (labels == IGNORE_INDEX).all(dim=0)
+    same = (input_ids == input_ids[:1]).all(dim=0) & (attention_mask == attention_mask[:1]).all(dim=0)
     differs = (~same).nonzero()
     prefix = int(differs[0, 0]) if len(differs) else length
-    return min(prefix, length - 1)
+    if labels is not None:
+        # the first suffix position must be unlabelled: its token is predicted from the prefix's last
+        # position, whose logits the suffix pass does not compute
+        labelled = (labels != IGNORE_INDEX).any(dim=0).nonzero()
+        if len(labelled):
+            prefix = min(prefix, int(labelled[0, 0]) - 1)
+    return max(0, min(prefix, length - 1))
 
 
 def message_chars(row: dict[str, Any]) -> int:
@@ -124,6 +129,77 @@ def prefix_sharing_sft_trainer(share: bool = True) -> type:
             )
 
     return PrefixSharingSFTTrainer
+
+
+def prefix_sharing_grpo_trainer(share: bool = True) -> type:
+    """``trl.GRPOTrainer`` whose log-probabilities run each prompt once for all of its completions.
+
+    TRL scores a micro-batch of completions as ``model(prompt + completion)`` per row, so a prompt of ~1000
+    tokens runs once per completion of its group (``num_generations``). Here the rows are cut into runs of
+    the same prompt (consecutive rows, as TRL's sampler repeats each prompt ``num_generations`` times), and
+    each run's shared prefix, the whole left-padded prompt, runs once (:func:`split_shared_prefix`), with
+    gradients. Multimodal inputs, the MoE aux loss and ``share=False`` take TRL's own path.
+    """
+    import torch
+    from trl import GRPOTrainer
+
+    class PrefixSharingGRPOTrainer(GRPOTrainer):
+        share_prefix: bool = share
+
+        def _get_per_token_logps_and_entropies(  # type: ignore[no-untyped-def]
+            self,
+            model,
+            input_ids,
+            attention_mask,
+            logits_to_keep,
+            batch_size=None,
+            compute_entropy=False,
+            compute_aux_loss=False,
+            **multimodal,
+        ):
+            if not self.share_prefix or compute_aux_loss or any(v is not None for v in multimodal.values()):
+                return super()._get_per_token_logps_and_entropies(
+                    model,
+                    input_ids,
+                    attention_mask,
+                    logits_to_keep,
+                    batch_size,
+                    compute_entropy,
+                    compute_aux_loss,
+                    **multimodal,
+                )
+            logps, entropies = [], []
+            for start, end in same_prompt_runs(input_ids, attention_mask, logits_to_keep):
+                ids, mask = input_ids[start:end], attention_mask[start:end]
+                labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
+                labels[:, :-logits_to_keep] = IGNORE_INDEX  # only the completion is scored, as TRL does
+                inputs = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+                with self.accelerator.autocast():
+                    shared = split_shared_prefix(model, inputs, MIN_SHARED_PREFIX) or inputs
+                    outputs = model(**shared, fused_lm_head=True)
+                logps.append(outputs.log_probs[:, -logits_to_keep:])
+                if compute_entropy:
+                    entropies.append(outputs.entropy[:, -logits_to_keep:])
+            return (torch.cat(logps, dim=0), torch.cat(entropies, dim=0) if compute_entropy else None, None)
+
+    return PrefixSharingGRPOTrainer
+
+
+def same_prompt_runs(input_ids: Any, attention_mask: Any, completion_length: int) -> list[tuple[int, int]]:
+    """``(start, end)`` row ranges of consecutive rows whose prompt part (all but the last
+    ``completion_length`` positions: tokens and mask) is identical."""
+    prompt_ids = input_ids[:, :-completion_length]
+    prompt_mask = attention_mask[:, :-completion_length]
+    runs: list[tuple[int, int]] = []
+    start = 0
+    for row in range(1, input_ids.shape[0] + 1):
+        if row == input_ids.shape[0] or not (
+            bool((prompt_ids[row] == prompt_ids[start]).all())
+            and bool((prompt_mask[row] == prompt_mask[start]).all())
+        ):
+            runs.append((start, row))
+            start = row
+    return runs
 
 
 def group_by_key(
