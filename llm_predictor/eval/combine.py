@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llm_predictor.eval.candidates import user_fold
 from llm_predictor.eval.config import GBDTConfig
 from llm_predictor.eval.reranker import GBDTReranker
 from llm_predictor.eval.rows import align_predictions
@@ -50,8 +51,8 @@ def combine_with_llm(
     out: dict[str, Any] = {"mode": mode}
     if mode == "train":
         assert fit_rows is not None
-        plain = base.clone().fit(fit_rows, loo=True)
-        combo = base.clone().fit(fit_rows, loo=True, llm=tr)
+        plain = base.clone().fit(fit_rows, in_stats=True)
+        combo = base.clone().fit(fit_rows, in_stats=True, llm=tr)
         out["gbdt"] = dict(zip(("ranked", "in_candidates"), plain.predict(eval_rows, k=k), strict=True))
         out["gbdt + llm"] = dict(
             zip(("ranked", "in_candidates"), combo.predict(eval_rows, ev, k=k), strict=True)
@@ -61,7 +62,7 @@ def combine_with_llm(
         return out
     # cross-fitting over eval users
     n = len(eval_rows)
-    folds = np.array([hash_fold(int(u), cfg.crossfit_folds) for u in eval_rows["user_id"]])
+    folds = np.array([user_fold(int(u), cfg.crossfit_folds) for u in eval_rows["user_id"]])
     res = {name: ([None] * n, [False] * n) for name in ("gbdt", "gbdt + llm")}
     fitted = 0
     for f in range(cfg.crossfit_folds):
@@ -73,7 +74,7 @@ def combine_with_llm(
         fitted = max(fitted, int(fit_rows["label_advertiser_id"].notna().sum()))
         for name, use in (("gbdt", False), ("gbdt + llm", True)):
             m = base.clone()
-            m.fit(fit_rows, loo=False, llm=[ev[i] for i in train_idx] if use else None)
+            m.fit(fit_rows, in_stats=False, llm=[ev[i] for i in train_idx] if use else None)
             ranked, inc = m.predict(eval_rows.iloc[test], [ev[i] for i in test] if use else None, k=k)
             for j, i in enumerate(test):
                 res[name][0][i] = ranked[j]
@@ -82,11 +83,3 @@ def combine_with_llm(
         out[name] = {"ranked": [r or [] for r in ranked], "in_candidates": inc}
     out["n_fit_rows"] = fitted
     return out
-
-
-def hash_fold(user_id: int, k: int) -> int:
-    """A stable fold of a user (splitmix64 of the id, mod k)."""
-    z = (user_id + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return int((z ^ (z >> 31)) % k)

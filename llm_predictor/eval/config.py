@@ -29,6 +29,7 @@ class GBDTConfig:
     n_cooc: int = 20  # co-occurrence candidates
     n_siblings: int = 10  # brand-group siblings of history advertisers
     n_llm: int = 20  # 'gbdt + llm': the LLM's top predictions added on top of the n_candidates
+    top_k: int = 20  # K of the guarantee: every input signal's top K are candidates; selection compares R@K
     text_items: int = 20  # items per text field scanned for advertiser names
     objective: str = "lambdarank"  # 'lambdarank' | 'binary'
     n_estimators: int = 200  # boosting rounds
@@ -36,6 +37,10 @@ class GBDTConfig:
     num_leaves: int = 31  # LightGBM leaves per tree
     min_child_samples: int = 10  # LightGBM min_data_in_leaf
     max_train_rows: int | None = 20000  # labelled rows used to fit (random sample); None = all
+    stats_folds: int = 5  # train rows are featurised with statistics of the other folds' users (out of fold)
+    select_on_validation: bool = True  # fold 0 of the fitting users held out: the learned ranker is kept
+    # only if its R@top_k there is at least each input signal's (popularity, history, co-occurrence, LLM)
+    min_validation_rows: int = 40  # fewer held-out labelled rows: no selection (the learned ranker)
     crossfit_folds: int = 5  # 'gbdt + llm' without LLM predictions on train rows: folds over eval users
     min_llm_train_rows: int = 30  # fewer labelled train rows with LLM predictions -> cross-fit instead
     n_jobs: int = 2  # LightGBM threads

@@ -130,12 +130,14 @@ def evaluate(
     if cfg.gbdt is not None and len(train):
         t0 = time.perf_counter()
         rr = GBDTReranker(cfg.gbdt, advertisers, pool_frames).fit_stats(train)
-        rr.fit(train, loo=True)
+        rr.fit(train, in_stats=True)  # train rows featurised out of fold
         ranked, inc = rr.predict(rows, k=kmax)
         methods["gbdt"] = {
             "kind": "gbdt",
             "recall": scored("gbdt", ranked),
             "ceiling": {s: share(inc, m) for s, m in masks.items()},
+            "choice": rr.choice,  # 'gbdt' or the input signal it ranks by (validation on train users)
+            "validation": rr.validation,
             "importance": rr.feature_importance(),
             "seconds": round(time.perf_counter() - t0, 2),
         }

@@ -14,6 +14,20 @@ def _fmt(x: Any, pct: bool = False) -> str:
     return f"{x:.1%}" if pct else f"{x:.3f}"
 
 
+def reranker_note(name: str, m: Mapping[str, Any]) -> str | None:
+    """One line on a reranker row's validation choice (None when it made none): which ranking it uses and
+    the R@K of every choice on the held-out train users."""
+    v = m.get("validation") or {}
+    if not v.get("recall"):
+        return None
+    scores = ", ".join(f"{k} {r:.3f}" for k, r in sorted(v["recall"].items(), key=lambda kv: -kv[1]))
+    how = "its learned ranking" if v["choice"] == "gbdt" else f"the input signal '{v['choice']}'"
+    return (
+        f"'{name}' ranks by {how}: R@{v['k']} on {v['rows']} held-out train rows, of users it was not "
+        f"fitted on: {scores}."
+    )
+
+
 def eval_markdown(result: Mapping[str, Any]) -> str:
     """The report as a Markdown table: methods x (R@K per set), plus format columns for LLM rows."""
     sets = list(result["n_rows"])
@@ -62,6 +76,10 @@ def eval_markdown(result: Mapping[str, Any]) -> str:
         "advertisers plus the preset pool (llm rows: the most a catalogue-constrained model can reach).",
         "",
     ]
+    for name, m in result["methods"].items():
+        note = reranker_note(name, m)
+        if note:
+            lines += [note, ""]
     if result.get("combinations"):
         lines += [
             "Complementarity (same fitting rows for both): "

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import matplotlib
 
+from llm_predictor.eval.markdown import reranker_note
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
@@ -69,6 +71,10 @@ def _section(name: str, ev: dict, cfg: ReportConfig, png: Path) -> list[str]:
         f"Ceiling ({first}): share of labels the method can reach at all: the reranker's candidate set "
         "(gbdt rows) or the advertisers the prompt offers, active advertisers + preset pool (llm rows).",
     ]
+    for method, m in rows.items():
+        note = reranker_note(method, m)
+        if note:
+            lines += ["", note]
     paired = [r for r in ev.get("paired", []) if r["set"] == first]
     if paired:
         lines += [

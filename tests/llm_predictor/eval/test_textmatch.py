@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 
 from llm_predictor.data.resolver import AdvertiserResolver, normalize_name
+from llm_predictor.eval.candidates import category_key
 from llm_predictor.eval.config import GBDTConfig
-from llm_predictor.eval.reranker import GBDTReranker, category_key
+from llm_predictor.eval.reranker import GBDTReranker
 from llm_predictor.eval.textmatch import NameIndex, name_keys, text_tokens
 
 ADVERTISERS = pd.DataFrame(
