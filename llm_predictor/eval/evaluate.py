@@ -161,7 +161,13 @@ def evaluate(
             from llm_predictor.infer.decoding import load_model
             from llm_predictor.shipped import resolve_model
 
-            model, tok = load_model(resolve_model(spec), cfg.device)
+            path = resolve_model(spec)
+            if cfg.engine_kind == "vllm":  # vLLM loads the model itself: pass its folder, keep the tokenizer
+                from transformers import AutoTokenizer
+
+                model, tok = str(path), AutoTokenizer.from_pretrained(str(path))
+            else:
+                model, tok = load_model(path, cfg.device)
         else:
             model, tok = spec
         run = run_llm(model, tok, rows, pool_names, resolver, cfg, interests)

@@ -2,8 +2,8 @@
 what a run is scored on besides recall (format and hallucination rates, the prompt's candidate ceiling).
 
 Generation, parsing and resolution are inference's own: :func:`llm_predictor.infer.decoding.generate`, or for
-greedy list / XML decoding the serving engine (:class:`llm_predictor.infer.engines.TransformersEngine`, prefix
-KV cache); :mod:`llm_predictor.data.parsing` (``parse_answer`` for the XML format, ``parse_list`` for
+greedy list / XML decoding the serving engine (:class:`llm_predictor.infer.hf_engine.TransformersEngine`, prefix
+KV cache, or vLLM with ``EvalConfig.engine_kind='vllm'``: the model then comes as its folder); :mod:`llm_predictor.data.parsing` (``parse_answer`` for the XML format, ``parse_list`` for
 sft_text_20, ``parse_single`` for the 1-advertiser SFT format, whose K candidates come from K beams or K
 samples as in Table 2); :meth:`llm_predictor.data.resolver.AdvertiserResolver.resolve_list`.
 """
@@ -76,6 +76,11 @@ def run_llm(
         if dec.constrained:
             allowed.append(allowed_names(r, pool, budget))
     use_engine = cfg.engine and fmt != "single" and dec.strategy == "greedy" and dec.expand() == 1
+    if isinstance(model, str) and not use_engine:
+        raise ValueError(
+            f"engine_kind={cfg.engine_kind!r} serves greedy list/XML decoding only; "
+            f"use engine_kind='transformers' for {dec.strategy} decoding of the {fmt!r} format"
+        )
     t0 = time.perf_counter()
     if use_engine:  # the serving path: prefix KV cache, constrained output already wrapped as XML
         outs = _engine_generate(
@@ -157,19 +162,21 @@ def _engine_generate(
     from llm_predictor.infer.engines import EngineConfig
     from llm_predictor.infer.hf_engine import TransformersEngine
 
-    engine = TransformersEngine(
-        EngineConfig(
-            kind="transformers",
-            batch_size=dec.batch_size,
-            max_new_tokens=dec.max_new_tokens,
-            constrained=dec.constrained,
-            max_names=dec.max_names,
-            max_interests=dec.max_interests,
-            seed=dec.seed,
-        ),
-        model=model,
-        tokenizer=tokenizer,
+    engine_cfg = EngineConfig(
+        kind="transformers",
+        batch_size=dec.batch_size,
+        max_new_tokens=dec.max_new_tokens,
+        constrained=dec.constrained,
+        max_names=dec.max_names,
+        max_interests=dec.max_interests,
+        seed=dec.seed,
     )
+    if isinstance(model, str):  # a model folder for vLLM (EvalConfig.engine_kind='vllm')
+        from llm_predictor.infer.backends import make_engine
+
+        engine = make_engine(dataclasses.replace(engine_cfg, kind="vllm", model=model))
+    else:
+        engine = TransformersEngine(engine_cfg, model=model, tokenizer=tokenizer)
     by_date: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         by_date.setdefault(str(r["anchor_date"])[:10], []).append(i)
@@ -188,6 +195,8 @@ def _engine_generate(
                 for i, g in zip(idx, gens, strict=True):
                     outs[i] = [g.text]
                 bar.update(len(idx))
+    if isinstance(model, str):
+        engine.close()
     log.info(
         "eval engine: %d prompt tokens, %d computed (prefix cache), %d generated",
         engine.stats["prompt_tokens"],

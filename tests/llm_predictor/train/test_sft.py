@@ -56,6 +56,7 @@ def test_length_guard_drops_rows(examples_dir: Path, tiny_model: Path, tmp_path:
 
 def test_completion_only_masking(examples_dir: Path, tiny_model: Path, tmp_path: Path) -> None:
     cfg = sft_cfg(examples_dir, tiny_model, tmp_path)
+    cfg.group_by_date = False  # the dataset's own order (grouped batches: tests/.../test_prefix.py)
     tok = load_tokenizer(str(tiny_model))
     ds, _ = prepare_sft_data(cfg, tok)
     trainer = build_sft_trainer(cfg, ds, tok)
