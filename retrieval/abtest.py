@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
-from rich.progress import track
 
 from adprior import store
+from adprior.progress import Progress
 from retrieval.blend import Candidate, advertiser_diversity, blend
 from retrieval.config import OBJECTIVES, RetrievalConfig
 from retrieval.outcomes import Truth, draw, window
@@ -310,9 +310,11 @@ def run_ab(
             )
         base_q = {k: v for k, v in cfg.quotas.items() if k not in FILTERED}
         score_cache: dict[int, dict[int, float]] = {}
-        for u in track(users, description=f"ranking candidates ({objective})"):
-            allc = [c for lst in cands[u].values() for c in lst]
-            score_cache[u] = serving.scores(u, [c.advertiser_id for c in allc])
+        with Progress(len(users), f"ab-test {objective}: ranking candidates", "users", logger=log) as bar:
+            for u in users:
+                allc = [c for lst in cands[u].values() for c in lst]
+                score_cache[u] = serving.scores(u, [c.advertiser_id for c in allc])
+                bar.update()
         for q in quotas:
             arm_quotas = {a: {**base_q, **({a: 0 if aa else q} if a in FILTERED else {})} for a in ARMS}
             policy: dict[str, dict[int, list[Candidate]]] = {a: {} for a in ARMS}

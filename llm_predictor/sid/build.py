@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from adprior.progress import Progress
 from llm_predictor.sid.artifacts import EMBEDDINGS_FILE, RQVAE_FILE, SID_MAP_FILE, SID_SUMMARY_FILE
 from llm_predictor.sid.items import EmbedFn, default_embedder_path, load_items, sentence_embedder
 from llm_predictor.sid.rqvae import RQVAE, codebook_usage, collision_stats, dedup_codes
@@ -90,6 +91,7 @@ def train_rqvae(embeddings: np.ndarray, cfg: SIDConfig) -> tuple[RQVAE, dict[str
     history: list[dict[str, float]] = []
     restarts = 0
     restart_epochs = int(cfg.epochs * cfg.restart_until)
+    bar = Progress(cfg.epochs, "RQ-VAE", "epochs", logger=log)
     for epoch in range(cfg.epochs):
         model.train()
         perm = torch.randperm(n, generator=gen)
@@ -111,6 +113,8 @@ def train_rqvae(embeddings: np.ndarray, cfg: SIDConfig) -> tuple[RQVAE, dict[str
         if cfg.restart_dead_codes and epoch < restart_epochs:
             restarts += _restart_dead(model, x, used, gen)
         history.append({"epoch": epoch, "recon_loss": tot["recon"] / n, "quant_loss": tot["quant"] / n})
+        bar.update()
+    bar.close()
     model.eval()
     return model, {"history": history, "dead_code_restarts": restarts}
 
