@@ -98,6 +98,53 @@ def _done(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def stage_configs(cfg: RecipeConfig) -> tuple[Any, Any]:
+    """The SFT and GRPO run configs of the recipe (``llm_predictor.train.config``'s types), as
+    :func:`run_recipe` runs them: SFT from ``cfg.model`` into ``out/sft``, GRPO from there into ``out/grpo``."""
+    from llm_predictor.train.config import GRPORunConfig, SFTRunConfig, grpo_config, lora_config, sft_config
+
+    out = Path(cfg.out)
+    common = {
+        "examples": cfg.examples,
+        "budget_tokens": cfg.budget_tokens,
+        "resume": True,
+        "max_train_examples": cfg.max_train_examples,
+    }
+    trainer = {"seed": cfg.seed, "save_steps": cfg.checkpoint_steps, "bf16": cfg.bf16, "disable_tqdm": None}
+    sft = SFTRunConfig(
+        sft=sft_config(
+            output_dir=out / "sft",
+            max_steps=cfg.sft_steps,
+            per_device_train_batch_size=cfg.sft_batch,
+            gradient_accumulation_steps=cfg.sft_grad_accum,
+            learning_rate=cfg.sft_lr,
+            **trainer,
+        ),
+        lora=lora_config() if cfg.lora else None,
+        model=cfg.model,
+        template="grpo_text",
+        **common,
+    )
+    vllm = {"use_vllm": True, "vllm_mode": "colocate"} if cfg.use_vllm else {}
+    grpo = GRPORunConfig(
+        grpo=grpo_config(
+            batch_size=cfg.grpo_prompts,
+            num_generations=cfg.num_generations,
+            micro_batch_size=cfg.grpo_micro_batch,
+            output_dir=out / "grpo",
+            max_steps=max(cfg.grpo_steps, 1),
+            learning_rate=cfg.grpo_lr,
+            max_completion_length=cfg.max_completion_length,
+            **trainer,
+            **vllm,
+        ),
+        lora=lora_config() if cfg.lora else None,
+        model=out / "sft",
+        **common,
+    )
+    return sft, grpo
+
+
 def run_recipe(cfg: RecipeConfig) -> dict[str, Any]:
     """SFT (grpo_text, XML target) -> GRPO (reward of eq. 1-5) -> eval of both beside the baselines.
 
@@ -110,64 +157,28 @@ def run_recipe(cfg: RecipeConfig) -> dict[str, Any]:
     from llm_predictor.eval.config import EvalConfig
     from llm_predictor.eval.evaluate import evaluate
     from llm_predictor.train.common import SUMMARY_FILE
-    from llm_predictor.train.config import GRPORunConfig, SFTRunConfig, grpo_config, lora_config, sft_config
     from llm_predictor.train.grpo import train_grpo
     from llm_predictor.train.sft import train_sft
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"config": asdict(cfg), "stages": {}}
-    common = {"examples": cfg.examples, "budget_tokens": cfg.budget_tokens, "resume": True}
-    common["max_train_examples"] = cfg.max_train_examples
-    trainer = {"seed": cfg.seed, "save_steps": cfg.checkpoint_steps, "bf16": cfg.bf16, "disable_tqdm": None}
+    sft, grpo = stage_configs(cfg)
 
-    sft_dir = out / "sft"
     t = time.perf_counter()
-    metrics = _done(sft_dir / SUMMARY_FILE)
+    metrics = _done(sft.output_dir / SUMMARY_FILE)
     if metrics is None or "model_dir" not in metrics.get("metrics", {}):
-        sft = SFTRunConfig(
-            sft=sft_config(
-                output_dir=sft_dir,
-                max_steps=cfg.sft_steps,
-                per_device_train_batch_size=cfg.sft_batch,
-                gradient_accumulation_steps=cfg.sft_grad_accum,
-                learning_rate=cfg.sft_lr,
-                **trainer,
-            ),
-            lora=lora_config() if cfg.lora else None,
-            model=cfg.model,
-            template="grpo_text",
-            **common,
-        )
         metrics = {"metrics": train_sft(sft)}
     report["stages"]["sft"] = {**metrics["metrics"], "recipe_seconds": round(time.perf_counter() - t, 1)}
-    models = [str(sft_dir)]
+    models = [str(sft.output_dir)]
 
     if cfg.grpo_steps > 0:
-        grpo_dir = out / "grpo"
         t = time.perf_counter()
-        metrics = _done(grpo_dir / SUMMARY_FILE)
+        metrics = _done(grpo.output_dir / SUMMARY_FILE)
         if metrics is None or "model_dir" not in metrics.get("metrics", {}):
-            vllm = {"use_vllm": True, "vllm_mode": "colocate"} if cfg.use_vllm else {}
-            grpo = GRPORunConfig(
-                grpo=grpo_config(
-                    batch_size=cfg.grpo_prompts,
-                    num_generations=cfg.num_generations,
-                    micro_batch_size=cfg.grpo_micro_batch,
-                    output_dir=grpo_dir,
-                    max_steps=cfg.grpo_steps,
-                    learning_rate=cfg.grpo_lr,
-                    max_completion_length=cfg.max_completion_length,
-                    **trainer,
-                    **vllm,
-                ),
-                lora=lora_config() if cfg.lora else None,
-                model=sft_dir,
-                **common,
-            )
             metrics = {"metrics": train_grpo(grpo)}
         report["stages"]["grpo"] = {**metrics["metrics"], "recipe_seconds": round(time.perf_counter() - t, 1)}
-        models.append(str(grpo_dir))
+        models.append(str(grpo.output_dir))
 
     eval_dir = out / "eval"
     t = time.perf_counter()

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from llm_predictor.train.recipe import PRESETS, parse_overrides, preset, run_recipe
+from llm_predictor.train.recipe import PRESETS, parse_overrides, preset, run_recipe, stage_configs
 
 
 def test_presets_and_overrides() -> None:
@@ -15,6 +16,11 @@ def test_presets_and_overrides() -> None:
     assert gpu.bf16 and gpu.use_vllm and not gpu.lora and gpu.sft_batch >= 32
     assert preset("cpu").lora and not preset("cpu").use_vllm
     assert set(PRESETS) == {"gpu", "cpu", "dry-run"}
+    sft, grpo = stage_configs(preset("gpu", out="/tmp/recipe-gpu"))  # what a GPU machine would run
+    assert sft.lora is None and sft.template == "grpo_text" and sft.sft.per_device_train_batch_size == 32
+    assert grpo.grpo.use_vllm and grpo.grpo.vllm_mode == "colocate"  # rollouts on vLLM inside TRL
+    assert grpo.grpo.generation_batch_size == 32 * 8 and str(grpo.model).endswith("sft")
+    assert grpo.grpo.bf16 == torch.cuda.is_available()  # bf16 only where there is a GPU
     assert parse_overrides(["sft_steps=7", "use_vllm=false", "sft_lr=1e-4", "max_train_examples=none"]) == {
         "sft_steps": 7,
         "use_vllm": False,
