@@ -11,7 +11,10 @@ from setuptools import find_namespace_packages, setup
 
 setup(
     packages=[
-        *find_namespace_packages(include=["adprior*", "world*", "llm_predictor*", "ranking*", "retrieval*"]),
+        *find_namespace_packages(
+            include=["adprior*", "world*", "llm_predictor*", "ranking*", "retrieval*"],
+            exclude=["llm_predictor.adapters*"],  # data folders (package data below), not packages
+        ),
         "adprior_feature_repo",
     ],
     package_dir={"adprior_feature_repo": "feature_repo"},
