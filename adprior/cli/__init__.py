@@ -10,7 +10,7 @@ import click
 
 from adprior.cli import consumers, controls, data, evaluate, serve, sid, train
 from adprior.cli.options import setup_logging
-from adprior.threads import passive_wait
+from adprior.threads import mark_job, passive_wait
 
 
 @click.group()
@@ -18,6 +18,7 @@ from adprior.threads import passive_wait
 def main(verbose: bool) -> None:
     """adprior: a fine-tuned LLM as a complementary advertiser predictor for an ads system."""
     setup_logging(verbose)
+    mark_job()  # thread sizing counts the job's own process tree (Ray, Spark, vLLM) as not a neighbour
     passive_wait()  # before any verb loads torch / OpenMP: idle OpenMP threads sleep (adprior.threads)
 
 

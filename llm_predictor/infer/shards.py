@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from adprior.contracts import PREDICTION_SCHEMA
 from adprior.io import atomic_write_parquet, atomic_write_text
 from adprior.progress import Progress
-from adprior.threads import configure
+from adprior.threads import configure, mark_job
 from llm_predictor.eval.stats import mean_pairwise_jaccard
 from llm_predictor.infer.engines import EngineConfig, model_path
 from llm_predictor.infer.plan import SHARD_INPUT_SCHEMA, InferConfig, plan, shard_problem
@@ -190,6 +190,7 @@ def _run_ray(cfg: InferConfig, pending: list[int]) -> Iterator[dict[str, Any]]:
             # Ray runs its workers at niceness 15; in a private Ray they do all of this job's work, so they run
             # at the driver's priority (otherwise any other process on the machine starves the nightly).
             os.environ.setdefault("RAY_worker_niceness", "0")
+            mark_job()  # Ray's daemons and actors are this job's processes, not neighbours (adprior.threads)
             ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         else:
             ray.init(address=cfg.ray_address, log_to_driver=False, logging_level=logging.WARNING)
