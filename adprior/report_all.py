@@ -177,19 +177,14 @@ def build(cfg: ReportAllConfig) -> Path:
             )
         lines.append("")
         if m5.get("controls"):  # issue 18: the heuristic control's row and the LLM's value over it
-            from ranking.evaluate import METRICS, delta_cell, table5_rows
+            from ranking.evaluate import table5_lines
 
             lines += [
                 "Beside the heuristic control (the same candidate features over the best non-LLM list):",
                 "",
-                "| task | library | row | reference | Δ Loss [95 % CI] | Δ AUC | Δ PR-AUC |",
-                "|---|---|---|---|---|---|---|",
+                *table5_lines(m5),
+                "",
             ]
-            for key, label, ref, r in table5_rows(m5):
-                task, lib = key.split("/")
-                cells = [delta_cell(r["delta_pct"][k], r["ci_pct"][k]) for k in METRICS]
-                lines.append(f"| {task} | {lib} | {label} | {ref} | " + " | ".join(cells) + " |")
-            lines.append("")
     else:
         lines += ["Not committed: `adprior ranking train` (see README).", ""]
     # Table 6

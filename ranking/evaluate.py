@@ -141,6 +141,30 @@ def table5_rows(results: dict[str, Any]) -> list[tuple[str, str, str, dict[str, 
     return out
 
 
+def table5_lines(results: dict[str, Any], p_better: bool = False) -> list[str]:
+    """The Table 5 markdown table (header + one line per :func:`table5_rows` row); ``p_better`` adds the
+    bootstrap share of resamples in which the row improves each metric. The one renderer of Table 5
+    (``report.md`` here, ``reports/all``)."""
+    head = "| task | library | row | reference | Δ Loss [95 % CI] | Δ AUC | Δ PR-AUC |"
+    lines = [
+        head + (" P(better): loss / AUC / PR-AUC |" if p_better else ""),
+        "|---" * (8 if p_better else 7) + "|",
+    ]
+    for key, label, ref, r in table5_rows(results):
+        task, lib = key.split("/")
+        d, ci = r["delta_pct"], r["ci_pct"]
+        line = (
+            f"| {task} | {lib} | {label} | {ref} | "
+            + " | ".join(delta_cell(d[m], ci[m]) for m in METRICS)
+            + " |"
+        )
+        if p_better:
+            pi = r["p_improve"]
+            line += f" {pi['loss']:.2f} / {pi['auc']:.2f} / {pi['pr_auc']:.2f} |"
+        lines.append(line)
+    return lines
+
+
 def write_report(results: dict[str, Any], cfg: RankingConfig, command: str, out: Path) -> Path:
     """``report.md`` + ``table5.png`` (forest plot of every Table 5 row) from :func:`ranking.train.evaluate`."""
     import matplotlib
@@ -182,17 +206,8 @@ def write_report(results: dict[str, Any], cfg: RankingConfig, command: str, out:
         "against the heuristic-feature model, the LLM's own value. Paper (ctcvr / vtcvr, LLM over baseline): "
         "ΔLoss -0.12% / -0.64%, ΔAUC +0.06% / +0.09%, ΔPR-AUC +0.71% / +1.64%.",
         "",
-        "| task | library | row | reference | Δ Loss | Δ AUC | Δ PR-AUC | P(better): loss / AUC / PR-AUC |",
-        "|---|---|---|---|---|---|---|---|",
+        *table5_lines(results, p_better=True),
     ]
-    for key, label, ref, r in table5_rows(results):
-        task, lib = key.split("/")
-        d, ci, pi = r["delta_pct"], r["ci_pct"], r["p_improve"]
-        lines.append(
-            f"| {task} | {lib} | {label} | {ref} | "
-            + " | ".join(delta_cell(d[m], ci[m]) for m in METRICS)
-            + f" | {pi['loss']:.2f} / {pi['auc']:.2f} / {pi['pr_auc']:.2f} |"
-        )
     sets = ["baseline", *(p for p in ("heuristic", "llm") if p == "llm" or results.get("controls"))]
     title = " / ".join({"baseline": "base", "heuristic": "heur.", "llm": "LLM"}[x] for x in sets)
     lines += [

@@ -21,7 +21,7 @@ from adprior import store as st
 from llm_predictor.data.compiled import load_examples
 from ranking.config import RankingConfig
 from ranking.dataset import time_split
-from ranking.evaluate import compare
+from ranking.evaluate import compare, table5_lines
 from ranking.labels import label_impressions
 from ranking.models import FeatureSpec, SavedModel
 from ranking.serve import OnlineRanker
@@ -310,3 +310,26 @@ def test_online_scoring_on_redis_and_outage(world, trained, redis_srv, monkeypat
     redis_srv.stop()
     with pytest.raises(st.StoreUnavailable, match="is unavailable"):
         on_redis.score(u, advs, now=now)
+
+
+def test_table5_lines_render_every_row_once() -> None:
+    """Table 5's one renderer: baseline rows, the heuristic control's and the paired LLM-over-heuristic row,
+    n/a for a metric without a value; the P(better) column only when asked."""
+    c = {
+        "delta_pct": {"loss": -0.1, "auc": 0.2, "pr_auc": float("nan")},
+        "ci_pct": {"loss": [-0.2, 0.0], "auc": [0.1, 0.3], "pr_auc": [0.0, 0.0]},
+        "p_improve": {"loss": 0.9, "auc": 0.95, "pr_auc": 0.5},
+    }
+    res = {
+        "comparisons": {"ctcvr/xgboost": c},
+        "controls": {"ctcvr/xgboost": {"heuristic": c, "llm_vs_heuristic": c}},
+    }
+    lines = table5_lines(res)
+    assert len(lines) == 2 + 3 and all(line.count("|") == 8 for line in lines)
+    assert (
+        "| ctcvr | xgboost | LLM over heuristic (paired) | heuristic | -0.10% [-0.20, +0.00] |" in lines[-1]
+    )
+    assert lines[-1].endswith("| n/a |")
+    with_p = table5_lines(res, p_better=True)
+    assert with_p[2].endswith("| 0.90 / 0.95 / 0.50 |") and with_p[1].count("---") == 8
+    assert len(table5_lines({"comparisons": {"ctcvr/xgboost": c}})) == 3  # no control: the LLM row only
