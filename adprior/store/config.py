@@ -1,7 +1,8 @@
 """Which Feast store adprior talks to, and what an unreachable online store looks like.
 
 :class:`StoreConfig` picks the repo folder and the (offline, online) pair, :func:`yaml_path` its
-``feature_store*.yaml``, :func:`get_store` the ``feast.FeatureStore`` over it, :func:`offline_dir` the
+``feature_store*.yaml``, :func:`get_store` the ``feast.FeatureStore`` over it (optionally with another
+materialization engine than the yaml's), :func:`offline_dir` the
 folder of an offline table. Connection failures of the online store (Redis down, SQLite locked) are
 re-raised as :class:`StoreUnavailable` by :func:`translate_outage`, with the address but never a
 password; :func:`check_online` PINGs Redis first so that an outage fails in milliseconds.
@@ -35,6 +36,10 @@ class StoreConfig:
     offline: str = dataclasses.field(
         default_factory=lambda: os.environ.get("ADPRIOR_OFFLINE_STORE", "file")
     )  # 'file' (dask over parquet) | 'spark' (Feast Spark offline store); default from $ADPRIOR_OFFLINE_STORE
+    # Feast `batch_engine` type for materialize instead of the yaml's: None = the yaml's (the Arrow engine
+    # of adprior.store.engine in feature_store.yaml / .redis.yaml, Spark's in the Spark yamls); 'local' =
+    # Feast's own local engine (the reference the benchmarks and equality tests compare with).
+    batch_engine: str | None = None
 
 
 class StoreUnavailable(RuntimeError):
@@ -95,7 +100,13 @@ def get_store(cfg: StoreConfig) -> Any:
         )
     path = yaml_path(cfg)  # validates offline / online
     repo = Path(cfg.repo).resolve()
-    return FeatureStore(repo_path=str(repo), fs_yaml_file=repo / path.name)
+    if cfg.batch_engine is None:
+        return FeatureStore(repo_path=str(repo), fs_yaml_file=repo / path.name)
+    from feast.repo_config import load_repo_config
+
+    config = load_repo_config(repo, repo / path.name)
+    config.batch_engine_config = cfg.batch_engine
+    return FeatureStore(repo_path=str(repo), config=config)
 
 
 def offline_dir(cfg: StoreConfig, table: str) -> Path:

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,6 +97,25 @@ def _markers(cfg: StoreConfig, store: Any, update: dict[str, str] | None = None)
         return dict(con.execute("SELECT view, end_ts FROM adprior_materialized").fetchall())
 
 
+def _start_spark_engine(store: Any) -> None:
+    """Before Feast's Spark engine runs: executors get this interpreter (PYSPARK_PYTHON) and the session
+    gets the yaml's settings (the engine's ``spark_conf`` over the Spark offline store's). Feast 0.67's
+    engine would start it with its whole ``batch_engine`` block as settings, ``spark_conf`` ignored."""
+    conf = store.config.batch_engine_config
+    kind = conf.get("type") if isinstance(conf, dict) else conf
+    if kind != "spark.engine":
+        return
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark import SparkConf
+    from pyspark.sql import SparkSession
+
+    if SparkSession.getActiveSession() is not None:
+        return
+    settings = dict(getattr(store.config.offline_store, "spark_conf", None) or {})
+    settings.update((conf.get("spark_conf") or {}) if isinstance(conf, dict) else {})
+    SparkSession.builder.config(conf=SparkConf().setAll(list(settings.items()))).getOrCreate()
+
+
 def materialize(
     cfg: StoreConfig, end: datetime, start: datetime | None = None, check: bool = True
 ) -> dict[str, Any]:
@@ -172,6 +192,8 @@ def materialize(
         else:
             windows[fv.name] = end - fv.ttl if fv.ttl and fv.ttl.total_seconds() > 0 else EPOCH
     t0 = time.perf_counter()
+    if windows:
+        _start_spark_engine(store)
     with translate_outage(cfg, "materialize"):
         by_start: dict[datetime, list[str]] = {}
         for name, s in windows.items():
