@@ -7,7 +7,8 @@ each predictions source: ``llm`` over ``llm_predictions``, ``heuristic`` over th
 ``<predictor>_user_interests``. On-demand views (computed per request, never stored):
 ``llm_candidate_features`` / ``heuristic_candidate_features`` (the same code,
 ``udf_inputs.prediction_candidate_features``, outputs prefixed by the predictor) and
-``behavior_candidate_features`` score one (user, candidate advertiser) pair.
+``behavior_candidate_features`` (``udf_inputs.behavior_candidate_features``) score (user, candidate
+advertiser) pairs; their semantics live in udf_inputs.py only, vectorised over one user's candidates.
 
 On-demand UDFs must be self-contained: Feast stores their source text in the registry and
 re-executes it with only ``pd``/``np`` in scope when it loads the registry (serving, historical
@@ -209,38 +210,6 @@ def heuristic_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
 )
 def behavior_candidate_features(inputs: pd.DataFrame) -> pd.DataFrame:
     """History rank and category / brand overlap of the candidate with the user's behaviour."""
-    import numpy as np
-    import pandas as pd
-    from adprior_feature_repo.udf_inputs import as_list, category_path, column, is_null, rank_of
+    from adprior_feature_repo import udf_inputs
 
-    n = len(inputs)
-    ids, cats = column(inputs, "active_advertiser_ids"), column(inputs, "top_categories")
-    brands, name, category = column(inputs, "top_brands"), column(inputs, "name"), column(inputs, "category")
-    cand = column(inputs, "candidate_advertiser_id")
-    rank = np.zeros(n, dtype=np.int64)
-    cat_hit = np.zeros(n, dtype=np.int64)
-    brand_hit = np.zeros(n, dtype=np.int64)
-    for i in range(n):
-        rank[i] = rank_of(cand.iloc[i], ids.iloc[i])
-        p = category_path(category.iloc[i])
-        if p:
-            for t in as_list(cats.iloc[i]):
-                q = category_path(t)
-                k = min(len(p), len(q))
-                if k and p[:k] == q[:k]:
-                    cat_hit[i] = 1
-                    break
-        nm = name.iloc[i]
-        if not is_null(nm):
-            key = str(nm).strip().casefold()
-            if any(not is_null(b) and str(b).strip().casefold() == key for b in as_list(brands.iloc[i])):
-                brand_hit[i] = 1
-    return pd.DataFrame(
-        {
-            "hist_rank": rank,
-            "hist_in_active": (rank > 0).astype(np.int64),
-            "category_in_top_categories": cat_hit,
-            "brand_in_top_brands": brand_hit,
-        },
-        index=inputs.index,
-    )
+    return udf_inputs.behavior_candidate_features(inputs)
