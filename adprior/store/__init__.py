@@ -4,10 +4,13 @@ Callers write ``from adprior import store as st; st.materialize(...)``. Each nam
 module of this package: ``config`` (StoreConfig, the yaml of a configuration, the FeatureStore, table
 folders, online-store outages), ``repo`` (the shipped Feast definitions, a copy per experiment,
 ``feast apply``), ``offline`` (validated parquet partitions, the day's feature tables), ``online``
-(materialize, lookup) and ``historical`` (point-in-time training rows). The schemas of the offline
-tables are in :mod:`adprior.contracts`; a test Redis server in tests/support/redis.py.
+(materialize, lookup), ``historical`` (point-in-time training rows), ``candidates`` (the online
+features of one user's candidate advertisers, fast) and ``ondemand`` (how both of the latter run the
+on-demand views). The schemas of the offline tables are in :mod:`adprior.contracts`; a test Redis
+server in tests/support/redis.py.
 """
 
+from adprior.store.candidates import CandidateFeatures
 from adprior.store.config import (
     StoreConfig,
     StoreUnavailable,
@@ -23,6 +26,7 @@ from adprior.store.repo import PROJECT_REPO, apply, init_repo
 
 __all__ = [
     "PROJECT_REPO",
+    "CandidateFeatures",
     "StoreConfig",
     "StoreUnavailable",
     "apply",

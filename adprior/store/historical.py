@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 
 from adprior.store.config import StoreConfig, get_store, has_offline_files
+from adprior.store.ondemand import needed_views, output_names, request_fields, transform
 
 
 def _source_keys(cfg: StoreConfig, fv: Any) -> pd.DataFrame:
@@ -68,17 +69,8 @@ def historical_features(
     store = get_store(cfg)
     requested = feature_refs(store, features)
     odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
-    names = [f"{v}__{f}" if full_feature_names else f for v, f in requested]
-    if len(set(names)) < len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"feature names {dup} collide; pass full_feature_names=True")
-    needed: dict[str, set[str]] = {}  # batch view -> features, incl. the inputs of requested ODFVs
-    for view, feat in requested:
-        if view in odfvs:
-            for proj in odfvs[view].source_feature_view_projections.values():
-                needed.setdefault(proj.name, set()).update(f.name for f in proj.features)
-        else:
-            needed.setdefault(view, set()).add(feat)
+    names = output_names(requested, full_feature_names)
+    needed = needed_views(requested, odfvs)  # batch view -> features, incl. the inputs of requested ODFVs
     out = entity_df.reset_index(drop=True).copy()
     ts = pd.to_datetime(out["event_timestamp"])
     key_ts = "__adprior_ts"
@@ -113,16 +105,7 @@ def historical_features(
             got[(view, f)] = merged[c]
     for name in sorted({v for v, _ in requested if v in odfvs}):
         odfv = odfvs[name]
-        if odfv.mode != "pandas":
-            raise ValueError(f"on-demand view {name!r}: only pandas mode is supported here")
-        inputs = pd.DataFrame(index=out.index)
-        for proj in odfv.source_feature_view_projections.values():
-            for f in proj.features:
-                inputs[f.name] = inputs[f"{proj.name_to_use()}__{f.name}"] = got[(proj.name, f.name)]
-        for req in odfv.source_request_sources.values():
-            for field in req.schema:
-                inputs[field.name] = out[field.name]
-        result = odfv.feature_transformation.transform(inputs).reset_index(drop=True)
+        result = transform(odfv, got, {f: out[f] for f in request_fields(odfv)}, out.index)
         for f in odfv.features:
             got[(name, f.name)] = result[f.name]
     out = out.drop(columns=[key_ts])
