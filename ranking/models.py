@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,10 @@ class FeatureSpec:
     def matrix(self, frame: pd.DataFrame, now: pd.Series | pd.Timestamp) -> pd.DataFrame:
         """The model matrix of ``frame`` (rows in order); ``now`` is the request / impression time.
 
+        Columns that already have a numpy bool / int / float dtype are cast directly, categorical ones
+        are coded against their training levels in one lookup; the result is the same as converting
+        value by value (unseen or missing levels and non-numbers as stated in the module docstring).
+
         Raises:
             KeyError: a feature is missing from ``frame``.
             ValueError: a numeric feature holds a non-numeric value (names the feature and the row).
@@ -62,9 +67,9 @@ class FeatureSpec:
         out: dict[str, Any] = {}
         now_ts = pd.to_datetime(now, utc=True)
         for f in self.features:
-            s = frame[f].reset_index(drop=True)
+            s = frame[f]
             if f in self.timestamps:
-                ts = pd.to_datetime(s, utc=True)
+                ts = pd.to_datetime(s.reset_index(drop=True), utc=True)
                 age = (
                     (pd.Series(now_ts).reset_index(drop=True) - ts)
                     if isinstance(now_ts, pd.Series)
@@ -72,11 +77,11 @@ class FeatureSpec:
                 )
                 out[f"{f}_age_days"] = age.dt.total_seconds().to_numpy(dtype=float) / 86400.0
             elif f in self.categorical:
-                vals = s.astype(object).where(s.notna(), None)
-                out[f] = pd.Categorical(
-                    [None if v is None else str(v) for v in vals], categories=self.categorical[f]
-                )
+                out[f] = self._categorical(f, s)
+            elif isinstance(s.dtype, np.dtype) and s.dtype.kind in "biuf":
+                out[f] = s.to_numpy(dtype=np.float64)
             else:
+                s = s.reset_index(drop=True)
                 num = pd.to_numeric(s, errors="coerce").astype("float64")
                 bad = num.isna() & s.notna()
                 if bad.any():
@@ -84,6 +89,19 @@ class FeatureSpec:
                     raise ValueError(f"feature {f!r}, row {i}: {s.iloc[i]!r} is not numeric")
                 out[f] = num.to_numpy()
         return pd.DataFrame(out, columns=self.columns())
+
+    def _categorical(self, f: str, s: pd.Series) -> pd.Categorical:
+        """``s`` as a categorical of ``f``'s training levels: each value as ``str``, missing or unseen -> NaN."""
+        dtype = self._dtypes[f]
+        values = s.to_numpy(dtype=object)
+        null = pd.isna(values)
+        keys = np.array([None if n else str(v) for v, n in zip(values, null, strict=True)], dtype=object)
+        return pd.Categorical.from_codes(dtype.categories.get_indexer(keys), dtype=dtype)
+
+    @cached_property
+    def _dtypes(self) -> dict[str, pd.CategoricalDtype]:
+        """Each categorical feature's dtype (its training levels, fixed once fitted or loaded)."""
+        return {f: pd.CategoricalDtype(categories=levels) for f, levels in self.categorical.items()}
 
 
 def fit_model(

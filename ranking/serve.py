@@ -4,6 +4,11 @@ The same :class:`ranking.models.FeatureSpec` turns the online frame into the mod
 offline path does, so a candidate with the same feature values gets the same score. Features are
 fetched once per distinct candidate advertiser (the LLM and behaviour features depend on the
 advertiser, not the item) and broadcast back to the ads.
+
+Two ways to the same frame: the fast path (default), :class:`adprior.store.CandidateFeatures` — the
+user's views read once, the advertisers' rows once, the service's on-demand views run in process by
+their own UDFs — and :func:`online_features`, one ``get_online_features`` with the feature service (Feast
+runs the on-demand views), kept as the reference the fast path is tested and benchmarked against.
 """
 
 from __future__ import annotations
@@ -63,14 +68,43 @@ class OnlineRanker:
     model: SavedModel  # the trained model and its feature spec
     store: StoreConfig  # where the online features live
     service: str  # the feature service the model was trained on
+    fast: bool = True  # CandidateFeatures; False: get_online_features with the service (online_features)
+    advertiser_max_age_s: float = 0.0  # fast path: reuse an advertiser's row this long (0: read per request)
     _fs: Any = field(default=None, init=False, repr=False)  # the feast.FeatureStore, built on first use
+    _reader: Any = field(default=None, init=False, repr=False)  # the CandidateFeatures, built on first use
 
     @classmethod
-    def load(cls, out: Path, task: str, library: str, feature_set: str, cfg: StoreConfig) -> OnlineRanker:
+    def load(
+        cls,
+        out: Path,
+        task: str,
+        library: str,
+        feature_set: str,
+        cfg: StoreConfig,
+        fast: bool = True,
+        advertiser_max_age_s: float = 0.0,
+    ) -> OnlineRanker:
         """The model trained by ``adprior ranking train`` under ``out`` for (task, library, feature set)."""
         if feature_set not in SERVICES:
             raise ValueError(f"unknown feature set {feature_set!r}; expected one of {sorted(SERVICES)}")
-        return cls(SavedModel.load(model_dir(out, task, library, feature_set)), cfg, SERVICES[feature_set])
+        model = SavedModel.load(model_dir(out, task, library, feature_set))
+        return cls(model, cfg, SERVICES[feature_set], fast, advertiser_max_age_s)
+
+    def features(self, user_id: int, advertisers: list[int]) -> pd.DataFrame:
+        """The online feature frame the model scores: one row per advertiser id, in order.
+
+        Raises:
+            StoreUnavailable: the online store cannot be reached.
+        """
+        if self._fs is None:
+            self._fs = store.get_store(self.store)
+        if not self.fast:
+            return online_features(self.store, user_id, advertisers, self.service, self._fs)
+        if self._reader is None:
+            self._reader = store.CandidateFeatures(
+                self.store, self.service, self.advertiser_max_age_s, store=self._fs
+            )
+        return self._reader.frame(user_id, advertisers)
 
     def score(
         self, user_id: int, candidate_advertisers: list[int], now: datetime | None = None
@@ -85,9 +119,7 @@ class OnlineRanker:
         if not candidate_advertisers:
             return np.zeros(0)
         distinct = list(dict.fromkeys(int(a) for a in candidate_advertisers))
-        if self._fs is None:
-            self._fs = store.get_store(self.store)
-        frame = online_features(self.store, user_id, distinct, self.service, self._fs)
+        frame = self.features(user_id, distinct)
         probs = self.model.predict(frame, pd.Timestamp(now or datetime.now(UTC)))
         by_adv = dict(zip(distinct, probs, strict=True))
         return np.array([by_adv[int(a)] for a in candidate_advertisers])

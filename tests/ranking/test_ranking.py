@@ -263,7 +263,8 @@ def test_online_scores_equal_offline_scores(world, trained):
         999_999
     ]  # + unknown
     for lib in cfg.libraries:
-        online = OnlineRanker.load(cfg.out, "ctcvr", lib, "llm", cfg.store)
+        online = OnlineRanker.load(cfg.out, "ctcvr", lib, "llm", cfg.store)  # the fast path
+        feast = OnlineRanker.load(cfg.out, "ctcvr", lib, "llm", cfg.store, fast=False)  # Feast runs the ODFVs
         model = SavedModel.load(model_dir(cfg.out, "ctcvr", lib, "llm"))
         for u in users:
             entity = pd.DataFrame(
@@ -273,6 +274,7 @@ def test_online_scores_equal_offline_scores(world, trained):
             want = model.predict(offline, pd.Timestamp(now))
             got = online.score(u, [*advs, advs[0]], now=now)  # a repeated advertiser gets the same score
             np.testing.assert_allclose(got[:-1], want, rtol=1e-9, atol=0)
+            np.testing.assert_array_equal(got, feast.score(u, [*advs, advs[0]], now=now))
             assert got[-1] == got[0]
             assert online.score(u, []).shape == (0,)
 
