@@ -1,14 +1,21 @@
 """Benchmark of online ranking: one user + N candidate ads -> Feast online features -> trained model scores.
 
-Issue "Ranking", item 4. Times the online scoring path of :class:`ranking.serve.OnlineRanker` against a
-trained run (``adprior ranking train``: ``--out`` with ``models/<task>/<library>/<set>/``) and its Feast
-repo (``--repo``), for each online store (SQLite; Redis = a private ``redis-server`` on a free loopback
-port with ``$ADPRIOR_REDIS`` pointing at it).
+Issue "Ranking", item 4, and issue 19, item 3 (the fast path). Times the online scoring path of
+:class:`ranking.serve.OnlineRanker` against a trained run (``adprior ranking train``: ``--out`` with
+``models/<task>/<library>/<set>/``) and its Feast repo (``--repo``), for each online store (SQLite; Redis
+= a private ``redis-server`` on a free loopback port with ``$ADPRIOR_REDIS`` pointing at it) and each way
+the ranker gets its features (``--paths``): ``fast`` (``adprior.store.CandidateFeatures``: the user's views
+read once, the distinct advertisers' rows read once per request, the on-demand views run in process by
+their UDFs), ``fast-cached`` (the same, advertiser rows kept for ``--advertiser-max-age`` seconds) and
+``feast`` (``get_online_features`` with the feature service, Feast running the on-demand views: the path
+before the fast one).
 
 Set-up (not part of any timed request):
 
-1. The repo's definitions (``adprior.store.init_repo(tmp, source=--repo)``) and its ``data/offline``
-   folder are copied to a temporary folder, so the repo's own online store and registry are left
+1. Feast definitions (``--definitions``: by default this checkout's ``feature_repo/``, so that the
+   on-demand views run this checkout's code; ``run``: the copy inside ``--repo``, made when the run was)
+   and the run's ``data/offline`` folder are copied to a temporary folder
+   (``adprior.store.init_repo(tmp, source=...)``), so the repo's own online store and registry are left
    alone. Per online store: ``adprior.store.apply`` (each yaml has its own registry), then
    ``adprior.store.materialize(cfg, end)`` (incremental: every view from ``end - ttl``, the epoch
    for ttl 0) with ``end`` = the latest ``event_timestamp`` of the offline tables + 1 s (read with
@@ -23,29 +30,31 @@ Set-up (not part of any timed request):
    advertiser (the mean per request is reported) and the scores are broadcast back to the ads.
 
 Timed, with ``time.perf_counter``, ``now`` = a fixed request time 1 s after the materialize end. All
-online stores are set up first and every (online store, library, feature set) combination is loaded
-once (``OnlineRanker.load``); after ``--warmup`` untimed requests through every combination, each
+online stores are set up first and every (online store, library, feature set, path) combination is
+loaded once (``OnlineRanker.load``); after ``--warmup`` untimed requests through every combination, each
 request goes through every combination in turn (interleaved, the starting combination rotating per
 request), so a change in background load hits all of them alike. Per request and combination:
 
 * **end to end**: ``OnlineRanker.score(user, candidate_advertisers, now=now)``;
-* **fetch**: ``ranking.serve.online_features(cfg, user, distinct_advertisers, service)``, as called by
-  ``score``: it builds a new ``feast.FeatureStore`` (``get_store``), for Redis PINGs the server
-  (``check_online``, which builds another one), then runs ``get_online_features`` (online-store read
-  + the pandas on-demand views) and ``.to_df()``;
+* **fetch**: ``OnlineRanker.features(user, distinct_advertisers)``, the frame ``score`` fetches (fast:
+  ``CandidateFeatures.frame``; feast: ``ranking.serve.online_features`` on the ranker's FeatureStore:
+  ``get_online_features`` with the service, incl. the pandas on-demand views, and ``.to_df()``);
 * **predict**: ``SavedModel.predict(frame, now)`` on that frame; and ``FeatureSpec.matrix(frame, now)``
   alone (library predict = the difference of the means).
 
 end to end - (fetch + predict) is the de-duplication and broadcast in ``score``. candidates/s =
 candidates per request / mean latency. The fetch is then split into its parts per (store, feature
-set) on the first ``--breakdown`` requests, again interleaved: ``get_store(cfg).get_feature_service``,
-``check_online`` (a no-op for SQLite), ``get_online_features`` on a new FeatureStore per request and on
-one FeatureStore reused across requests (Feast caches registry objects per store), and ``.to_df()``.
+set) on the first ``--breakdown`` requests, again interleaved: for the feast path
+``get_store(cfg).get_feature_service``, ``check_online`` (a no-op for SQLite), ``get_online_features``
+on a new FeatureStore per request and on one FeatureStore reused across requests (Feast caches registry
+objects per store), and ``.to_df()``; for the fast path the user's read, the advertisers' read, and the
+whole frame with advertisers read and kept.
 
 Checks (any failure aborts): for the first ``--verify`` requests and every combination, ``score()``
-equals ``predict(online_features(...))`` broadcast to the ads, value for value; the scores of a
-request agree between the online stores; the online frames are not all null (the share of null
-feature cells is reported in the JSON).
+equals ``predict(features(...))`` broadcast to the ads, value for value; the scores of a request agree
+between the online stores and between the paths; the online frames are not all null (the share of null
+feature cells is reported in the JSON). That the fast path equals the feast path and the offline rows
+is tested in tests/ranking/test_serve.py.
 
 The Redis server and the temporary repo are removed on exit, errors included. The requests are drawn
 by ``bench/ranking_requests.py``; the verification, the interleaved timing and the fetch breakdown are in
@@ -55,7 +64,7 @@ Usage (from the repository root)::
 
     .venv/bin/python bench/ranking.py                     # runs/ranking/{models,feature_repo}, 200 requests
     .venv/bin/python bench/ranking.py --out runs/ranking/models --repo runs/ranking/feature_repo \\
-        --stores sqlite --requests 50 --json /tmp/ranking.json --md /tmp/ranking.md
+        --stores sqlite --paths fast,feast --requests 50 --json /tmp/ranking.json --md /tmp/ranking.md
 """
 
 from __future__ import annotations
@@ -89,7 +98,15 @@ from bench.ranking_requests import (  # noqa: E402
     materialize_end,
     read_columns,
 )
-from bench.ranking_timing import Scorer, fetch_breakdown, stats, time_scorers, verify_scores  # noqa: E402
+from bench.ranking_timing import (  # noqa: E402
+    PATHS,
+    Scorer,
+    fast_breakdown,
+    fetch_breakdown,
+    stats,
+    time_scorers,
+    verify_scores,
+)
 
 log = logging.getLogger("bench.ranking")
 
@@ -160,11 +177,14 @@ def bench(
     cfgs = {}
     for online in args.stores:
         cfgs[online] = setup_store(online, repo, end, report)
+    how = {"fast": (True, 0.0), "fast-cached": (True, args.advertiser_max_age), "feast": (False, 0.0)}
+    load = lambda o, lib, fset, path: OnlineRanker.load(args.out, args.task, lib, fset, cfgs[o], *how[path])  # noqa: E731
     scorers = [
-        Scorer(o, lib, fset, cfgs[o], OnlineRanker.load(args.out, args.task, lib, fset, cfgs[o]))
+        Scorer(o, lib, fset, path, cfgs[o], load(o, lib, fset, path))
         for o in args.stores
         for fset in args.features
         for lib in args.libraries
+        for path in args.paths
     ]
     now = end + timedelta(seconds=1)
     verify_scores(scorers, requests[: args.verify], now)
@@ -176,6 +196,7 @@ def bench(
             "store": s.store,
             "library": s.library,
             "features": s.features,
+            "path": s.path,
             "requests": len(requests),
             "candidates": n,
             "null_share": round(float(np.mean(s.nulls)), 3) if s.nulls else None,
@@ -188,6 +209,7 @@ def bench(
                 "store": s.store,
                 "library": s.library,
                 "features": s.features,
+                "path": s.path,
                 "rows_mean": distinct_mean,
                 "columns": len(s.ranker.model.spec.columns()),
                 "predict_mean_ms": round(pm, 2),
@@ -205,7 +227,11 @@ def bench(
             n / (e / 1000.0),
         )
     if args.breakdown > 0:
-        report["fetch_breakdown"] = fetch_breakdown(cfgs, args.features, warm, requests[: args.breakdown], n)
+        sub = requests[: args.breakdown]
+        if "feast" in args.paths:
+            report["fetch_breakdown"] = fetch_breakdown(cfgs, args.features, warm, sub, n)
+        if {"fast", "fast-cached"} & set(args.paths):
+            report["fast_breakdown"] = fast_breakdown(cfgs, args.features, warm, sub, n)
 
 
 def _versions() -> dict[str, Any]:
@@ -240,6 +266,19 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=Path("runs/ranking/models"), help="trained ranking run folder"
     )
     ap.add_argument("--repo", type=Path, default=Path("runs/ranking/feature_repo"), help="its Feast repo")
+    ap.add_argument(
+        "--definitions",
+        choices=("checkout", "run"),
+        default="checkout",
+        help="Feast definitions to apply: this checkout's feature_repo/ (default) or the copy in --repo",
+    )
+    ap.add_argument("--paths", type=_csv(PATHS), default=list(PATHS), help="feature paths, comma-separated")
+    ap.add_argument(
+        "--advertiser-max-age",
+        type=float,
+        default=60.0,
+        help="seconds the fast-cached path keeps an advertiser's row",
+    )
     ap.add_argument(
         "--data",
         type=Path,
@@ -288,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.candidates < 1 or args.requests < 1:
         ap.error("--candidates and --requests must be positive")
 
-    from adprior.store import init_repo
+    from adprior.store import PROJECT_REPO, init_repo
     from ranking.train import model_dir
 
     for lib in args.libraries:
@@ -318,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
             "libraries": args.libraries,
             "features": args.features,
             "stores": args.stores,
+            "paths": args.paths,
+            "definitions": args.definitions,
+            "advertiser_max_age_s": args.advertiser_max_age,
             "candidates": args.candidates,
             "requests": args.requests,
             "warmup": args.warmup,
@@ -340,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "rows": [],
         "fetch_breakdown": [],
+        "fast_breakdown": [],
         "predict_breakdown": [],
         "setup": [],
     }
@@ -355,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="adprior-bench-ranking-"))
     repo = tmp / "feature_repo"
     try:
-        init_repo(repo, source=args.repo)
+        init_repo(repo, source=PROJECT_REPO if args.definitions == "checkout" else args.repo)
         shutil.copytree(offline, repo / "data" / "offline")
         with redis_env("redis" in args.stores):
             bench(repo, args, end, warm, requests, report)

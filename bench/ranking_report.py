@@ -8,6 +8,7 @@ COLUMNS = [
     ("store", "online store"),
     ("library", "library"),
     ("features", "features"),
+    ("path", "path"),
     ("part", "part"),
     ("p50_ms", "p50 ms"),
     ("p99_ms", "p99 ms"),
@@ -30,10 +31,24 @@ BREAKDOWN_COLUMNS = [
     ("to_df_p50_ms", "to_df p50 ms"),
     ("to_df_mean_ms", "to_df mean ms"),
 ]
+FAST_COLUMNS = [
+    ("store", "online store"),
+    ("features", "features"),
+    ("requests", "requests"),
+    ("user_p50_ms", "user views p50 ms"),
+    ("user_p99_ms", "user views p99 ms"),
+    ("advertisers_p50_ms", "advertiser rows p50 ms"),
+    ("advertisers_p99_ms", "advertiser rows p99 ms"),
+    ("frame_p50_ms", "frame p50 ms"),
+    ("frame_p99_ms", "frame p99 ms"),
+    ("frame_cached_p50_ms", "frame, advertisers kept, p50 ms"),
+    ("frame_cached_p99_ms", "frame, advertisers kept, p99 ms"),
+]
 PREDICT_COLUMNS = [
     ("store", "online store"),
     ("library", "library"),
     ("features", "features"),
+    ("path", "path"),
     ("rows_mean", "rows (mean)"),
     ("columns", "model columns"),
     ("predict_mean_ms", "predict mean ms"),
@@ -68,17 +83,23 @@ def markdown(report: dict) -> str:
         f"from the {d['ads_source']} ({d['ads']} ads of {d['advertisers_in_pool']} advertisers); distinct advertisers per request: mean {d['distinct_advertisers_mean']} "
         f"(min {d['distinct_advertisers_min']}, max {d['distinct_advertisers_max']})",
         f"- materialize end {p['end']} (latest offline event_timestamp + 1 s); request time `now` = {p['now']}",
+        f"- paths: {', '.join(p.get('paths', ['feast']))}; Feast definitions: "
+        f"{p.get('definitions', 'run')} (checkout = this code's feature_repo/, run = the copy in the repo); "
+        f"fast-cached keeps an advertiser's row {p.get('advertiser_max_age_s', '–')} s",
         "- GBDT predict threads: $OMP_NUM_THREADS = "
         + (p["omp_num_threads"] or "unset (library default: all cores)"),
         "",
         "## Latency per request",
         "",
-        "All combinations interleaved request by request (rotating order). end to end = "
-        "`OnlineRanker.score(user, ads, now)`; fetch = `ranking.serve.online_features(cfg, user, distinct "
-        "advertisers, service)` (builds a FeatureStore per call, PINGs Redis, `get_online_features` "
-        "incl. the on-demand views, `.to_df()`); predict = `SavedModel.predict(frame, now)` on that frame. "
-        "candidates/s = candidates per request / mean latency. Every verified request had score() == "
-        "predict(online frame), identical across stores.",
+        "All combinations interleaved request by request (rotating order). path: fast = "
+        "`adprior.store.CandidateFeatures` (the user's views read with one entity row, the distinct "
+        "advertisers' rows with one `online_read`, the on-demand views run in process by their UDFs); "
+        "fast-cached = the same with advertiser rows kept for the stated age; feast = `get_online_features` "
+        "with the feature service (Feast runs the on-demand views) and `.to_df()`. end to end = "
+        "`OnlineRanker.score(user, ads, now)`; fetch = `OnlineRanker.features(user, distinct advertisers)`; "
+        "predict = `SavedModel.predict(frame, now)` on that frame. candidates/s = candidates per request / "
+        "mean latency. Every verified request had score() == predict(features()), identical across stores "
+        "and paths.",
         "",
         *table_lines(COLUMNS, report["rows"]),
         "",
@@ -93,6 +114,16 @@ def markdown(report: dict) -> str:
         "response.",
         "",
         *table_lines(BREAKDOWN_COLUMNS, report["fetch_breakdown"]),
+        "",
+        "## Where the fast path's fetch goes",
+        "",
+        "`CandidateFeatures` parts, interleaved on the same requests: user views = `user_row` (one "
+        "`get_online_features` entity row with the user-keyed views' refs, `to_dict`); advertiser rows = "
+        "`read` (the provider's `online_read` of the distinct advertisers, values converted); frame = "
+        "`frame` (both reads, the on-demand views' UDFs, the frame) with advertisers read per request, and "
+        "with every advertiser row kept.",
+        "",
+        *table_lines(FAST_COLUMNS, report.get("fast_breakdown", [])),
         "",
         "## Where predict goes",
         "",
@@ -117,7 +148,8 @@ def print_table(report: dict) -> None:
     table = Table(title=f"online ranking: {report['params']['candidates']} candidates per request")
     for _, title in COLUMNS:
         table.add_column(
-            title, justify="left" if title in ("online store", "library", "features", "part") else "right"
+            title,
+            justify="left" if title in ("online store", "library", "features", "path", "part") else "right",
         )
     for r in report["rows"]:
         table.add_row(*("–" if r.get(k) is None else str(r[k]) for k, _ in COLUMNS))

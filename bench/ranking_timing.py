@@ -1,11 +1,12 @@
-"""Measuring the online ranking path (bench/ranking.py): verification, interleaved timing, fetch breakdown.
+"""Measuring the online ranking path (bench/ranking.py): verification, interleaved timing, fetch breakdowns.
 
-A :class:`Scorer` is one (online store, library, feature set) combination with its
-``ranking.serve.OnlineRanker``. :func:`verify_scores` checks ``score()`` against
-``predict(online_features(...))`` and the stores against each other; :func:`time_scorers` times every
-request through every scorer, interleaved (the starting scorer rotating per request), as end to end,
-fetch, predict and ``FeatureSpec.matrix``; :func:`fetch_breakdown` splits the fetch into its Feast
-parts. :func:`stats` summarises a list of times.
+A :class:`Scorer` is one (online store, library, feature set, path) combination with its
+``ranking.serve.OnlineRanker``; the path is how the ranker gets its features (:data:`PATHS`).
+:func:`verify_scores` checks ``score()`` against ``predict(features(...))`` and every store and path
+against each other; :func:`time_scorers` times every request through every scorer, interleaved (the
+starting scorer rotating per request), as end to end, fetch, predict and ``FeatureSpec.matrix``;
+:func:`fetch_breakdown` splits the Feast path's fetch into its Feast parts and :func:`fast_breakdown`
+the fast path's into its reads. :func:`stats` summarises a list of times.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ import numpy as np
 from bench.ranking_requests import Request
 
 log = logging.getLogger(__name__)
+
+# How an OnlineRanker gets its features: the fast path reading advertisers per request, the fast path
+# keeping advertiser rows for --advertiser-max-age seconds, and Feast's get_online_features with the
+# feature service (the on-demand views run by Feast; the path before issue 19 item 3).
+PATHS = ("fast", "fast-cached", "feast")
 
 
 def stats(ms: list[float], candidates: int) -> dict[str, Any]:
@@ -56,11 +62,12 @@ def null_share(frame: Any, features: list[str]) -> float:
 
 @dataclass
 class Scorer:
-    """One (online store, library, feature set) combination and its timings (ms per request)."""
+    """One (online store, library, feature set, path) combination and its timings (ms per request)."""
 
     store: str  # online store: 'sqlite' | 'redis'
     library: str  # 'xgboost' | 'lightgbm'
     features: str  # feature set: 'llm' | 'baseline'
+    path: str  # one of PATHS
     cfg: Any  # adprior.store.StoreConfig
     ranker: Any  # ranking.serve.OnlineRanker
     ms: dict[str, list[float]] = field(
@@ -70,20 +77,18 @@ class Scorer:
 
     @property
     def label(self) -> str:
-        return f"[{self.store}/{self.library}/{self.features}]"
+        return f"[{self.store}/{self.library}/{self.features}/{self.path}]"
 
 
 def verify_scores(scorers: list[Scorer], verify: list[Request], now: datetime) -> None:
-    """Raise unless score() == predict(online frame) broadcast to the ads, and the stores agree."""
+    """Raise unless score() == predict(features()) broadcast to the ads, and every store and path agree."""
     import pandas as pd
-
-    from ranking.serve import online_features
 
     first: dict[tuple[str, str, int], tuple[str, np.ndarray]] = {}
     for s in scorers:
         model = s.ranker.model
         for i, r in enumerate(verify):
-            frame = online_features(s.cfg, r.user_id, r.distinct, s.ranker.service)
+            frame = s.ranker.features(r.user_id, r.distinct)
             s.nulls.append(null_share(frame, model.spec.features))
             by_adv = dict(zip(r.distinct, model.predict(frame, pd.Timestamp(now)), strict=True))
             want = np.array([by_adv[a] for a in r.advertisers])
@@ -91,19 +96,19 @@ def verify_scores(scorers: list[Scorer], verify: list[Request], now: datetime) -
             if not np.array_equal(got, want):
                 k = int(np.flatnonzero(got != want)[0])
                 raise RuntimeError(
-                    f"{s.label} request {i}: score() differs from predict(online frame) at "
+                    f"{s.label} request {i}: score() differs from predict(features()) at "
                     f"ad {k}: {got[k]!r} != {want[k]!r}"
                 )
-            store, other = first.setdefault((s.library, s.features, i), (s.store, got))
+            label, other = first.setdefault((s.library, s.features, i), (s.label, got))
             if not np.array_equal(other, got):
                 raise RuntimeError(
-                    f"{s.label} request {i}: scores differ from those read from {store} "
+                    f"{s.label} request {i}: scores differ from those of {label} "
                     f"(max abs diff {np.abs(other - got).max():.3g})"
                 )
         if verify and min(s.nulls) >= 1.0:
             raise RuntimeError(f"{s.label}: online frames hold only nulls; was anything materialized?")
     log.info(
-        "verified %d requests x %d scorers: score() == predict(online frame), same across stores",
+        "verified %d requests x %d scorers: score() == predict(features()), same across stores and paths",
         len(verify),
         len(scorers),
     )
@@ -113,13 +118,11 @@ def one_request(s: Scorer, r: Request, now: datetime, record: bool) -> None:
     """Time one request of one scorer: score() end to end, then fetch, predict and matrix separately."""
     import pandas as pd
 
-    from ranking.serve import online_features
-
     now_ts = pd.Timestamp(now)
     t0 = time.perf_counter()
     s.ranker.score(r.user_id, r.advertisers, now=now)
     t1 = time.perf_counter()
-    frame = online_features(s.cfg, r.user_id, r.distinct, s.ranker.service)
+    frame = s.ranker.features(r.user_id, r.distinct)
     t2 = time.perf_counter()
     s.ranker.model.predict(frame, now_ts)
     t3 = time.perf_counter()
@@ -201,4 +204,58 @@ def fetch_breakdown(
             row[f"{k}_p50_ms"], row[f"{k}_mean_ms"] = st["p50_ms"], st["mean_ms"]
         rows.append(row)
         log.info("fetch breakdown %s", row)
+    return rows
+
+
+def fast_breakdown(
+    cfgs: dict[str, Any], fsets: list[str], warm: list[Request], sub: list[Request], candidates: int
+) -> list[dict[str, Any]]:
+    """The parts of the fast path's fetch per (store, feature set), interleaved over ``sub``: the user's
+    views (one ``get_online_features`` entity row), the advertisers' rows (one ``online_read``), and the
+    whole frame (those reads, the on-demand views, the frame) read per request and with every
+    advertiser row kept (max age one hour)."""
+    from adprior.store import CandidateFeatures, get_store
+    from ranking.config import SERVICES
+
+    combos = [(online, fset) for online in cfgs for fset in fsets]
+    readers = {}
+    for online, fset in combos:
+        fs = get_store(cfgs[online])
+        readers[(online, fset)] = (
+            CandidateFeatures(cfgs[online], SERVICES[fset], store=fs),
+            CandidateFeatures(cfgs[online], SERVICES[fset], candidate_max_age_s=3600.0, store=fs),
+        )
+    parts = ("user", "advertisers", "frame", "frame_cached")
+    ms: dict[tuple[str, str], dict[str, list[float]]] = {c: {k: [] for k in parts} for c in combos}
+
+    def once(online: str, fset: str, r: Request, record: bool) -> None:
+        reader, cached = readers[(online, fset)]
+        t = [time.perf_counter()]
+        reader.user_row(r.user_id)
+        t.append(time.perf_counter())
+        for view in reader.views:
+            reader.read(view, r.distinct)
+        t.append(time.perf_counter())
+        reader.frame(r.user_id, r.distinct)
+        t.append(time.perf_counter())
+        cached.frame(r.user_id, r.distinct)
+        t.append(time.perf_counter())
+        if record:
+            for j, k in enumerate(parts):
+                ms[(online, fset)][k].append((t[j + 1] - t[j]) * 1000.0)
+
+    for r in warm:
+        for c in combos:
+            once(*c, r, record=False)
+    for i, r in enumerate(sub):
+        for c in rotated(combos, i):
+            once(*c, r, record=True)
+    rows = []
+    for (online, fset), got in ms.items():
+        row: dict[str, Any] = {"store": online, "features": fset, "requests": len(sub)}
+        for k, v in got.items():
+            st = stats(v, candidates)
+            row[f"{k}_p50_ms"], row[f"{k}_p99_ms"] = st["p50_ms"], st["p99_ms"]
+        rows.append(row)
+        log.info("fast path breakdown %s", row)
     return rows
