@@ -46,7 +46,8 @@ def run_cli(args: list[str], timeout: float = 600.0) -> float:
 def clear_online(cfg: Any) -> None:
     """Empty the online store of ``cfg`` (SQLite: every table's rows; Redis: FLUSHDB)."""
     if cfg.online == "sqlite":
-        with contextlib.closing(sqlite3.connect(Path(cfg.repo) / "data" / "online_store.db")) as con:
+        db = "online_store_spark.db" if cfg.offline == "spark" else "online_store.db"  # the yamls' paths
+        with contextlib.closing(sqlite3.connect(Path(cfg.repo) / "data" / db)) as con:
             tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
             for t in tables:
                 con.execute(f'DELETE FROM "{t}"')

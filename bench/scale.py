@@ -18,7 +18,13 @@ Issue "Production hardening", item 2. For each size N of ``--users`` the stages 
    of users, so its growth shows what the selection and planning around the model cost.
 5. ``materialize``: ``adprior.store.apply`` + ``adprior.store.materialize(end=event_timestamp(x) + 1 s)``
    into the SQLite online store (every view with offline rows: user_profile, user_behavior,
-   advertiser_stats, llm_predictions).
+   advertiser_stats, llm_predictions) with the yaml's engine: ``adprior.store.engine.ArrowComputeEngine``
+   (reports before it: Feast 0.67's local engine, e.g. 1,586.87 s and 11.4 GiB at 1M users).
+6. ``--materialize-engines`` (default ``redis,spark-redis``): the same materialization with another
+   engine or store, each into a fresh online store of a sibling repo over the same offline tables
+   (``bench/scale_stages.py``): ``materialize-local`` (Feast's local engine, SQLite: the old stage 5),
+   ``materialize-redis`` (the Arrow engine into a private redis-server, counted in the tree RSS),
+   ``materialize-spark-redis`` (Feast's Spark offline store and compute engine, local[2], into Redis).
 
 What is timed: ``s`` = wall time of the stage process as seen by this script (interpreter start-up and
 imports included, e.g. torch for ``infer``, Feast for ``features``/``materialize``); ``inner s`` = the
@@ -48,6 +54,7 @@ Usage (from the repository root)::
 
     .venv/bin/python bench/scale.py                                   # 100,000 and 1,000,000 users
     .venv/bin/python bench/scale.py --users 2000,10000 --infer-users 8 --json /tmp/scale.json --md /tmp/scale.md
+    .venv/bin/python bench/scale.py --materialize-engines local,redis,spark-redis  # + Feast's local engine
 """
 
 from __future__ import annotations
@@ -75,6 +82,7 @@ from bench.scale_report import markdown, print_rich  # noqa: E402
 from bench.scale_stages import (  # noqa: E402
     BUDGET_TOKENS,
     IMPRESSION_RATE,
+    MATERIALIZE_VARIANTS,
     MIB,
     SHARD_SIZE,
     STAGES,
@@ -176,9 +184,10 @@ def run_size(args: argparse.Namespace, users: int, day: date) -> dict:
         "runner": args.runner,
     }
     out: dict[str, Any] = {"users": users, "stages": [], "failed": None}
+    stages = [*STAGES, *(MATERIALIZE_VARIANTS[v] for v in args.materialize_engines)]
     try:
-        for i, name in enumerate(STAGES, 1):
-            log.info("[%d users] stage %d/%d %s ...", users, i, len(STAGES), name)
+        for i, name in enumerate(stages, 1):
+            log.info("[%d users] stage %d/%d %s ...", users, i, len(stages), name)
             try:
                 row = run_stage(name, spec, args.poll)
             except Exception as exc:  # reported; the size stops here
@@ -222,9 +231,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extrapolate", default="100000,1000000", help="sizes to estimate from the last two")
     ap.add_argument("--json", default="bench/results/scale.json")
     ap.add_argument("--md", default="bench/results/scale.md")
-    ap.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--materialize-engines",
+        default="redis,spark-redis",
+        help="extra materialize stages after the pipeline, comma-separated of "
+        f"{sorted(MATERIALIZE_VARIANTS)} ('' = none; local = Feast's local engine, ~26 min at 1M users)",
+    )
+    ap.add_argument("--stage", choices=[*STAGES, *MATERIALIZE_VARIANTS.values()], help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    args.materialize_engines = [v.strip() for v in args.materialize_engines.split(",") if v.strip()]
+    if unknown := set(args.materialize_engines) - set(MATERIALIZE_VARIANTS):
+        ap.error(
+            f"unknown --materialize-engines {sorted(unknown)}; choose from {sorted(MATERIALIZE_VARIANTS)}"
+        )
     if args.stage:
         run_stage_child(args.stage, json.loads(args.spec))
         return 0
@@ -245,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             "impression_rate": IMPRESSION_RATE,
             "budget_tokens": BUDGET_TOKENS,
             "shard_size": SHARD_SIZE,
+            "materialize_engines": args.materialize_engines,
         },
         "memory_method": {
             "peak_tree_rss_mib": f"psutil poll every {args.poll}s, max of summed RSS of the stage process tree",

@@ -19,8 +19,8 @@ def growth(results: list[dict]) -> list[dict]:
     for a, b in itertools.pairwise(results):
         sa, sb = {r["stage"]: r for r in a["stages"]}, {r["stage"]: r for r in b["stages"]}
         size_ratio = b["users"] / a["users"]
-        for name in STAGES:
-            if name not in sa or name not in sb:
+        for name in sa:  # the pipeline's stages, then any materialize variants
+            if name not in sb:
                 continue
             ta, tb = sa[name]["seconds"], sb[name]["seconds"]
             ia, ib = sa[name]["inner_s"], sb[name]["inner_s"]
@@ -57,7 +57,7 @@ def extrapolate(results: list[dict], sizes: list[int]) -> list[dict]:
     assumes every stage is at most linear in users beyond N2 (super-linear stages, e.g. a shuffle that
     spills, or memory that a chunked stage bounds, show only in a real measurement).
     """
-    done = [r for r in results if r["failed"] is None and len(r["stages"]) == len(STAGES)]
+    done = [r for r in results if r["failed"] is None and set(STAGES) <= {s["stage"] for s in r["stages"]}]
     if len(done) < 2:
         return []
     a, b = done[-2], done[-1]
@@ -74,11 +74,12 @@ def extrapolate(results: list[dict], sizes: list[int]) -> list[dict]:
         if n <= b["users"]:
             continue
         total_s, peak_mem = 0.0, 0.0
-        for name in STAGES:
+        for name in [*STAGES, *(x for x in sa if x not in STAGES and x in sb)]:
             s, fixed_s, c_s = affine("seconds", name, n)
             m, _, c_m = affine("peak_tree_rss_mib", name, n)
-            total_s += s
-            peak_mem = max(peak_mem, m)
+            if name in STAGES:  # the total is the nightly pipeline's; variants are alternatives to a stage
+                total_s += s
+                peak_mem = max(peak_mem, m)
             rows.append(
                 {
                     "users": n,

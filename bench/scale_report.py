@@ -76,7 +76,16 @@ def markdown(report: dict) -> str:
         f"- pipeline: world seed {p['seed']}, impression rate {IMPRESSION_RATE}, simulator workers {p['workers']}; "
         f"anchor date {p['day']} (world end - 8 days); Spark master `{p['master']}`; sampled inference of "
         f"{p['infer_users']} users (base model, EngineConfig defaults, budget {BUDGET_TOKENS} tokens, runner "
-        f"`{p['runner']}`); Feast offline store = parquet files, online store = SQLite",
+        f"`{p['runner']}`); Feast offline store = parquet files, online store = SQLite; materialize = the yaml's "
+        "engine (adprior.store.engine.ArrowComputeEngine; Feast 0.67's local engine in reports before it)"
+        + (
+            f"; materialize variants after the pipeline: {', '.join(p['materialize_engines'])} (each into a "
+            "fresh online store of a sibling repo over the same offline tables: materialize-local = Feast's "
+            "local engine into SQLite, materialize-redis = the Arrow engine into a private redis-server, "
+            "materialize-spark-redis = Feast's Spark offline store + Spark engine, local[2], into Redis)"
+            if p.get("materialize_engines")
+            else ""
+        ),
         "",
         "Each stage runs in a fresh Python process. s = wall time of that process (start-up and imports "
         "included); inner s = the library call(s) alone (compile: without the SparkSession start; materialize: "

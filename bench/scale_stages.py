@@ -1,7 +1,8 @@
 """The five stages of the nightly scale benchmark (bench/scale.py), as each runs in its own process.
 
 ``bench/scale.py --stage NAME --spec JSON`` calls :func:`run_stage_child`, which runs one stage of
-:func:`adprior.nightly.run_nightly`'s chain (simulate, compile, features, infer, materialize) in a
+:func:`adprior.nightly.run_nightly`'s chain (simulate, compile, features, infer, materialize), or one
+materialize variant (another engine / online store over the same tables, :data:`MATERIALIZE_VARIANTS`), in a
 work folder, times the library call(s) inside the process (``inner_s``) and writes that, the stage's
 outputs and the process' own ``ru_maxrss`` (and its reaped children's) to ``spec['result']``.
 """
@@ -21,6 +22,14 @@ from typing import Any
 
 MIB = 1024 * 1024
 STAGES = ("simulate", "compile", "features", "infer", "materialize")
+# Extra materialize stages (bench/scale.py --materialize-engines), each into a fresh online store of its own
+# sibling repo that shares the offline tables: "materialize" itself runs the yaml's engine (the Arrow
+# engine; Feast's local engine in reports before it) into SQLite.
+MATERIALIZE_VARIANTS = {
+    "local": "materialize-local",  # Feast 0.67's local engine into SQLite (the old "materialize" stage)
+    "redis": "materialize-redis",  # the Arrow engine into a private redis-server
+    "spark-redis": "materialize-spark-redis",  # Feast's Spark engine (local[2]) into a private redis-server
+}
 IMPRESSION_RATE = 0.6  # NightlyConfig.impression_rate
 BUDGET_TOKENS = 256  # NightlyConfig.budget_tokens (CPU default)
 SHARD_SIZE = 32  # NightlyConfig.shard_size
@@ -186,7 +195,8 @@ def stage_infer(spec: dict) -> dict:
 
 
 def stage_materialize(spec: dict) -> dict:
-    """materialize: ``apply`` + ``materialize`` of every view into the SQLite online store."""
+    """materialize: ``apply`` + ``materialize`` of every view into the SQLite online store, with the yaml's
+    engine (adprior.store.engine.ArrowComputeEngine; Feast's local engine before it)."""
     from adprior import store
     from llm_predictor.infer.shards import event_timestamp
 
@@ -207,6 +217,68 @@ def stage_materialize(spec: dict) -> dict:
             **online_counts(cfg.repo / "data" / "online_store.db"),
         },
     }
+
+
+def _sibling_repo(spec: dict, name: str) -> Path:
+    """``<work>/<name>``: a fresh copy of the feature repo's definitions whose data/offline is the main
+    repo's (a symlink), so a variant stage gets its own registry and online store over the same tables."""
+    import shutil
+
+    from adprior.store import PROJECT_REPO
+
+    main, repo = _paths(spec)["repo"], Path(spec["work"]) / name
+    shutil.rmtree(repo, ignore_errors=True)
+    shutil.copytree(PROJECT_REPO, repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    (repo / "data").mkdir()
+    (repo / "data" / "offline").symlink_to((main / "data" / "offline").resolve(), target_is_directory=True)
+    return repo
+
+
+def stage_materialize_variant(spec: dict, variant: str) -> dict:
+    """materialize-<variant>: ``apply`` + ``materialize`` of every view with another engine / store
+    (:data:`MATERIALIZE_VARIANTS`) in a sibling repo; Redis variants start their own redis-server (a child
+    process: its memory is in the stage's tree RSS)."""
+    from adprior import store
+    from bench.common import redis_env
+    from llm_predictor.infer.shards import event_timestamp
+
+    day = date.fromisoformat(spec["day"])
+    repo = _sibling_repo(spec, f"feature_repo_{variant}")
+    online = "redis" if variant.endswith("redis") else "sqlite"
+    cfg = store.StoreConfig(
+        repo=repo,
+        online=online,
+        offline="spark" if variant.startswith("spark") else "file",
+        batch_engine="local" if variant == "local" else None,
+    )
+    with redis_env(online == "redis") as address:
+        t0 = time.perf_counter()
+        store.apply(cfg)
+        t1 = time.perf_counter()
+        mat = store.materialize(cfg, end=event_timestamp(day) + timedelta(seconds=1))
+        inner = time.perf_counter() - t1
+        rows = {name: v.get("rows") for name, v in mat.get("views", {}).items()}
+        counts = redis_counts(address) if address else online_counts(repo / "data" / "online_store.db")
+    return {
+        "inner_s": inner,
+        "apply_s": t1 - t0,
+        "outputs": {"rows": sum(r for r in rows.values() if r), "rows_per_view": rows, **counts},
+    }
+
+
+def redis_counts(address: str) -> dict[str, Any]:
+    """Keys and used memory of a Redis server at ``host:port``."""
+    import redis
+
+    host, port = address.rsplit(":", 1)
+    client = redis.Redis(host=host, port=int(port))
+    try:
+        return {
+            "redis_keys": client.dbsize(),
+            "redis_mib": round(client.info("memory")["used_memory"] / MIB, 2),
+        }
+    finally:
+        client.close()
 
 
 def online_counts(db: Path) -> dict[str, Any]:
@@ -232,6 +304,10 @@ STAGE_FUNCS = {
     "features": stage_features,
     "infer": stage_infer,
     "materialize": stage_materialize,
+    **{
+        stage: (lambda spec, v=variant: stage_materialize_variant(spec, v))
+        for variant, stage in MATERIALIZE_VARIANTS.items()
+    },
 }
 
 

@@ -11,16 +11,26 @@ views are left out of materialization).
 For each online store (SQLite; Redis = a private ``redis-server`` on a free loopback port with
 ``$ADPRIOR_REDIS`` pointing at it):
 
-1. ``adprior.store.apply`` (timed, reported), then one untimed materialization of an empty window
-   (imports dask and the offline store code, so the first timed store is not charged for them).
-2. ``adprior.store.materialize(cfg, end, start)`` over a window holding every row, into an empty online
-   store. A *row* is one (user, feature view) pair written to the online store: users x 2 views
+1. ``adprior.store.apply`` (timed, reported).
+2. ``adprior.store.materialize(cfg, end, start)`` over a window holding every row, into an emptied online
+   store, once per engine of ``--engines`` (each after an untimed materialization of an empty window:
+   imports, Spark's session):
+
+   * ``local``: Feast 0.67's local engine (``StoreConfig(batch_engine="local")``; what the reports' "SDK"
+     row measured before the yamls named an engine, e.g. 1,211 rows/s to SQLite at 20k users);
+   * ``arrow``: the yaml's engine, ``adprior.store.engine.ArrowComputeEngine`` (Arrow read, bulk writes);
+   * ``spark``: the Spark yaml of the store (``feature_store.spark.yaml`` / ``feature_store.spark-redis.yaml``:
+     Feast's Spark offline store and Spark compute engine, ``local[2]``; applied first, timed apart).
+
+   A *row* is one (user, feature view) pair written to the online store: users x 2 views
    (``llm_advertiser_predictions`` and ``llm_user_interests``, both read from the ``llm_predictions``
-   table). In Redis both views of a user land in one hash key, so keys = users.
+   table). In Redis both views of a user land in one hash key, so keys = users. After every engine the
+   ``--verify`` users' predictions are read back and compared.
 3. The online store is emptied again and the same window is written by the CLI in a subprocess,
-   ``feast -c REPO -f <yaml> materialize START END -v <view> ...``; its wall time includes the CLI's
-   start-up (imports, registry load), reported as overhead against the SDK time. The start-up of a
-   bare ``feast version`` is measured once as a reference.
+   ``feast -c REPO -f <yaml> materialize START END -v <view> ...`` (the yaml's engine: Arrow; before, Feast's
+   local engine); its wall time includes the CLI's start-up (imports, registry load), reported as
+   overhead against the SDK time of the same engine. The start-up of a bare ``feast version`` is
+   measured once as a reference.
 4. One-user online lookups: a warm-up of ``--warmup`` reads, then ``--reads`` sequential reads of random
    users (seeded; the same users for every path), each timed on its own:
    * SDK: ``store.get_online_features(features=<service>, entity_rows=[{"user_id": u}]).to_dict()``
@@ -41,6 +51,8 @@ Usage (from the repository root)::
 
     .venv/bin/python bench/store.py                                   # 20,000 users, 1,000 reads
     .venv/bin/python bench/store.py --users 2000 --reads 200 --json /tmp/store.json --md /tmp/store.md
+    .venv/bin/python bench/store.py --users 1000000 --engines arrow spark --no-serve --reads 100 \
+        --json bench/results/store_1m.json --md bench/results/store_1m.md   # materialize at scale
 """
 
 from __future__ import annotations
@@ -75,6 +87,9 @@ SERVICE = "llm_predictions_online"
 VIEWS = ("llm_advertiser_predictions", "llm_user_interests")  # the views SERVICE reads (one source table)
 VERIFIED = ("advertiser_ids", "advertiser_names", "interests", "model_version")  # checked on the verify users
 STORES = ("sqlite", "redis")
+# SDK materialize paths: Feast's local engine (the "SDK" row of reports before the Arrow engine), the yaml's
+# engine (adprior.store.engine.ArrowComputeEngine), Feast's Spark engine through the Spark yamls.
+ENGINES = {"local": "Feast local", "arrow": "Arrow (yaml)", "spark": "Feast Spark, local[2]"}
 
 
 def _chars(values: list[str]) -> int:
@@ -107,6 +122,61 @@ def _versions() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+def materialize_row(
+    engine: str,
+    repo: Path,
+    online: str,
+    window: tuple[datetime, datetime],
+    truth: dict[int, dict[str, Any]],
+    verify: list[int],
+    setup: dict[str, Any],
+) -> dict[str, Any]:
+    """One timed SDK materialize of the whole window into an emptied online store with ``engine``.
+
+    ``local``: ``StoreConfig(batch_engine="local")`` (Feast's local engine over the file offline store);
+    ``arrow``: the yaml's engine; ``spark``: the Spark yaml of ``online`` (Spark offline store + Feast's
+    Spark engine; applied here, its session started by an untimed warm-up). Every engine first
+    materializes an empty window (untimed: imports, session start-up).
+    """
+    from adprior.store import StoreConfig, apply, get_store, materialize
+
+    start, end = window
+    cfg = StoreConfig(
+        repo=repo,
+        online=online,
+        offline="spark" if engine == "spark" else "file",
+        batch_engine="local" if engine == "local" else None,
+    )
+    if engine == "spark":
+        t0 = time.perf_counter()
+        apply(cfg)
+        setup["spark_apply_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    materialize(cfg, end=start - timedelta(seconds=1), start=start - timedelta(days=1))  # empty window
+    setup[f"warmup_{engine}_s"] = round(time.perf_counter() - t0, 2)
+    clear_online(cfg)
+    t0 = time.perf_counter()
+    res = materialize(cfg, end=end, start=start)
+    wall = time.perf_counter() - t0
+    rows = sum(v["rows"] for v in res["views"].values())
+    if sorted(res["views"]) != sorted(VIEWS) or any(v["rows"] != len(truth) for v in res["views"].values()):
+        raise RuntimeError(
+            f"[{online}/{engine}] materialize wrote {res['views']}, expected {len(truth)} rows in {VIEWS}"
+        )
+    read = sdk_reader(get_store(cfg), SERVICE)
+    check_reader(f"[{online}] SDK after the {engine} engine's materialize", read, verify, truth, VERIFIED)
+    return {
+        "store": online,
+        "path": "SDK",
+        "engine": ENGINES[engine],
+        "rows": rows,
+        "keys": len(truth),
+        "seconds": res["seconds"],
+        "rows_per_s": round(rows / res["seconds"], 1),
+        "wall_s": round(wall, 2),
+    }
+
+
 def bench_store(
     online: str,
     repo: Path,
@@ -121,7 +191,7 @@ def bench_store(
     """Apply, materialize (SDK, CLI) and time lookups (SDK, serve) for one online store."""
     import requests
 
-    from adprior.store import StoreConfig, apply, get_store, materialize, yaml_path
+    from adprior.store import StoreConfig, apply, get_store, yaml_path
 
     cfg = StoreConfig(repo=repo, online=online)
     start, end = window
@@ -129,47 +199,23 @@ def bench_store(
     t0 = time.perf_counter()
     apply(cfg)
     setup["apply_s"] = round(time.perf_counter() - t0, 2)
-    t0 = time.perf_counter()
-    materialize(cfg, end=start - timedelta(seconds=1), start=start - timedelta(days=1))  # empty window
-    setup["warmup_materialize_s"] = round(time.perf_counter() - t0, 2)
-    log.info(
-        "[%s] apply %.1f s, warm-up materialize %.1f s",
-        online,
-        setup["apply_s"],
-        setup["warmup_materialize_s"],
-    )
+    log.info("[%s] apply %.1f s", online, setup["apply_s"])
 
-    # Materialize through the SDK, then (after emptying the store) through the CLI.
-    clear_online(cfg)
-    t0 = time.perf_counter()
-    res = materialize(cfg, end=end, start=start)
-    wall = time.perf_counter() - t0
-    rows = sum(v["rows"] for v in res["views"].values())
-    if sorted(res["views"]) != sorted(VIEWS) or any(v["rows"] != len(truth) for v in res["views"].values()):
-        raise RuntimeError(
-            f"[{online}] materialize wrote {res['views']}, expected {len(truth)} rows in {VIEWS}"
+    # Materialize through the SDK with each engine, then (after emptying the store) through the CLI.
+    rows, sdk_s = len(VIEWS) * len(truth), None
+    for engine in args.engines:
+        row = materialize_row(engine, repo, online, window, truth, verify, setup)
+        report["materialize"].append(row)
+        sdk_s = row["seconds"] if engine == "arrow" else sdk_s
+        log.info(
+            "[%s] SDK materialize, %s: %d rows in %.2f s (%.0f rows/s; wall %.2f s)",
+            online,
+            row["engine"],
+            rows,
+            row["seconds"],
+            row["rows_per_s"],
+            row["wall_s"],
         )
-    sdk = {
-        "store": online,
-        "path": "SDK",
-        "rows": rows,
-        "keys": len(truth),
-        "seconds": res["seconds"],
-        "rows_per_s": round(rows / res["seconds"], 1),
-        "wall_s": round(wall, 2),
-    }
-    report["materialize"].append(sdk)
-    log.info(
-        "[%s] SDK materialize: %d rows in %.2f s (%.0f rows/s; wall %.2f s)",
-        online,
-        rows,
-        res["seconds"],
-        sdk["rows_per_s"],
-        wall,
-    )
-    check_reader(
-        f"[{online}] SDK after SDK materialize", sdk_reader(get_store(cfg), SERVICE), verify, truth, VERIFIED
-    )
 
     clear_online(cfg)
     views = [a for v in VIEWS for a in ("-v", v)]
@@ -189,12 +235,13 @@ def bench_store(
         {
             "store": online,
             "path": "CLI",
+            "engine": ENGINES["arrow"],
             "rows": rows,
             "keys": len(truth),
             "seconds": round(cli_s, 2),
             "rows_per_s": round(rows / cli_s, 1),
             "wall_s": round(cli_s, 2),
-            "overhead_s": round(cli_s - res["seconds"], 2),
+            "overhead_s": None if sdk_s is None else round(cli_s - sdk_s, 2),
         }
     )
     log.info("[%s] CLI materialize: %d rows in %.2f s (%.0f rows/s)", online, rows, cli_s, rows / cli_s)
@@ -238,6 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=50, help="untimed reads before the timed ones")
     ap.add_argument("--verify", type=int, default=5, help="users whose full prediction is checked per path")
     ap.add_argument("--stores", nargs="+", choices=STORES, default=list(STORES))
+    ap.add_argument(
+        "--engines",
+        nargs="+",
+        choices=list(ENGINES),
+        default=list(ENGINES),
+        help="SDK materialize engines to time (local = Feast's, slow at scale; spark starts a JVM)",
+    )
     ap.add_argument("--no-serve", action="store_true", help="skip the feast serve lookups")
     ap.add_argument("--date", default="2026-06-22", help="anchor (inference) date; event time = date + 1 day")
     ap.add_argument("--seed", type=int, default=0)
@@ -271,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             "verify": args.verify,
             "stores": args.stores,
             "serve": not args.no_serve,
+            "engines": args.engines,
             "date": args.date,
             "seed": args.seed,
             "start": window[0].isoformat(),

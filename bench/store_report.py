@@ -8,6 +8,7 @@ from bench.synthetic_predictions import N_ADVERTISERS, N_INTERESTS, N_PREDICTED
 MAT_COLUMNS = [
     ("store", "online store"),
     ("path", "path"),
+    ("engine", "engine"),
     ("rows", "rows"),
     ("keys", "entity keys"),
     ("seconds", "s"),
@@ -29,8 +30,26 @@ LOOKUP_COLUMNS = [
 SETUP_COLUMNS = [
     ("store", "online store"),
     ("apply_s", "apply s"),
-    ("warmup_materialize_s", "warm-up materialize s"),
+    ("warmup_materialize_s", "warm-up materialize s (older reports)"),
+    ("warmup_local_s", "warm-up Feast local s"),
+    ("warmup_arrow_s", "warm-up Arrow s"),
+    ("spark_apply_s", "Spark yaml apply s"),
+    ("warmup_spark_s", "warm-up Spark s (session start)"),
     ("serve_startup_s", "feast serve start-up s"),
+]
+
+
+# The materialize rows of the last run before the yamls named an engine (bench/results/store.md of
+# 2026-11-23, commit e8985e7, 20,000 users, the same command): SDK and CLI were Feast 0.67's local engine.
+_BEFORE_KEYS = ("store", "path", "engine", "rows", "keys", "seconds", "rows_per_s", "wall_s", "overhead_s")
+BEFORE = [
+    dict(zip(_BEFORE_KEYS, r, strict=True))
+    for r in (
+        ("sqlite", "SDK", "Feast local", 40000, 20000, 33.035, 1210.8, 33.05, None),
+        ("sqlite", "CLI", "Feast local", 40000, 20000, 38.94, 1027.3, 38.94, 5.9),
+        ("redis", "SDK", "Feast local", 40000, 20000, 29.968, 1334.8, 30.0, None),
+        ("redis", "CLI", "Feast local", 40000, 20000, 37.48, 1067.1, 37.48, 7.52),
+    )
 ]
 
 
@@ -75,13 +94,23 @@ def markdown(report: dict, service: str, views: tuple[str, ...]) -> str:
         "",
         "row = one (user, feature view) pair written to the online store: users x 2 views "
         f"({', '.join(views)}, both from the `llm_predictions` table); entity keys = distinct users "
-        "(in Redis both views of a user share one hash key). SDK: `adprior.store.materialize(cfg, end, start)`, "
-        "s = Feast's `store.materialize` call, wall s = the whole function (registry load, Redis PING, row "
-        "count). CLI: `feast -c REPO -f <yaml> materialize START END -v ...` in a subprocess, s = wall "
-        "time including start-up; CLI overhead = CLI s - SDK s. Each run writes into an emptied online "
-        "store; the untimed warm-up materialized an empty window first.",
+        "(in Redis both views of a user share one hash key). SDK: `adprior.store.materialize(cfg, end, start)` "
+        "with the engine named: Feast local = Feast 0.67's local engine (`StoreConfig(batch_engine='local')`; "
+        "the SDK row of reports before the yamls named an engine), Arrow (yaml) = "
+        "`adprior.store.engine.ArrowComputeEngine` of feature_store.yaml / .redis.yaml, Feast Spark = the "
+        "Spark yaml of the store (Spark offline store + Feast's Spark compute engine, local[2]); s = Feast's "
+        "`store.materialize` call, wall s = the whole function (registry load, Redis PING, row count). CLI: "
+        "`feast -c REPO -f <yaml> materialize START END -v ...` in a subprocess with the yaml's engine "
+        "(Feast local in reports before the Arrow engine), s = wall time including start-up; CLI overhead = "
+        "CLI s - SDK s of the Arrow engine. Each run writes into an emptied online store after an untimed "
+        "materialization of an empty window with the same engine.",
         "",
         *table_lines(MAT_COLUMNS, report["materialize"]),
+        "",
+        "Before the Arrow engine (2026-11-23, commit e8985e7, 20,000 users, `.venv/bin/python bench/store.py`, "
+        "load average 1.29 at start): Feast's local engine on both paths.",
+        "",
+        *table_lines(MAT_COLUMNS, BEFORE),
         "",
         "## One-user online lookups",
         "",
@@ -97,6 +126,9 @@ def markdown(report: dict, service: str, views: tuple[str, ...]) -> str:
         "",
         "## Set-up",
         "",
-        *table_lines(SETUP_COLUMNS, report["setup"]),
+        *table_lines(
+            [c for c in SETUP_COLUMNS if any(r.get(c[0]) is not None for r in report["setup"])],
+            report["setup"],
+        ),
     ]
     return "\n".join(lines) + "\n"
