@@ -9,7 +9,7 @@ directly from the Arrow columns:
 - :func:`encode_column`: the serialized ``ValueProto`` of every value of a column (and, for SQLite, the
   ``value_text`` Feast derives from it). The value types adprior's views use have a direct encoder
   (INT64, DOUBLE, STRING, BOOL and their lists) that builds the same proto from the same Python value
-  as Feast; anything else, and every edge case where Feast's numpy detour changes a value (an INT64
+  as Feast (string and int64 lists: the same bytes column-wise, :mod:`adprior.store.proto_lists`); anything else, and every edge case where Feast's numpy detour changes a value (an INT64
   column with nulls and values beyond 2**53, lists with null elements, another Arrow type than the
   feature type implies) goes through Feast's own ``python_values_to_proto_values``. Nulls (and NaN in
   DOUBLE columns, as in Feast) are the empty ``ValueProto``.
@@ -38,6 +38,8 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import DoubleList, Int64List, StringList, Value
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
+
+from adprior.store.proto_lists import int64_lists, string_lists
 
 EPOCH_NAIVE = datetime(1970, 1, 1)
 EXACT_FLOAT_INT = 2**53  # an INT64 column with nulls reaches Feast as float64: exact up to here
@@ -77,6 +79,13 @@ _DIRECT: dict[ValueType, tuple[tuple[pa.DataType, ...], bool, Callable[[], Calla
         True,
         lambda: _list("string_list_val", StringList),
     ),
+}
+
+
+# Lists without null elements are built column-wise (adprior.store.proto_lists): no Python object per element.
+_COLUMNWISE: dict[ValueType, Callable[[pa.Array], list[bytes]]] = {
+    ValueType.STRING_LIST: string_lists,
+    ValueType.INT64_LIST: int64_lists,
 }
 
 
@@ -128,6 +137,9 @@ def encode_column(
         values = [p.SerializeToString() for p in protos]
         texts = [extract_text_and_num(p, False)[0] for p in protos] if with_text else None
         return values, texts
+    columnwise = _COLUMNWISE.get(value_type)
+    if columnwise is not None:
+        return columnwise(arr), [None] * len(arr) if with_text else None
     enc = _DIRECT[value_type][2]()
     py = arr.to_pylist()
     if value_type == ValueType.DOUBLE:  # Feast: pd.isnull -> NaN is a null, like a missing value
