@@ -1,6 +1,8 @@
 """The online store: :func:`materialize` pushes new offline rows to it, :func:`lookup` reads them back.
 
-SQLite by default, Redis from ``$ADPRIOR_REDIS``. Next to Feast's own bookkeeping (the registry's
+SQLite by default, Redis from ``$ADPRIOR_REDIS``. The rows are written by the yaml's ``batch_engine``:
+:class:`adprior.store.engine.ArrowComputeEngine` in the default yamls, Feast's Spark engine in the Spark
+yamls (whose session :func:`materialize` starts with the yaml's settings). Next to Feast's own bookkeeping (the registry's
 materialization intervals) the online store keeps a "materialized up to" marker per view, so that a
 store that lost its data (Redis restarted without persistence, a deleted SQLite file) is written again.
 """
