@@ -108,9 +108,12 @@ def write_sqlite(store: Any, config: Any, fv: Any, rows: OnlineRows) -> int:
     texts = rows.texts or {}
     cols = [(n, rows.values[n], texts.get(n) or [None] * len(rows.keys)) for n in names]
 
+    keys = rows.keys
+    order = sorted(range(len(keys)), key=keys.__getitem__)  # index order: B-tree pages fill in turn
+
     def params() -> Iterator[tuple]:
-        for i, key in enumerate(rows.keys):
-            e, c = event[i], created[i]
+        for i in order:
+            key, e, c = keys[i], event[i], created[i]
             for name, vals, txt in cols:
                 yield (key, name, vals[i], txt[i], e, c)
 
