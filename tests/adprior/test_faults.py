@@ -138,35 +138,68 @@ def test_sigkill_at_random_points_then_resume(world, tiny_model_dir, reference, 
     assert pads.dataset(out.parent, format="parquet").files == [str(out)]
 
 
-def test_redis_stopped_mid_materialize_then_rerun(tmp_path, redis_srv, monkeypatch):
+@pytest.mark.parametrize("engine", ["arrow", "local"])  # the yamls' Arrow engine, Feast's own local engine
+def test_redis_stopped_mid_materialize_then_rerun(tmp_path, redis_srv, monkeypatch, engine):
     """Redis dies between two write batches of a materialization: a clear StoreUnavailable; after a restart
     a plain rerun fills the online store completely."""
     from feast.infra.online_stores.redis import RedisOnlineStore
 
+    from adprior.store import online_writers
+
     monkeypatch.setenv("ADPRIOR_REDIS", redis_srv.address)
-    cfg = st.StoreConfig(repo=populated_repo(tmp_path / "feature_repo"), online="redis")
+    cfg = st.StoreConfig(
+        repo=populated_repo(tmp_path / "feature_repo"),
+        online="redis",
+        batch_engine=None if engine == "arrow" else "local",
+    )
     st.apply(cfg)
-    real = RedisOnlineStore.online_write_batch
     calls = []
+    if engine == "arrow":  # the Arrow engine writes through its own bulk writer
+        real_rows = online_writers.write_redis
 
-    def write_then_die(self, config, table, data, progress):
-        calls.append(table.name)
-        if len(calls) == 1 and redis_srv.proc is not None:  # half of the first batch lands, then Redis stops
-            real(self, config, table, data[: max(1, len(data) // 2)], progress)
-            redis_srv.stop()
-        return real(self, config, table, data, progress)
+        def rows_then_die(store, config, fv, rows):
+            calls.append(fv.name)
+            if (
+                len(calls) == 1 and redis_srv.proc is not None
+            ):  # half of the first batch lands, then Redis stops
+                half = max(1, len(rows.keys) // 2)
+                part = online_writers.OnlineRows(
+                    keys=rows.keys[:half],
+                    values={k: v[:half] for k, v in rows.values.items()},
+                    texts=None,
+                    event_ts=rows.event_ts[:half],
+                    created_ts=rows.created_ts[:half],
+                )
+                real_rows(store, config, fv, part)
+                redis_srv.stop()
+            return real_rows(store, config, fv, rows)
 
-    monkeypatch.setattr(RedisOnlineStore, "online_write_batch", write_then_die)
+        monkeypatch.setattr(online_writers, "write_redis", rows_then_die)
+    else:
+        real = RedisOnlineStore.online_write_batch
+
+        def write_then_die(self, config, table, data, progress):
+            calls.append(table.name)
+            if (
+                len(calls) == 1 and redis_srv.proc is not None
+            ):  # half of the first batch lands, then Redis stops
+                real(self, config, table, data[: max(1, len(data) // 2)], progress)
+                redis_srv.stop()
+            return real(self, config, table, data, progress)
+
+        monkeypatch.setattr(RedisOnlineStore, "online_write_batch", write_then_die)
     t0 = time.perf_counter()
     with pytest.raises(st.StoreUnavailable) as err:
         st.materialize(cfg, end=END, check=False)
+    assert calls, "the fault was never injected: the engine wrote through another path"
     msg = str(err.value)
     assert "'redis'" in msg and redis_srv.address in msg and "repeated" in msg, msg
     assert time.perf_counter() - t0 < 60
     views = st.get_store(cfg).list_feature_views()
     assert all(fv.most_recent_end_time is None for fv in views)  # the interrupted view is not recorded
 
-    monkeypatch.setattr(RedisOnlineStore, "online_write_batch", real)
+    monkeypatch.undo()
+    monkeypatch.setenv("ADPRIOR_REDIS", redis_srv.address)
     redis_srv.start()  # same port, empty (no persistence)
     summary = st.materialize(cfg, end=END)
     assert summary["views"]["user_profile"]["rows"] == 3
