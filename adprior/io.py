@@ -3,7 +3,9 @@ raw tables (held to the raw contract), and the one atomic file writer every stag
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -57,6 +59,41 @@ def get_spark(cfg: SparkConfig | None = None) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def spark_running() -> bool:
+    """Whether this process already holds a SparkSession (someone else's, e.g. a caller's or a test's)."""
+    from pyspark.sql import SparkSession
+
+    return SparkSession.getActiveSession() is not None
+
+
+def stop_spark() -> None:
+    """Stop the active SparkSession and the local driver JVM it runs in.
+
+    ``SparkSession.stop`` leaves the py4j gateway's JVM alive (and ticking, ~20 % of a core), so the JVM
+    process is ended too; a later :func:`get_spark` starts a fresh one.
+    """
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.stop()
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    proc = getattr(gateway, "proc", None)  # set by pyspark's launch_gateway when it started the JVM here
+    with contextlib.suppress(Exception):  # the JVM may already be gone; it is stopped below either way
+        gateway.shutdown()
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # a JVM that ignores SIGTERM is killed
+            proc.kill()
+    SparkContext._gateway = None
+    SparkContext._jvm = None
 
 
 _SPARK_TYPES = {

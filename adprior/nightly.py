@@ -105,7 +105,7 @@ def run_nightly(cfg: NightlyConfig) -> dict[str, Any]:
         the same dict is written to ``<workdir>/nightly-<day>.json``.
     """
     from adprior import store
-    from adprior.io import SparkConfig
+    from adprior.io import SparkConfig, spark_running, stop_spark
     from llm_predictor.data.compile import CompileConfig, compile_examples
     from llm_predictor.data.compiled import load_examples
     from llm_predictor.infer.plan import InferConfig
@@ -125,6 +125,7 @@ def run_nightly(cfg: NightlyConfig) -> dict[str, Any]:
 
     t = time.perf_counter()
     ex_dir = cfg.workdir / "examples"
+    own_spark = not spark_running()  # a caller's session (a test's, a notebook's) is left running
     comp = compile_examples(
         CompileConfig(
             data=data,
@@ -135,6 +136,8 @@ def run_nightly(cfg: NightlyConfig) -> dict[str, Any]:
             tokenizer=None,
         )
     )
+    if own_spark:  # compile is the night's only Spark stage: free the JVM's core for inference
+        stop_spark()
     stages["compile"] = time.perf_counter() - t
 
     t = time.perf_counter()

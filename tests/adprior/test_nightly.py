@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 import pyarrow.parquet as pq
 
+from adprior.io import spark_running
 from adprior.nightly import NightlyConfig, run_nightly
 from adprior.store import StoreConfig, lookup
 from llm_predictor.infer.engines import EngineConfig
@@ -35,6 +36,7 @@ def test_two_nights_end_to_end(tmp_path, spark, tiny_model_dir):
         cpus_per_worker=1,
     )
     first = run_nightly(cfg)
+    assert spark_running()  # the caller's (the test's) Spark session is left running
     assert first["infer"]["inferred"] == first["compile"]["V1"]["users"] > 50
     assert first["features"]["user_behavior"] == first["compile"]["V1"]["users"]
     assert first["materialize"]["views"]["llm_advertiser_predictions"]["rows"] == first["infer"]["inferred"]
