@@ -11,14 +11,14 @@ from setuptools import find_namespace_packages, setup
 
 setup(
     packages=[
-        *find_namespace_packages(
-            include=["adprior*", "world*", "llm_predictor*", "ranking*", "retrieval*"],
-            exclude=["llm_predictor.adapters*"],  # data folders (package data below), not packages
-        ),
+        # llm_predictor.adapters.<name> are data folders (package data below), listed so setuptools
+        # does not warn that an importable folder is left out
+        *find_namespace_packages(include=["adprior*", "world*", "llm_predictor*", "ranking*", "retrieval*"]),
         "adprior_feature_repo",
     ],
     package_dir={"adprior_feature_repo": "feature_repo"},
     package_data={
+        "adprior": ["log4j2.properties"],  # Spark's driver logging (adprior.io.get_spark)
         "adprior_feature_repo": ["*.yaml", ".feastignore", "README.md"],
         # the shipped LoRA adapters (llm_predictor/shipped.py): weights, PEFT config, manifest, model card
         "llm_predictor": ["adapters/*/*.safetensors", "adapters/*/*.json", "adapters/*/*.md"],

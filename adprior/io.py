@@ -20,6 +20,8 @@ from world.schema import SCHEMAS, ContractError, RawLayout
 if TYPE_CHECKING:  # pyspark is imported where Spark is used: writers and configs stay light
     from pyspark.sql import DataFrame, SparkSession
 
+LOG4J2 = Path(__file__).with_name("log4j2.properties")  # Spark's driver logging: errors only
+
 
 @dataclass
 class SparkConfig:
@@ -51,10 +53,16 @@ def get_spark(cfg: SparkConfig | None = None) -> SparkSession:
         # Raw tables have one folder per day: list them on the driver, not with a Spark job.
         .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
         .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
     )
-    for k, v in cfg.extra.items():
+    extra = dict(cfg.extra)
+    java = "-Duser.timezone=UTC"
+    if "log4j.configurationFile" not in extra.get("spark.driver.extraJavaOptions", ""):
+        java += f" -Dlog4j.configurationFile={LOG4J2}"  # errors only: no banner, no WARN lines per start
+    extra["spark.driver.extraJavaOptions"] = (
+        f"{java} {extra.get('spark.driver.extraJavaOptions', '')}".strip()
+    )
+    for k, v in extra.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")

@@ -162,6 +162,29 @@ def translate_outage(cfg: StoreConfig, action: str) -> Iterator[None]:
         ) from exc
 
 
+@contextlib.contextmanager
+def feast_output(action: str) -> Iterator[None]:
+    """Feast's ``print`` output of ``action`` (apply's "Created ...", materialize's "Materializing ...").
+
+    Shown as is when the ``feast`` logger says INFO (``adprior -v``); otherwise logged at DEBUG, so a
+    nightly at default verbosity shows adprior's own one-line summary of the step instead.
+    """
+    import io
+    import logging
+
+    if logging.getLogger("feast").isEnabledFor(logging.INFO):
+        yield
+        return
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            yield
+    finally:
+        text = buf.getvalue().strip()
+        if text:
+            logging.getLogger("adprior.store").debug("%s (Feast's output):\n%s", action, text)
+
+
 def check_online(cfg: StoreConfig, action: str = "online store check", timeout_s: float = 2.0) -> None:
     """Fail fast when the Redis online store does not answer PING (no-op for SQLite, Redis Cluster).
 

@@ -25,7 +25,14 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from adprior.contracts import TIMESTAMP
-from adprior.store.config import StoreConfig, check_online, get_store, has_offline_files, translate_outage
+from adprior.store.config import (
+    StoreConfig,
+    check_online,
+    feast_output,
+    get_store,
+    has_offline_files,
+    translate_outage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +203,7 @@ def materialize(
     t0 = time.perf_counter()
     if windows:
         _start_spark_engine(store)
-    with translate_outage(cfg, "materialize"):
+    with translate_outage(cfg, "materialize"), feast_output("materialize"):
         by_start: dict[datetime, list[str]] = {}
         for name, s in windows.items():
             by_start.setdefault(s, []).append(name)

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from adprior.store.config import OFFLINE_ENV, StoreConfig, get_store, translate_outage
+from adprior.store.config import OFFLINE_ENV, StoreConfig, feast_output, get_store, translate_outage
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def apply(cfg: StoreConfig) -> None:
     ]
     if empty:
         log.warning("apply: no offline data yet for %s; Spark source validation skipped", sorted(empty))
-    with translate_outage(cfg, "feast apply"):
+    with translate_outage(cfg, "feast apply"), feast_output("feast apply"):
         apply_total_with_repo_instance(
             store, store.project, store.registry, contents, skip_source_validation=bool(empty)
         )

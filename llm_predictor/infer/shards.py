@@ -194,7 +194,12 @@ def _run_ray(cfg: InferConfig, pending: list[int]) -> Iterator[dict[str, Any]]:
             ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         else:
             ray.init(address=cfg.ray_address, log_to_driver=False, logging_level=logging.WARNING)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    import ray.data  # its import (re)configures the 'ray.data' logger at DEBUG: levels are set after it
+
+    if not log.isEnabledFor(logging.DEBUG):  # `adprior -v` keeps Ray Data's execution-plan INFO lines
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        # "Progress bars disabled": on purpose, the driver shows one bar over users
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver shows one bar over users
     ctx.execution_no_progress_timeout_s = (

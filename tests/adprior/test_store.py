@@ -409,3 +409,29 @@ def test_wheel_ships_the_feature_repo(tmp_path):
     assert module == str(site / "adprior" / "__init__.py")
     assert repo == str(site / "adprior_feature_repo")
     assert copied == sorted(n for n in definitions if n != "__init__.py")
+
+
+def test_feast_prints_only_at_verbose(tmp_path, capsys, caplog):
+    """Feast's print output ("Created ...", "Materializing ...") goes to the DEBUG log at default verbosity
+    and to stdout when the 'feast' logger says INFO (`adprior -v`)."""
+    import logging
+
+    cfg = st.StoreConfig(repo=populated_repo(tmp_path / "feature_repo"))
+    feast_logger = logging.getLogger("feast")
+    before = feast_logger.level
+    try:
+        feast_logger.setLevel(logging.WARNING)
+        with caplog.at_level(logging.DEBUG, logger="adprior.store"):
+            st.apply(cfg)
+            st.materialize(cfg, end=END)
+        quiet = capsys.readouterr().out
+        assert "Created" not in quiet and "Materializing" not in quiet, quiet
+        logged = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+        assert "Created feature view user_profile" in logged and "Materializing" in logged, logged[:2000]
+
+        feast_logger.setLevel(logging.INFO)
+        loud = st.StoreConfig(repo=populated_repo(tmp_path / "again"))
+        st.apply(loud)
+        assert "Created feature view user_profile" in capsys.readouterr().out
+    finally:
+        feast_logger.setLevel(before)

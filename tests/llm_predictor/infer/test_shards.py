@@ -118,6 +118,8 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(world, tmp_path, tiny_m
     assert not (work / X.isoformat() / "_SUCCESS.json").exists()
     resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    shown = resumed.stdout + resumed.stderr  # default verbosity: none of Ray Data's one-time lines
+    assert "Execution plan of Dataset" not in shown and "Progress bars disabled" not in shown, shown[-3000:]
     out = tmp_path / "repo" / "data" / "offline" / "llm_predictions" / f"dt={X.isoformat()}.parquet"
     assert prediction_rows(out) == prediction_rows(Path(ref["output"]))
     users = pq.read_table(out).column("user_id").to_pylist()
