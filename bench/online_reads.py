@@ -59,21 +59,27 @@ def sdk_reader(store: Any, service_name: str) -> Reader:
     return read
 
 
-def http_reader(session: Any, url: str, service_name: str) -> Reader:
-    """One-user lookup through feast serve: features of the feature service ``service_name`` as {name: value}."""
+def http_reader(session: Any, url: str, service_name: str, features: list[str] | None = None) -> Reader:
+    """One-user lookup through feast serve: features of the feature service ``service_name`` as {name: value}.
+
+    With ``features`` (``view:feature`` references) the request names them instead of the service.
+    """
+    what = {"features": features} if features else {"feature_service": service_name}
 
     def read(u: int) -> dict[str, Any]:
         resp = session.post(
-            f"{url}/get-online-features",
-            json={"feature_service": service_name, "entities": {"user_id": [u]}},
-            timeout=30,
+            f"{url}/get-online-features", json={**what, "entities": {"user_id": [u]}}, timeout=30
         )
         resp.raise_for_status()
-        body = resp.json()
-        names = body["metadata"]["feature_names"]
-        return {n: r["values"][0] for n, r in zip(names, body["results"], strict=True)}
+        return serve_features(resp.json())
 
     return read
+
+
+def serve_features(body: dict[str, Any]) -> dict[str, Any]:
+    """The first entity's features of a ``/get-online-features`` response body as {name: value}."""
+    names = body["metadata"]["feature_names"]
+    return {n: r["values"][0] for n, r in zip(names, body["results"], strict=True)}
 
 
 def check(
