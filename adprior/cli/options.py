@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import os
 import shlex
 import sys
 import warnings
@@ -38,6 +39,10 @@ def setup_logging(verbose: bool) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"dask(\..*)?")  # dask's pandas notices
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.NOTSET if verbose else logging.WARNING)
+    if not verbose and not sys.stderr.isatty():
+        # Hugging Face datasets' map / filter bars (TRL tokenizes with them) are a screen of carriage
+        # returns in a log file; adprior logs its own counts. Read when datasets is imported (later).
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 
 class ModelParam(click.ParamType):

@@ -130,6 +130,18 @@ def step_timer(name: str) -> Any:
     return StepTimer()
 
 
+def quiet_progress(trainer: Any) -> None:
+    """Without a terminal, drop the Trainer's own per-step output: its tqdm bar (a screen of carriage
+    returns in a log file) and the log dicts it prints. :func:`step_timer` logs the same facts, with
+    done / total, rate and ETA. On a terminal, or with DEBUG logging (``adprior -v``), both stay."""
+    if sys.stderr.isatty() or log.isEnabledFor(logging.DEBUG):
+        return
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+
+
 def timing(timer: Any, steps: int, seconds: float) -> dict[str, Any]:
     """Steps, total seconds and per-step seconds (mean, and mean after the first) of a :func:`step_timer`."""
     st = timer.step_seconds

@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from llm_predictor.sid.artifacts import load_sid_tokens
-from llm_predictor.train.common import load_tokenizer, resolve_model, step_timer, timing, write_summary
+from llm_predictor.train.common import (
+    load_tokenizer,
+    quiet_progress,
+    resolve_model,
+    step_timer,
+    timing,
+    write_summary,
+)
 from llm_predictor.train.config import PHASE1_LR, PHASE2_LR, CPTConfig, device_kwargs
 from llm_predictor.train.cpt_corpus import cpt_texts
 
@@ -195,6 +202,7 @@ def train_cpt(cfg: CPTConfig) -> dict[str, Any]:
             data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
             callbacks=[timer],
         )
+        quiet_progress(trainer)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         t0 = time.perf_counter()
         result = trainer.train()

@@ -112,6 +112,7 @@ def train_grpo(
     )
     timer = common.step_timer("grpo")
     trainer = build_grpo_trainer(cfg, dataset, tokenizer, reward_funcs, callbacks=[timer])
+    common.quiet_progress(trainer)
     _, seconds, compact = common.run_trainer(trainer, cfg)
     history = trainer.state.log_history
     rewards = common.history_values(history, "reward")

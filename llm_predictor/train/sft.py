@@ -107,6 +107,7 @@ def train_sft(cfg: SFTRunConfig, examples_df: Any = None, preset_pool: Any = Non
     )
     timer = common.step_timer("sft")
     trainer = build_sft_trainer(cfg, dataset, tokenizer, callbacks=[timer])
+    common.quiet_progress(trainer)
     result, seconds, compact = common.run_trainer(trainer, cfg)
     history = trainer.state.log_history
     losses = common.history_values(history, "loss")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
@@ -24,6 +25,14 @@ def test_default_verbosity_keeps_library_chatter_out(restore_levels) -> None:
     registry = logging.getLogger("feast.infra.registry.registry")  # "Registry cache expired" on every read
     assert not registry.isEnabledFor(logging.INFO) and registry.isEnabledFor(logging.WARNING)
     assert not logging.getLogger("py4j.clientserver").isEnabledFor(logging.INFO)
+
+
+def test_no_dataset_bars_without_a_terminal(restore_levels, monkeypatch) -> None:
+    monkeypatch.delenv("HF_DATASETS_DISABLE_PROGRESS_BARS", raising=False)
+    setup_logging(verbose=True)  # -v keeps them
+    assert "HF_DATASETS_DISABLE_PROGRESS_BARS" not in os.environ
+    setup_logging(verbose=False)  # pytest captures stderr: not a terminal
+    assert os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] == "1"
 
 
 def test_verbose_gives_everything(restore_levels) -> None:
