@@ -39,6 +39,11 @@ def setup_logging(verbose: bool) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"dask(\..*)?")  # dask's pandas notices
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.NOTSET if verbose else logging.WARNING)
+    if not verbose:
+        # vLLM's engine processes repeat ~15 WARNING lines at every start on a CPU (no Triton, eager mode,
+        # no tcmalloc, OMP threads) and torch's C++ side its NUMA notice; they read these at start-up.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     if not verbose and not sys.stderr.isatty():
         # Hugging Face datasets' map / filter bars (TRL tokenizes with them) are a screen of carriage
         # returns in a log file; adprior logs its own counts. Read when datasets is imported (later).

@@ -15,7 +15,10 @@ def restore_levels():
     names = ["", *NOISY_LOGGERS, "feast.infra.registry.registry"]
     before = {n: logging.getLogger(n).level for n in names}
     logging.getLogger().setLevel(logging.INFO)  # as the CLI sets the root (pytest's root is WARNING)
+    env = dict(os.environ)  # setup_logging sets variables for libraries imported later
     yield
+    os.environ.clear()
+    os.environ.update(env)
     for n, level in before.items():
         logging.getLogger(n).setLevel(level)
 
@@ -27,12 +30,18 @@ def test_default_verbosity_keeps_library_chatter_out(restore_levels) -> None:
     assert not logging.getLogger("py4j.clientserver").isEnabledFor(logging.INFO)
 
 
-def test_no_dataset_bars_without_a_terminal(restore_levels, monkeypatch) -> None:
-    monkeypatch.delenv("HF_DATASETS_DISABLE_PROGRESS_BARS", raising=False)
+def test_no_library_bars_or_start_up_warnings_at_default_verbosity(restore_levels, monkeypatch) -> None:
+    quiet = {
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+        "VLLM_LOGGING_LEVEL": "ERROR",
+        "TORCH_CPP_LOG_LEVEL": "ERROR",
+    }
+    for name in quiet:
+        monkeypatch.delenv(name, raising=False)
     setup_logging(verbose=True)  # -v keeps them
-    assert "HF_DATASETS_DISABLE_PROGRESS_BARS" not in os.environ
+    assert not set(quiet) & set(os.environ)
     setup_logging(verbose=False)  # pytest captures stderr: not a terminal
-    assert os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] == "1"
+    assert {name: os.environ[name] for name in quiet} == quiet
 
 
 def test_verbose_gives_everything(restore_levels) -> None:
