@@ -54,7 +54,7 @@ if str(ROOT) not in sys.path:
 from bench.common import header, header_lines, redis_env, table_lines, write_report  # noqa: E402
 from bench.feast_procs import feast_server  # noqa: E402
 from bench.online_reads import check, http_reader, latency_stats, serve_features  # noqa: E402
-from bench.store import SERVICE, _versions  # noqa: E402
+from bench.store import SERVICE, store_versions  # noqa: E402
 from bench.synthetic_predictions import prediction_frame  # noqa: E402
 
 log = logging.getLogger("bench.serve_breakdown")
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from adprior.store import StoreConfig, write_partition
 
-    versions = _versions() | {
+    versions = store_versions() | {
         m: __import__(m).__version__ for m in ("fastapi", "starlette", "uvloop", "httptools")
     }
     day = date.fromisoformat(args.date)

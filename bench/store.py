@@ -96,7 +96,7 @@ def _chars(values: list[str]) -> int:
     return sum(len(v) for v in values)
 
 
-def _versions() -> dict[str, Any]:
+def store_versions() -> dict[str, Any]:
     import feast
     import pandas as pd
     import pyarrow as pa
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     verify = [int(u) for u in rng.choice(user_ids, size=min(args.verify, args.users), replace=False)]
 
     report: dict[str, Any] = {
-        "header": header(_versions()),
+        "header": header(store_versions()),
         "params": {
             "users": args.users,
             "reads": args.reads,
