@@ -9,6 +9,7 @@ paired, expected relative change of each pair per metric against the quota.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ def cell(c: dict[str, float] | None) -> str:
     """A relative change with its interval and p-value, ``+1.2% [-0.3%, +2.8%], p=0.110``."""
     if c is None:
         return "n/a"
+    if not math.isfinite(c["rel_change"]):  # the reference arm's value is 0: no relative change exists
+        return f"undefined (reference 0), p={c['p_value']:.3f}"
     return f"{c['rel_change']:+.1%} [{c['ci_low']:+.1%}, {c['ci_high']:+.1%}], p={c['p_value']:.3f}"
 
 

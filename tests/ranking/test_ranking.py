@@ -21,7 +21,7 @@ from adprior import store as st
 from llm_predictor.data.compiled import load_examples
 from ranking.config import RankingConfig
 from ranking.dataset import time_split
-from ranking.evaluate import compare, table5_lines
+from ranking.evaluate import compare, metrics, table5_lines, weighted_metrics
 from ranking.labels import label_impressions
 from ranking.models import FeatureSpec, SavedModel
 from ranking.serve import OnlineRanker
@@ -154,6 +154,20 @@ def test_compare_identical_models_gives_zero_and_better_model_wins():
     r = compare(y, noise, better, users, resamples=200, confidence=0.95, seed=0)
     assert r["ci_pct"]["auc"][0] > 0 and r["ci_pct"]["pr_auc"][0] > 0 and r["ci_pct"]["loss"][1] < 0
     assert r["p_improve"]["auc"] == 1.0 and r["users"] == 200 and r["n"] == 2000
+
+
+def test_weighted_metrics_equal_metrics_of_the_repeated_rows():
+    rng = np.random.default_rng(1)
+    y = (rng.random(300) < 0.2).astype(int)
+    p = np.round(rng.random(300), 1)  # many ties: AUC and AP must group them as scikit-learn does
+    w = rng.integers(0, 4, size=(5, 300))
+    w[4] = 0
+    w[4, np.flatnonzero(y == 0)[:10]] = 2  # one class only: AUCs undefined
+    got = weighted_metrics(y, p, w)
+    for b in range(4):
+        rows = np.repeat(np.arange(300), w[b])
+        np.testing.assert_allclose(got[:, b], metrics(y[rows], p[rows]), rtol=1e-10)
+    assert np.isfinite(got[0, 4]) and np.isnan(got[1:, 4]).all()
 
 
 # ------------------------------------------------------------------------------- training set (PIT)
