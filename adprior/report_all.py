@@ -211,10 +211,7 @@ def build(cfg: ReportAllConfig) -> Path:
             "|---|---|---|---|---|---|",
         ]
 
-        def c(x: dict[str, Any] | None) -> str:
-            if x is None:  # an arm without users
-                return "n/a"
-            return f"{x['rel_change']:+.1%} [{x['ci_low']:+.1%}, {x['ci_high']:+.1%}] p={x['p_value']:.3f}"
+        from retrieval.ab_report import cell as c  # the one format of an A/B cell ("n/a", "undefined")
 
         def pairs(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
             """The run's comparisons; a two-arm run (before issue 18) is LLM vs control only."""
