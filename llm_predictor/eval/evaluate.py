@@ -223,6 +223,7 @@ def evaluate(
                     "recall": scored(mname, res[key]["ranked"]),
                     "ceiling": {s: share(res[key]["in_candidates"], m) for s, m in masks.items()},
                 }
+            methods[combo_name]["of"] = plain_name  # paired_tests: gbdt + llm against gbdt, same rows
             combos.append(
                 {
                     "llm": name,

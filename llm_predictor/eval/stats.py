@@ -68,7 +68,8 @@ def paired_tests(
 ) -> list[dict[str, Any]]:
     """Exact McNemar tests on the same rows: every pair of LLM methods (in evaluation order), every LLM
     against the best non-LLM method (baselines, gbdt) of that set and K (picked on these rows: a choice that
-    favours the baseline), and every ablation against its full-prompt run. ``a_only`` / ``b_only`` count the
+    favours the baseline), every ablation against its full-prompt run, and every reranker + LLM combination against the reranker
+    alone on the rows both rank. ``a_only`` / ``b_only`` count the
     rows only one of the two hits; ``diff`` = R@K(a) - R@K(b); ``p`` = two-sided binomial test of a_only
     against b_only (1.0 when they never disagree)."""
     from scipy.stats import binomtest
@@ -77,6 +78,11 @@ def paired_tests(
     others = [n for n, m in methods.items() if m.get("kind") in NON_LLM_KINDS and n in ranked_by]
     ablations = [
         (n, m["of"]) for n, m in methods.items() if m.get("kind") == "ablation" and m.get("of") in ranked_by
+    ]
+    combos = [  # reranker + LLM scores against the reranker alone, on the rows both rank
+        (n, m["of"])
+        for n, m in methods.items()
+        if m.get("kind") == "combination" and m.get("of") in ranked_by and n in ranked_by
     ]
     out: list[dict[str, Any]] = []
     for s, mask in masks.items():
@@ -91,16 +97,23 @@ def paired_tests(
                         if keep
                     ]
                 )
-                for n in [*llms, *others, *(a for a, _ in ablations)]
+                for n in {*llms, *others, *(a for a, _ in ablations), *(x for pair in combos for x in pair)}
+            }
+            ranks = {  # rows a method ranks at all (a combination skips rows it could not fit)
+                n: np.array([len(r) > 0 for r, keep in zip(ranked_by[n], mask, strict=True) if keep])
+                for c in combos
+                for n in c
             }
             pairs = [(a, b) for i, a in enumerate(llms) for b in llms[i + 1 :]]
             if others:
                 best = max(others, key=lambda n: (hits[n].mean(), -others.index(n)))
                 pairs += [(a, best) for a in llms]
-            pairs += ablations
+            pairs += ablations + combos
             for a, b in pairs:
-                a_only = int((hits[a] & ~hits[b]).sum())
-                b_only = int((~hits[a] & hits[b]).sum())
+                both = ranks[a] & ranks[b] if (a, b) in combos else np.ones(int(mask.sum()), dtype=bool)
+                ha, hb = hits[a][both], hits[b][both]
+                a_only = int((ha & ~hb).sum())
+                b_only = int((~ha & hb).sum())
                 p = binomtest(a_only, a_only + b_only).pvalue if a_only + b_only else 1.0
                 out.append(
                     {
@@ -108,10 +121,10 @@ def paired_tests(
                         "k": k,
                         "a": a,
                         "b": b,
-                        "n": int(mask.sum()),
+                        "n": int(both.sum()),
                         "a_only": a_only,
                         "b_only": b_only,
-                        "diff": round(float(hits[a].mean() - hits[b].mean()), 4),
+                        "diff": round(float(ha.mean() - hb.mean()), 4) if both.any() else 0.0,
                         "p": round(float(p), 4),
                     }
                 )

@@ -8,6 +8,28 @@ import pytest
 from llm_predictor.eval.stats import mean_pairwise_jaccard, paired_tests, recall_cis
 
 
+def test_reranker_plus_llm_is_paired_with_the_reranker_on_the_rows_both_rank():
+    labels = [1] * 10
+    masks = {"V1": np.ones(10, dtype=bool)}
+    plain = [[1]] * 3 + [[2]] * 5 + [[]] * 2  # the last two rows were not fitted: no ranking
+    combo = [[1]] * 6 + [[2]] * 2 + [[]] * 2
+    methods = {
+        "gbdt [same rows]": {"kind": "combination"},
+        "gbdt + llm": {"kind": "combination", "of": "gbdt [same rows]"},
+    }
+    ranked = {"gbdt [same rows]": plain, "gbdt + llm": combo}
+    (row,) = paired_tests(ranked, methods, labels, masks, (1,))
+    assert (row["a"], row["b"], row["n"], row["a_only"], row["b_only"]) == (
+        "gbdt + llm",
+        "gbdt [same rows]",
+        8,
+        3,
+        0,
+    )
+    assert row["diff"] == pytest.approx(3 / 8)
+    assert row["p"] == pytest.approx(0.25)  # two-sided binomial, 3 of 3 discordant pairs
+
+
 def test_recall_intervals_and_paired_tests():
     labels = [1] * 10
     masks = {"V1": np.ones(10, dtype=bool)}
