@@ -97,7 +97,13 @@ def run_once(name: str, args: argparse.Namespace, work: Path, cores: int) -> dic
         "infer_s": summary["infer_seconds"],
         "users": summary["users_run_now"],
         "users_per_s": summary["users_per_second"],
-        "threads": int(chosen[-1]) if chosen else (cores if name == "contended-2threads" else None),
+        "threads": (
+            max(summary["threads"])  # recorded by the workers since 2026-12-04
+            if summary.get("threads")
+            else int(chosen[-1])
+            if chosen
+            else (cores if name == "contended-2threads" else None)
+        ),
         "status_ok": summary["status"].get("ok", 0),
     }
 

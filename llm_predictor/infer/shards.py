@@ -70,7 +70,7 @@ class ShardWorker:
         from llm_predictor.data.resolver import AdvertiserResolver
         from llm_predictor.infer.backends import make_engine
 
-        configure(engine.get("threads"), cap=threads if threads > 0 else None)
+        self.threads = configure(engine.get("threads"), cap=threads if threads > 0 else None)
         self.engine = make_engine(EngineConfig(**engine))
         self.day_dir = Path(day_dir)
         self.manifest = json.loads((self.day_dir / "manifest.json").read_text())
@@ -89,7 +89,7 @@ class ShardWorker:
 
         out_path = self.day_dir / "outputs" / f"shard-{shard:05d}.parquet"
         if out_path.exists():  # committed by an earlier attempt
-            return {"shard": shard, "users": 0, "seconds": 0.0, "skipped": 1}
+            return {"shard": shard, "users": 0, "seconds": 0.0, "skipped": 1, "threads": self.threads}
         t0 = time.perf_counter()
         inp = pq.read_table(self.day_dir / "inputs" / f"shard-{shard:05d}.parquet", schema=SHARD_INPUT_SCHEMA)
         user_ids = inp.column("user_id").to_pylist()
@@ -127,7 +127,13 @@ class ShardWorker:
         for c in STAT_COLUMNS:
             schema = schema.append(pa.field(c, pa.int64()))
         atomic_write_parquet(pa.table(cols, schema=schema), out_path)
-        return {"shard": shard, "users": len(user_ids), "seconds": time.perf_counter() - t0, "skipped": 0}
+        return {
+            "shard": shard,
+            "users": len(user_ids),
+            "seconds": time.perf_counter() - t0,
+            "skipped": 0,
+            "threads": self.threads,  # what configure() chose for this worker (the free cores)
+        }
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         """Ray Data entry point: a batch of shard numbers in, one counter row per shard out."""
@@ -135,7 +141,7 @@ class ShardWorker:
         return (
             {k: [r[k] for r in rows] for k in rows[0]}
             if rows
-            else {"shard": [], "users": [], "seconds": [], "skipped": []}
+            else {"shard": [], "users": [], "seconds": [], "skipped": [], "threads": []}
         )
 
 
@@ -319,6 +325,7 @@ def run_inference(cfg: InferConfig) -> dict[str, Any]:
     )
     t_inf = time.perf_counter()
     users_run = 0
+    threads: set[int] = set()  # compute threads the workers chose (adprior.threads.configure)
     if pending:
         runner = _run_ray if cfg.runner == "ray" else _run_local
         total, before = manifest["n_users"], min(done * cfg.shard_size, manifest["n_users"])
@@ -326,6 +333,7 @@ def run_inference(cfg: InferConfig) -> dict[str, Any]:
         with Progress(total, f"infer {cfg.day}", "users", initial=before, every_s=0, logger=log) as bar:
             for r in runner(cfg, pending):
                 users_run += int(r["users"])
+                threads.add(int(r["threads"]))
                 bar.update(int(r["users"]))
     infer_seconds = time.perf_counter() - t_inf
     table, stats = merge_outputs(d, n_shards)
@@ -360,6 +368,7 @@ def run_inference(cfg: InferConfig) -> dict[str, Any]:
         "prompt_token_fraction_computed": (
             stats["computed_prompt_tokens"] / stats["prompt_tokens"] if stats["prompt_tokens"] else None
         ),
+        "threads": sorted(threads),
         "infer_seconds": round(infer_seconds, 2),
         "users_per_second": round(users_run / infer_seconds, 4) if users_run and infer_seconds else None,
         "seconds": round(time.perf_counter() - t0, 2),

@@ -54,6 +54,7 @@ def test_local_run_writes_predictions_and_rerun_is_noop(world, tmp_path, tiny_mo
     assert sum(st == "ok" for st in table.column("status").to_pylist()) == n  # constrained: always valid XML
     assert all(len(ids) <= 4 for ids in table.column("advertiser_ids").to_pylist())
     assert s["prompt_token_fraction_computed"] < 1.0  # the shared prefix was reused
+    assert len(s["threads"]) == 1 and 1 <= s["threads"][0] <= (os.cpu_count() or 1)  # the worker's choice
     again = run_inference(cfg)
     assert again["noop"] is True
     # A finished date whose partition was lost or damaged since is rebuilt from the committed shards
@@ -63,6 +64,7 @@ def test_local_run_writes_predictions_and_rerun_is_noop(world, tmp_path, tiny_mo
     out.unlink()
     rebuilt = run_inference(cfg)
     assert rebuilt.get("noop") is None and rebuilt["users_run_now"] == 0 and prediction_rows(out) == before
+    assert rebuilt["threads"] == []  # no worker ran
     out.write_bytes(out.read_bytes()[:-100])  # truncated: the footer is gone
     assert run_inference(cfg)["users_run_now"] == 0 and prediction_rows(out) == before
     assert run_inference(cfg)["noop"] is True
@@ -146,3 +148,4 @@ def test_ray_no_progress_timeout_and_worker_priority(world, tmp_path, tiny_model
     finally:
         ray.shutdown()
     assert prediction_rows(Path(done["output"])) == prediction_rows(Path(ref["output"]))
+    assert done["threads"] and all(t >= 1 for t in done["threads"])  # reported back from the Ray actors
