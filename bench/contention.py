@@ -13,7 +13,7 @@ work folder and Feast repo, in three scenarios:
   (``OMP_WAIT_POLICY=ACTIVE``).
 
 Reported per run: the wall time of the command (Ray, engine start and all), the inference time and
-users/s from the run's own summary (``_SUCCESS.json``), the thread count the stage chose (its log line),
+users/s from the run's own summary (``_SUCCESS.json``), the thread count the stage chose (``threads`` in that summary),
 and the slowdown = alone users/s / this run's users/s (issue 19: at most ~2x next to one busy process).
 
 Usage (from the repository root; examples and raw tables of a compiled night, e.g. the README nightly's)::
@@ -28,7 +28,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -89,7 +88,6 @@ def run_once(name: str, args: argparse.Namespace, work: Path, cores: int) -> dic
     if res.returncode != 0:
         raise RuntimeError(f"{name}: adprior infer exited {res.returncode}:\n{res.stderr[-3000:]}")
     summary = json.loads(next((work / "infer").rglob("_SUCCESS.json")).read_text())
-    chosen = re.findall(r"threads: (\d+)", res.stdout + res.stderr)
     return {
         "scenario": name,
         "load_at_start": round(load, 2),
@@ -97,13 +95,7 @@ def run_once(name: str, args: argparse.Namespace, work: Path, cores: int) -> dic
         "infer_s": summary["infer_seconds"],
         "users": summary["users_run_now"],
         "users_per_s": summary["users_per_second"],
-        "threads": (
-            max(summary["threads"])  # recorded by the workers since 2026-12-04
-            if summary.get("threads")
-            else int(chosen[-1])
-            if chosen
-            else (cores if name == "contended-2threads" else None)
-        ),
+        "threads": max(summary["threads"], default=None),  # what the workers chose (adprior/threads.py)
         "status_ok": summary["status"].get("ok", 0),
     }
 
@@ -131,7 +123,7 @@ def markdown(report: dict[str, Any]) -> str:
             "folder and repo per run; neighbour = one Python process spinning on one core",
             "",
             "wall s = the whole command (Ray and vLLM start-up included); inference s and users/s from the "
-            "run's `_SUCCESS.json`; threads = what the stage chose (`adprior/threads.py` log line; the "
+            "run's `_SUCCESS.json`; threads = what the stage chose (`threads` of `_SUCCESS.json`, from `adprior/threads.py`; the "
             "2-thread scenario forces `ADPRIOR_THREADS` and `OMP_WAIT_POLICY=ACTIVE`, what ran before issue "
             "19); slowdown = the mean alone users/s over this run's.",
             "",

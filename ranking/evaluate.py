@@ -37,10 +37,14 @@ def metrics(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.array([loss, roc_auc_score(y, p), average_precision_score(y, p)])
 
 
+def pct_change(ref: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Relative change in % of ``new`` over ``ref``, element-wise (the paper's Table 5 deltas)."""
+    return (new - ref) / ref * 100.0
+
+
 def relative_deltas(y: np.ndarray, p_base: np.ndarray, p_llm: np.ndarray) -> np.ndarray:
     """Relative change in % of [loss, AUC, PR-AUC], the second model (LLM) over the first (baseline)."""
-    mb, ml = metrics(y, p_base), metrics(y, p_llm)
-    return (ml - mb) / mb * 100.0
+    return pct_change(metrics(y, p_base), metrics(y, p_llm))
 
 
 def weighted_metrics(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -122,8 +126,7 @@ def compare(
         b = len(drawn)
         counts = np.bincount((drawn + n_users * np.arange(b)[:, None]).ravel(), minlength=b * n_users)
         w = counts.reshape(b, n_users)[:, codes]  # each row weighted by its user's draw count
-        mb, ml = weighted_metrics(y, p_base, w), weighted_metrics(y, p_llm, w)
-        out = (ml - mb) / mb * 100.0
+        out = pct_change(weighted_metrics(y, p_base, w), weighted_metrics(y, p_llm, w))
         return out[:, 0] if np.ndim(sample) == 1 else out
 
     point = relative_deltas(y, p_base, p_llm)

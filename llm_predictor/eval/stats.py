@@ -68,9 +68,9 @@ def paired_tests(
 ) -> list[dict[str, Any]]:
     """Exact McNemar tests on the same rows: every pair of LLM methods (in evaluation order), every LLM
     against the best non-LLM method (baselines, gbdt) of that set and K (picked on these rows: a choice that
-    favours the baseline), every ablation against its full-prompt run, and every reranker + LLM combination against the reranker
-    alone on the rows both rank. ``a_only`` / ``b_only`` count the
-    rows only one of the two hits; ``diff`` = R@K(a) - R@K(b); ``p`` = two-sided binomial test of a_only
+    favours the baseline), every ablation against its full-prompt run, and every reranker + LLM combination
+    against the reranker alone on the rows both rank. ``a_only`` / ``b_only`` count the rows only one of the
+    two hits; ``diff`` = R@K(a) - R@K(b); ``p`` = two-sided binomial test of a_only
     against b_only (1.0 when they never disagree)."""
     from scipy.stats import binomtest
 
@@ -88,6 +88,11 @@ def paired_tests(
     for s, mask in masks.items():
         if not mask.any():
             continue
+        ranks = {  # rows a method ranks at all (a combination skips rows it could not fit)
+            n: np.array([len(r) > 0 for r, keep in zip(ranked_by[n], mask, strict=True) if keep])
+            for c in combos
+            for n in c
+        }
         for k in ks:
             hits = {
                 n: np.array(
@@ -98,11 +103,6 @@ def paired_tests(
                     ]
                 )
                 for n in {*llms, *others, *(a for a, _ in ablations), *(x for pair in combos for x in pair)}
-            }
-            ranks = {  # rows a method ranks at all (a combination skips rows it could not fit)
-                n: np.array([len(r) > 0 for r, keep in zip(ranked_by[n], mask, strict=True) if keep])
-                for c in combos
-                for n in c
             }
             pairs = [(a, b) for i, a in enumerate(llms) for b in llms[i + 1 :]]
             if others:
