@@ -10,7 +10,8 @@ A trained adapter is committed under ``llm_predictor/adapters/<name>/`` by ``adp
 
 :func:`resolve_model` turns a ``--model`` value into a model folder: ``None`` / ``"default"`` -> the base
 model with the default adapter merged (or the base model when no adapter is shipped), ``"base"`` -> the
-base model, anything else -> that folder. The merge runs once per adapter checksum and is cached as a
+base model, the name of another committed adapter (``"amazon"``) or a path to a shipped adapter folder ->
+the base model with that adapter merged, anything else -> that folder. The merge runs once per adapter checksum and is cached as a
 plain Hugging Face folder (``<cache>/models/<base>+<name>-<sha12>/``), which vLLM and transformers load
 like any model; the checksum is verified before merging.
 """
@@ -91,7 +92,16 @@ def resolve_model(model: str | Path | None, cache: Path = DEFAULT_CACHE) -> Path
         return merged_model(folder, cache)
     if str(model) == BASE:
         return ensure_base_model(cache=cache)
-    return Path(model)
+    folder = shipped_folder(model)
+    return merged_model(folder, cache) if folder is not None else Path(model)
+
+
+def shipped_folder(model: str | Path, root: Path = ADAPTERS) -> Path | None:
+    """The shipped adapter folder a ``--model`` value names: a committed adapter's name under ``root``
+    (``"amazon"``) or a path to a folder :func:`ship_adapter` wrote; None for anything else."""
+    path = Path(model)
+    folder = path if path.exists() else root / str(model)
+    return folder if (folder / ADAPTER_FILE).exists() and (folder / MANIFEST).exists() else None
 
 
 def ship_adapter(

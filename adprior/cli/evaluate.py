@@ -30,8 +30,8 @@ def _named_paths(values: tuple[str, ...], option: str) -> dict[str, Path]:
     "models",
     multiple=True,
     type=MODEL,
-    help="Model(s) to evaluate: 'default' (base + shipped adapter), 'base', or a local HF folder; none = "
-    "baselines only.",
+    help="Model(s) to evaluate: 'default' (base + shipped adapter), 'base', another committed adapter's "
+    "name ('amazon'), or a local HF folder; none = baselines only.",
 )
 @click.option(
     "--template",

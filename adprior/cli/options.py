@@ -51,21 +51,29 @@ def setup_logging(verbose: bool) -> None:
 
 
 class ModelParam(click.ParamType):
-    """A ``--model`` value: 'base' (the base model), 'default' (base + the shipped adapter) or an existing
-    model folder (returned as a string; ``llm_predictor.shipped.resolve_model`` turns it into a folder)."""
+    """A ``--model`` value: 'base' (the base model), 'default' (base + the shipped adapter), the name of
+    another committed adapter ('amazon') or an existing model / shipped-adapter folder (returned as a
+    string; ``llm_predictor.shipped.resolve_model`` turns it into a model folder)."""
 
     name = "model"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        if str(value) in ("base", "default") or Path(value).is_dir():
+        from llm_predictor.shipped import shipped_folder
+
+        if str(value) in ("base", "default") or Path(value).is_dir() or shipped_folder(value) is not None:
             return str(value)
-        self.fail(f"{value!r} is neither 'base', 'default' nor an existing model folder", param, ctx)
+        self.fail(
+            f"{value!r} is neither 'base', 'default', a committed adapter's name nor an existing model folder",
+            param,
+            ctx,
+        )
 
 
 MODEL = ModelParam()
 MODEL_HELP = (
     "Model: 'default' = SmolLM2-135M-Instruct + the shipped LoRA adapter (llm_predictor/adapters/default; "
-    "the base model when none is shipped), 'base' = SmolLM2-135M-Instruct alone, or a local HF folder."
+    "the base model when none is shipped), 'base' = SmolLM2-135M-Instruct alone, another committed adapter's "
+    "name ('amazon': merged into the base model once, cached), or a local HF folder."
 )
 
 

@@ -17,6 +17,7 @@ from llm_predictor.shipped import (
     resolve_model,
     sha256,
     ship_adapter,
+    shipped_folder,
 )
 from llm_predictor.train.config import SFTRunConfig, lora_config, sft_config
 from llm_predictor.train.sft import train_sft
@@ -57,6 +58,9 @@ def test_ship_merge_and_resolve(lora_run: tuple[Path, Path], tmp_path: Path) -> 
     assert "make data" in card and manifest["sha256"] in card
     assert adapter_dir("test", root=tmp_path / "adapters") == folder
     assert adapter_dir("missing", root=tmp_path / "adapters") is None
+    assert shipped_folder(folder) == folder  # a path to a shipped adapter: --model merges it
+    assert shipped_folder("test", root=tmp_path / "adapters") == folder  # or its name under the root
+    assert shipped_folder(run) is None  # a run folder is a plain model folder
 
     merged = merged_model(folder, cache=tmp_path / "cache", base=base)
     from safetensors.torch import load_file
@@ -79,6 +83,7 @@ def test_ship_merge_and_resolve(lora_run: tuple[Path, Path], tmp_path: Path) -> 
 def test_resolve_model_names() -> None:
     assert resolve_model("base") == ensure_base_model()
     assert resolve_model("/some/folder") == Path("/some/folder")
+    assert shipped_folder("amazon") == adapter_dir("amazon")  # the committed real-data adapter by name
     shipped = adapter_dir()
     default = resolve_model(None)
     assert (default == ensure_base_model()) == (shipped is None)
