@@ -39,7 +39,7 @@ request), so a change in background load hits all of them alike. Per request and
 * **fetch**: ``OnlineRanker.features(user, distinct_advertisers)``, the frame ``score`` fetches (fast:
   ``CandidateFeatures.frame``; feast: ``ranking.serve.online_features`` on the ranker's FeatureStore:
   ``get_online_features`` with the service, incl. the pandas on-demand views, and ``.to_df()``);
-* **predict**: ``SavedModel.predict(frame, now)`` on that frame; and ``FeatureSpec.matrix(frame, now)``
+* **predict**: ``SavedModel.predict(frame, now)`` on that frame; and ``FeatureSpec.array(frame, now)``
   alone (library predict = the difference of the means).
 
 end to end - (fetch + predict) is the de-duplication and broadcast in ``score``. candidates/s =
@@ -203,7 +203,7 @@ def bench(
         }
         for part, key in (("end to end", "e2e"), ("fetch", "fetch"), ("predict", "predict")):
             report["rows"].append({**base, "part": part, **stats(s.ms[key], n)})
-        pm, mm = float(np.mean(s.ms["predict"])), float(np.mean(s.ms["matrix"]))
+        pm, mm = float(np.mean(s.ms["predict"])), float(np.mean(s.ms["array"]))
         report["predict_breakdown"].append(
             {
                 "store": s.store,
@@ -213,7 +213,7 @@ def bench(
                 "rows_mean": distinct_mean,
                 "columns": len(s.ranker.model.spec.columns()),
                 "predict_mean_ms": round(pm, 2),
-                "matrix_mean_ms": round(mm, 2),
+                "array_mean_ms": round(mm, 2),
                 "model_mean_ms": round(pm - mm, 2),
             }
         )

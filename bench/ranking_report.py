@@ -52,7 +52,7 @@ PREDICT_COLUMNS = [
     ("rows_mean", "rows (mean)"),
     ("columns", "model columns"),
     ("predict_mean_ms", "predict mean ms"),
-    ("matrix_mean_ms", "FeatureSpec.matrix mean ms"),
+    ("array_mean_ms", "FeatureSpec.array mean ms"),
     ("model_mean_ms", "library predict mean ms"),
 ]
 SETUP_COLUMNS = [
@@ -94,9 +94,11 @@ def markdown(report: dict) -> str:
         "All combinations interleaved request by request (rotating order). path: fast = "
         "`adprior.store.CandidateFeatures` (the user's views read with one entity row, the distinct "
         "advertisers' rows with one `online_read`, the on-demand views run in process by their UDFs); "
-        "fast-cached = the same with advertiser rows kept for the stated age; feast = `get_online_features` "
+        "fast-cached = the same with advertiser rows kept for the stated age (`OnlineRanker`'s default: "
+        "advertiser views change when materialize runs); feast = `get_online_features` "
         "with the feature service (Feast runs the on-demand views) and `.to_df()`. end to end = "
-        "`OnlineRanker.score(user, ads, now)`; fetch = `OnlineRanker.features(user, distinct advertisers)`; "
+        "`OnlineRanker.score(user, ads, now)` (the fast paths hand the columns to the model without a "
+        "DataFrame); fetch = `OnlineRanker.features(user, distinct advertisers)` (the DataFrame); "
         "predict = `SavedModel.predict(frame, now)` on that frame. candidates/s = candidates per request / "
         "mean latency. Every verified request had score() == predict(features()), identical across stores "
         "and paths.",
@@ -127,8 +129,9 @@ def markdown(report: dict) -> str:
         "",
         "## Where predict goes",
         "",
-        "`FeatureSpec.matrix(frame, now)` alone on the same frames; library predict = predict mean - matrix "
-        "mean (xgboost `predict_proba` on the pandas matrix with categoricals; lightgbm `Booster.predict`). "
+        "`FeatureSpec.array(frame, now)` (the float64 model array, categoricals as their training codes) "
+        "alone on the same frames; library predict = predict mean - array mean (the booster on that array: "
+        "xgboost `inplace_predict`, lightgbm `Booster.predict`). "
         "rows = distinct candidate advertisers per request.",
         "",
         *table_lines(PREDICT_COLUMNS, report["predict_breakdown"]),

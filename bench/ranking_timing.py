@@ -4,7 +4,7 @@ A :class:`Scorer` is one (online store, library, feature set, path) combination 
 ``ranking.serve.OnlineRanker``; the path is how the ranker gets its features (:data:`PATHS`).
 :func:`verify_scores` checks ``score()`` against ``predict(features(...))`` and every store and path
 against each other; :func:`time_scorers` times every request through every scorer, interleaved (the
-starting scorer rotating per request), as end to end, fetch, predict and ``FeatureSpec.matrix``;
+starting scorer rotating per request), as end to end, fetch, predict and ``FeatureSpec.array``;
 :func:`fetch_breakdown` splits the Feast path's fetch into its Feast parts and :func:`fast_breakdown`
 the fast path's into its reads. :func:`stats` summarises a list of times.
 """
@@ -25,8 +25,9 @@ from bench.ranking_requests import Request
 log = logging.getLogger(__name__)
 
 # How an OnlineRanker gets its features: the fast path reading advertisers per request, the fast path
-# keeping advertiser rows for --advertiser-max-age seconds, and Feast's get_online_features with the
-# feature service (the on-demand views run by Feast; the path before issue 19 item 3).
+# keeping advertiser rows for --advertiser-max-age seconds (OnlineRanker's default, a minute), and Feast's
+# get_online_features with the feature service (the on-demand views run by Feast; the path before issue 19
+# item 3).
 PATHS = ("fast", "fast-cached", "feast")
 
 
@@ -71,7 +72,7 @@ class Scorer:
     cfg: Any  # adprior.store.StoreConfig
     ranker: Any  # ranking.serve.OnlineRanker
     ms: dict[str, list[float]] = field(
-        default_factory=lambda: {k: [] for k in ("e2e", "fetch", "predict", "matrix")}
+        default_factory=lambda: {k: [] for k in ("e2e", "fetch", "predict", "array")}
     )  # ms per timed request of each part
     nulls: list[float] = field(default_factory=list)  # share of null feature cells per verified request
 
@@ -115,7 +116,8 @@ def verify_scores(scorers: list[Scorer], verify: list[Request], now: datetime) -
 
 
 def one_request(s: Scorer, r: Request, now: datetime, record: bool) -> None:
-    """Time one request of one scorer: score() end to end, then fetch, predict and matrix separately."""
+    """Time one request of one scorer: score() end to end, then fetch, predict and the model array
+    (``FeatureSpec.array``, what predict hands the booster) separately."""
     import pandas as pd
 
     now_ts = pd.Timestamp(now)
@@ -126,10 +128,10 @@ def one_request(s: Scorer, r: Request, now: datetime, record: bool) -> None:
     t2 = time.perf_counter()
     s.ranker.model.predict(frame, now_ts)
     t3 = time.perf_counter()
-    s.ranker.model.spec.matrix(frame, now_ts)
+    s.ranker.model.spec.array(frame, now_ts)
     t4 = time.perf_counter()
     if record:
-        for k, a, b in (("e2e", t0, t1), ("fetch", t1, t2), ("predict", t2, t3), ("matrix", t3, t4)):
+        for k, a, b in (("e2e", t0, t1), ("fetch", t1, t2), ("predict", t2, t3), ("array", t3, t4)):
             s.ms[k].append((b - a) * 1000.0)
 
 

@@ -10,6 +10,7 @@ floats, and timestamps become their age in days at the request time.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -51,52 +52,71 @@ class FeatureSpec:
         return [f"{f}_age_days" if f in self.timestamps else f for f in self.features]
 
     def matrix(self, frame: pd.DataFrame, now: pd.Series | pd.Timestamp) -> pd.DataFrame:
-        """The model matrix of ``frame`` (rows in order); ``now`` is the request / impression time.
-
-        Columns that already have a numpy bool / int / float dtype are cast directly, categorical ones
-        are coded against their training levels in one lookup; the result is the same as converting
-        value by value (unseen or missing levels and non-numbers as stated in the module docstring).
+        """The model matrix of ``frame`` as a DataFrame (rows in order), categorical features as pandas
+        categoricals of their training levels: what the libraries train on. Values as :meth:`array`.
 
         Raises:
             KeyError: a feature is missing from ``frame``.
             ValueError: a numeric feature holds a non-numeric value (names the feature and the row).
         """
-        missing = [f for f in self.features if f not in frame.columns]
-        if missing:
-            raise KeyError(f"features {missing} missing from the frame (have {sorted(frame.columns)})")
+        x = self.array(frame, now)
         out: dict[str, Any] = {}
-        now_ts = pd.to_datetime(now, utc=True)
-        for f in self.features:
-            s = frame[f]
-            if f in self.timestamps:
-                ts = pd.to_datetime(s.reset_index(drop=True), utc=True)
-                age = (
-                    (pd.Series(now_ts).reset_index(drop=True) - ts)
-                    if isinstance(now_ts, pd.Series)
-                    else now_ts - ts
-                )
-                out[f"{f}_age_days"] = age.dt.total_seconds().to_numpy(dtype=float) / 86400.0
-            elif f in self.categorical:
-                out[f] = self._categorical(f, s)
-            elif isinstance(s.dtype, np.dtype) and s.dtype.kind in "biuf":
-                out[f] = s.to_numpy(dtype=np.float64)
+        for j, c in enumerate(self.columns()):
+            if c in self.categorical:
+                codes = np.where(np.isnan(x[:, j]), -1, x[:, j]).astype(np.int64)
+                out[c] = pd.Categorical.from_codes(codes, dtype=self._dtypes[c])
             else:
-                s = s.reset_index(drop=True)
-                num = pd.to_numeric(s, errors="coerce").astype("float64")
-                bad = num.isna() & s.notna()
-                if bad.any():
-                    i = int(np.flatnonzero(bad.to_numpy())[0])
-                    raise ValueError(f"feature {f!r}, row {i}: {s.iloc[i]!r} is not numeric")
-                out[f] = num.to_numpy()
+                out[c] = x[:, j]
         return pd.DataFrame(out, columns=self.columns())
 
-    def _categorical(self, f: str, s: pd.Series) -> pd.Categorical:
-        """``s`` as a categorical of ``f``'s training levels: each value as ``str``, missing or unseen -> NaN."""
-        dtype = self._dtypes[f]
-        values = s.to_numpy(dtype=object)
+    def array(self, frame: pd.DataFrame | Mapping[str, Any], now: pd.Series | pd.Timestamp) -> np.ndarray:
+        """The model matrix of ``frame`` (a DataFrame, or columns by name: arrays or lists of one length)
+        as one float64 array, rows in order, columns as :meth:`columns`: what the boosters score (online
+        and offline alike, :meth:`SavedModel.predict`). ``now`` is the request / impression time (one, or
+        one per row).
+
+        Numbers and booleans become floats; a categorical feature becomes the index of ``str(value)`` among
+        its training levels (NaN when missing or unseen: the codes the libraries give a pandas categorical
+        of those levels); a timestamp becomes its age in days at ``now``.
+
+        Raises:
+            KeyError: a feature is missing from ``frame``.
+            ValueError: a numeric feature holds a non-numeric value (names the feature and the row).
+        """
+        missing = [f for f in self.features if f not in frame]
+        if missing:
+            raise KeyError(f"features {missing} missing from the frame (have {sorted(frame)})")
+        n = len(frame[self.features[0]]) if self.features else 0
+        x = np.empty((n, len(self.features)), dtype=np.float64)
+        now_ts = pd.to_datetime(now, utc=True)
+        for j, f in enumerate(self.features):
+            s = frame[f]
+            values = s.to_numpy() if isinstance(s, pd.Series) else np.asarray(s)
+            if f in self.timestamps:
+                ts = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
+                now_j = pd.DatetimeIndex(now_ts) if isinstance(now_ts, pd.Series) else now_ts
+                x[:, j] = (now_j - ts).total_seconds().to_numpy(dtype=float) / 86400.0
+            elif f in self.categorical:
+                x[:, j] = self._codes(f, values)
+            elif values.dtype.kind in "biuf":
+                x[:, j] = values
+            else:
+                num = pd.to_numeric(values, errors="coerce").astype("float64")
+                bad = np.isnan(num) & ~pd.isna(values)
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    raise ValueError(f"feature {f!r}, row {i}: {values[i]!r} is not numeric")
+                x[:, j] = num
+        return x
+
+    def _codes(self, f: str, values: np.ndarray) -> np.ndarray:
+        """Each value's index among ``f``'s training levels (as ``str``), NaN where missing or unseen."""
+        values = values.astype(object, copy=False)
         null = pd.isna(values)
         keys = np.array([None if n else str(v) for v, n in zip(values, null, strict=True)], dtype=object)
-        return pd.Categorical.from_codes(dtype.categories.get_indexer(keys), dtype=dtype)
+        codes = self._dtypes[f].categories.get_indexer(keys).astype(np.float64)
+        codes[codes < 0] = np.nan
+        return codes
 
     @cached_property
     def _dtypes(self) -> dict[str, pd.CategoricalDtype]:
@@ -207,14 +227,17 @@ class SavedModel:
             model = lgb.Booster(model_file=str(folder / "model.txt"))
         return cls(meta["library"], spec, model, int(meta["best_iteration"]))
 
-    def predict(self, frame: pd.DataFrame, now: pd.Series | pd.Timestamp) -> np.ndarray:
-        """P(label = 1) for each row of a Feast feature frame."""
-        x = self.spec.matrix(frame, now)
+    def predict(self, frame: pd.DataFrame | Mapping[str, Any], now: pd.Series | pd.Timestamp) -> np.ndarray:
+        """P(label = 1) for each row of a Feast feature frame (or its columns by name), from the first
+        ``best_iteration`` rounds. The booster scores :meth:`FeatureSpec.array` directly (no pandas
+        matrix): the same categorical codes the libraries derive from the training matrix's categoricals,
+        so the scores equal ``predict_proba`` on :meth:`FeatureSpec.matrix` (tested)."""
+        x = self.spec.array(frame, now)
         if self.library == "xgboost":
-            return self.model.predict_proba(x)[:, 1]
-        if hasattr(self.model, "booster_"):
-            return self.model.predict_proba(x, num_iteration=self.best_iteration)[:, 1]
-        return self.model.predict(x)
+            booster = self.model.get_booster()
+            return booster.inplace_predict(x, iteration_range=(0, self.best_iteration))
+        booster = self.model.booster_ if hasattr(self.model, "booster_") else self.model
+        return booster.predict(x, num_iteration=self.best_iteration)
 
 
 def best_iteration(library: str, model: Any) -> int:

@@ -6,8 +6,9 @@ fetched once per distinct candidate advertiser (the LLM and behaviour features d
 advertiser, not the item) and broadcast back to the ads.
 
 Two ways to the same frame: the fast path (default), :class:`adprior.store.CandidateFeatures` — the
-user's views read once, the advertisers' rows once, the service's on-demand views run in process by
-their own UDFs — and :func:`online_features`, one ``get_online_features`` with the feature service (Feast
+user's views read once, the advertisers' rows once (and kept ``advertiser_max_age_s``, a minute by
+default), the service's on-demand views run in process by their own UDFs, the booster scoring the
+columns as one float array (``FeatureSpec.array``) — and :func:`online_features`, one ``get_online_features`` with the feature service (Feast
 runs the on-demand views), kept as the reference the fast path is tested and benchmarked against.
 """
 
@@ -27,6 +28,8 @@ from adprior.store.config import translate_outage
 from ranking.config import SERVICES
 from ranking.models import SavedModel
 from ranking.train import model_dir
+
+ADVERTISER_MAX_AGE_S = 60.0  # OnlineRanker's default reuse of an advertiser's feature row (seconds)
 
 
 def online_features(
@@ -69,7 +72,9 @@ class OnlineRanker:
     store: StoreConfig  # where the online features live
     service: str  # the feature service the model was trained on
     fast: bool = True  # CandidateFeatures; False: get_online_features with the service (online_features)
-    advertiser_max_age_s: float = 0.0  # fast path: reuse an advertiser's row this long (0: read per request)
+    # fast path: reuse an advertiser's row this long (0: read per request). Advertiser views change when
+    # `feast materialize` runs (nightly), so a minute of reuse costs nothing and saves the read.
+    advertiser_max_age_s: float = ADVERTISER_MAX_AGE_S
     _fs: Any = field(default=None, init=False, repr=False)  # the feast.FeatureStore, built on first use
     _reader: Any = field(default=None, init=False, repr=False)  # the CandidateFeatures, built on first use
 
@@ -82,7 +87,7 @@ class OnlineRanker:
         feature_set: str,
         cfg: StoreConfig,
         fast: bool = True,
-        advertiser_max_age_s: float = 0.0,
+        advertiser_max_age_s: float = ADVERTISER_MAX_AGE_S,
     ) -> OnlineRanker:
         """The model trained by ``adprior ranking train`` under ``out`` for (task, library, feature set)."""
         if feature_set not in SERVICES:
@@ -90,8 +95,16 @@ class OnlineRanker:
         model = SavedModel.load(model_dir(out, task, library, feature_set))
         return cls(model, cfg, SERVICES[feature_set], fast, advertiser_max_age_s)
 
-    def features(self, user_id: int, advertisers: list[int]) -> pd.DataFrame:
+    def features(
+        self, user_id: int, advertisers: list[int], as_frame: bool = True
+    ) -> pd.DataFrame | dict[str, Any]:
         """The online feature frame the model scores: one row per advertiser id, in order.
+
+        Args:
+            user_id: the user.
+            advertisers: candidate advertiser ids.
+            as_frame: False: the fast path's columns by name, without building the DataFrame (what
+                ``score`` passes to the model; the Feast path always gives its DataFrame).
 
         Raises:
             StoreUnavailable: the online store cannot be reached.
@@ -104,7 +117,9 @@ class OnlineRanker:
             self._reader = store.CandidateFeatures(
                 self.store, self.service, self.advertiser_max_age_s, store=self._fs
             )
-        return self._reader.frame(user_id, advertisers)
+        if as_frame:
+            return self._reader.frame(user_id, advertisers)
+        return self._reader.columns(user_id, advertisers)
 
     def score(
         self, user_id: int, candidate_advertisers: list[int], now: datetime | None = None
@@ -119,7 +134,7 @@ class OnlineRanker:
         if not candidate_advertisers:
             return np.zeros(0)
         distinct = list(dict.fromkeys(int(a) for a in candidate_advertisers))
-        frame = self.features(user_id, distinct)
+        frame = self.features(user_id, distinct, as_frame=False)
         probs = self.model.predict(frame, pd.Timestamp(now or datetime.now(UTC)))
         by_adv = dict(zip(distinct, probs, strict=True))
         return np.array([by_adv[int(a)] for a in candidate_advertisers])

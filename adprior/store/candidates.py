@@ -136,6 +136,15 @@ class CandidateFeatures:
         Raises:
             StoreUnavailable: the online store cannot be reached.
         """
+        return pd.DataFrame(self.columns(user_id, advertiser_ids))
+
+    def columns(self, user_id: int, advertiser_ids: list[int]) -> dict[str, Any]:
+        """The columns of :meth:`frame` by name (lists or arrays, one value per advertiser id), without
+        building the DataFrame: what a scorer that reads columns (``FeatureSpec.array``) needs.
+
+        Raises:
+            StoreUnavailable: the online store cannot be reached.
+        """
         ids = [int(a) for a in advertiser_ids]
         n = len(ids)
         try:
@@ -162,7 +171,7 @@ class CandidateFeatures:
         }
         for (view, feat), name in zip(self.requested, self.names, strict=True):
             cols[name] = got[(view, feat)]
-        return pd.DataFrame(cols)
+        return cols
 
     def user_row(self, user_id: int) -> dict[tuple[str, str], Any]:
         """(view, feature) -> value of the user-keyed features, one ``get_online_features`` entity row."""

@@ -263,9 +263,12 @@ def test_train_writes_models_predictions_and_table5(world, trained):
     ds = trained["dataset"].set_index("impression_id").loc[preds["impression_id"]].reset_index()
     for lib in cfg.libraries:
         m = SavedModel.load(model_dir(cfg.out, "vtcvr", lib, "llm"))
-        np.testing.assert_allclose(
-            m.predict(ds, ds["event_timestamp"]), preds[f"p_vtcvr_{lib}_llm"], rtol=1e-6
-        )
+        got = m.predict(ds, ds["event_timestamp"])
+        np.testing.assert_allclose(got, preds[f"p_vtcvr_{lib}_llm"], rtol=1e-6)
+        # the booster on FeatureSpec.array = the library's own predict on the pandas categorical matrix
+        x = m.spec.matrix(ds, ds["event_timestamp"])
+        lib_own = m.model.predict_proba(x)[:, 1] if lib == "xgboost" else m.model.predict(x)
+        np.testing.assert_allclose(got, lib_own, rtol=1e-6, atol=1e-9)
 
 
 def test_online_scores_equal_offline_scores(world, trained):

@@ -85,8 +85,9 @@ def test_repeats_order_and_empty_requests(serving_world):
 
 def test_cached_advertisers_score_the_same(serving_world):
     cfg = serving_world.stores["sqlite"]
-    plain = OnlineRanker.load(serving_world.models, TASK, "xgboost", "llm", cfg)
+    plain = OnlineRanker.load(serving_world.models, TASK, "xgboost", "llm", cfg, advertiser_max_age_s=0)
     cached = OnlineRanker.load(serving_world.models, TASK, "xgboost", "llm", cfg, advertiser_max_age_s=3600)
+    assert OnlineRanker.load(serving_world.models, TASK, "xgboost", "llm", cfg).advertiser_max_age_s > 0
     for user in USERS:
         ads = candidates_of(user)
         np.testing.assert_array_equal(cached.score(user, ads, now=NOW), plain.score(user, ads, now=NOW))
