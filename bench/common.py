@@ -17,6 +17,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def matmul_gflops(threads: int = 0, size: int = 2048, seconds: float = 3.0) -> float:
+    """This machine's measured fp32 matmul rate, GFLOP/s (its compute limit here): ``size`` x ``size``
+    products repeated for about ``seconds`` after one warm-up, on ``threads`` torch threads (0: torch's
+    current setting)."""
+    import time
+
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)  # warm-up
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        torch.mm(a, b)
+        reps += 1
+    return 2 * size**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
 def git_commit() -> str:
     try:
         res = subprocess.run(

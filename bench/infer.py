@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import header, header_lines, table_lines, write_report  # noqa: E402
+from bench.common import header, header_lines, matmul_gflops, table_lines, write_report  # noqa: E402
 
 log = logging.getLogger("bench.infer")
 VARIANTS = ("cached", "naive", "batched", "vllm")
@@ -74,21 +74,6 @@ def _versions() -> dict[str, Any]:
         "xgrammar": version("xgrammar"),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-
-
-def matmul_gflops(threads: int, size: int = 2048, seconds: float = 3.0) -> float:
-    """Measured fp32 matmul GFLOP/s on ``threads`` torch threads (the machine's compute limit here)."""
-    import torch
-
-    if threads > 0:
-        torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b  # warm-up
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        n += 1
-    return 2 * size**3 * n / (time.perf_counter() - t0) / 1e9
 
 
 def _peak_rss_mib() -> float:

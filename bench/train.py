@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import header, header_lines, table_lines, write_report  # noqa: E402
+from bench.common import header, header_lines, matmul_gflops, table_lines, write_report  # noqa: E402
 from bench.synthetic_examples import synthetic_examples  # noqa: E402
 
 log = logging.getLogger("bench.train")
@@ -85,20 +85,6 @@ def _versions() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # Runs
 # ---------------------------------------------------------------------------------------------
-
-
-def matmul_gflops(size: int = 1024, seconds: float = 2.0) -> float:
-    """This machine's fp32 matmul rate (GFLOP/s) with torch's current threads: ``size`` x ``size`` products
-    repeated for about ``seconds``, after one warm-up."""
-    import torch
-
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        torch.mm(a, b)
-        reps += 1
-    return 2 * size**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
 def linear_params(model: str) -> int:
@@ -302,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         pools = {k: v[:10] for k, v in pools.items()}
         data += " (quick: pool cut to 10 names)"
 
-    args.matmul_gflops = matmul_gflops()
+    args.matmul_gflops = matmul_gflops(size=1024, seconds=2.0)
     log.info("fp32 matmul: %.1f GFLOP/s", args.matmul_gflops)
     report: dict[str, Any] = {
         "header": header(_versions()),
