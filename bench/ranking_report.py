@@ -119,8 +119,8 @@ def markdown(report: dict) -> str:
         "",
         "## Where the fast path's fetch goes",
         "",
-        "`CandidateFeatures` parts, interleaved on the same requests: user views = `user_row` (one "
-        "`get_online_features` entity row with the user-keyed views' refs, `to_dict`); advertiser rows = "
+        "`CandidateFeatures` parts, interleaved on the same requests: user views = `user_row` (the user's "
+        "row of each user-keyed view, one `online_read` per view, values converted); advertiser rows = "
         "`read` (the provider's `online_read` of the distinct advertisers, values converted); frame = "
         "`frame` (both reads, the on-demand views' UDFs, the frame) with advertisers read per request, and "
         "with every advertiser row kept.",

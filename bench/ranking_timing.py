@@ -213,7 +213,7 @@ def fast_breakdown(
     cfgs: dict[str, Any], fsets: list[str], warm: list[Request], sub: list[Request], candidates: int
 ) -> list[dict[str, Any]]:
     """The parts of the fast path's fetch per (store, feature set), interleaved over ``sub``: the user's
-    views (one ``get_online_features`` entity row), the advertisers' rows (one ``online_read``), and the
+    views (one ``online_read`` per view), the advertisers' rows (one ``online_read``), and the
     whole frame (those reads, the on-demand views, the frame) read per request and with every
     advertiser row kept (max age one hour)."""
     from adprior.store import CandidateFeatures, get_store

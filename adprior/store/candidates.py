@@ -6,12 +6,13 @@ candidate as protos, converts the whole response to Python, Arrow and pandas for
 and converts the outputs back to protos, before ``to_df`` converts everything once more.
 :class:`CandidateFeatures` reads the same values once each and runs the same code on them:
 
-1. the user-keyed views (profile, behaviour, a predictor's list and interests) with ONE entity row:
-   ``get_online_features`` with their feature refs (no on-demand views), ``to_dict``;
-2. the advertiser-keyed views (``advertiser_stats``) once per distinct candidate advertiser through
-   the provider's ``online_read`` (Feast's per-view read that ``get_online_features`` calls too, without
-   its proto response): one SQLite query / one Redis pipeline, values converted from their protos as
-   ``to_dict`` does; rows may be kept for ``candidate_max_age_s`` seconds (default 0: read per request);
+1. the user-keyed views (profile, behaviour, a predictor's list and interests): the user's one row of
+   each through the provider's ``online_read`` (Feast's per-view read that ``get_online_features`` calls
+   too, without its proto response and its per-request plan), values converted from their protos as
+   ``to_dict`` does;
+2. the advertiser-keyed views (``advertiser_stats``) once per distinct candidate advertiser, the same
+   way: one SQLite query / one Redis pipeline per view; rows may be kept for ``candidate_max_age_s``
+   seconds (default 0: read per request);
 3. the service's on-demand views through their registered UDFs (adprior.store.ondemand.transform, the
    frame the historical path gives them too) on the candidate rows, the user's values broadcast;
    the UDFs' code is feature_repo/udf_inputs.py, vectorised over one user's candidates.
@@ -55,12 +56,14 @@ def _plain_types() -> frozenset:
 
 @dataclass
 class CandidateView:
-    """A batch view read for the candidates: its registry object, features, their value types, key."""
+    """A batch view read for a request (user- or candidate-keyed): its registry object, features, their
+    value types, its one join key."""
 
     fv: Any  # feast.FeatureView
     features: list[str]  # sorted
     types: list[Any]  # feast ValueType of each feature
-    key_type: Any  # ValueType of its one join key
+    key: str  # its one join key (user_key or candidate_key)
+    key_type: Any  # ValueType of that key
     rows: dict[int, tuple[float, tuple]] = field(default_factory=dict)  # id -> (read at, values)
 
 
@@ -107,27 +110,24 @@ class CandidateFeatures:
             extra = sorted(set(request_fields(odfv)) - set(candidate_fields))
             if extra:
                 raise ValueError(f"on-demand view {odfv.name!r} needs request fields {extra}")
-        self.user_refs: list[tuple[str, str]] = []
-        self.views: list[CandidateView] = []
+        self.user_views: list[CandidateView] = []  # read with the user's id
+        self.views: list[CandidateView] = []  # read with the candidates' ids
         for name, feats in sorted(needed_views(self.requested, {o.name: o for o in self.odfvs}).items()):
             fv = self.fs.get_feature_view(name, allow_registry_cache=True)
             keys = [c.name for c in fv.entity_columns]
-            if keys == [user_key]:
-                self.user_refs += [(name, f) for f in sorted(feats)]
-            elif keys == [candidate_key]:
-                dtypes = {f.name: f.dtype.to_value_type() for f in fv.features}
-                self.views.append(
-                    CandidateView(
-                        fv,
-                        sorted(feats),
-                        [dtypes[f] for f in sorted(feats)],
-                        fv.entity_columns[0].dtype.to_value_type(),
-                    )
-                )
-            else:
+            if keys not in ([user_key], [candidate_key]):
                 raise ValueError(
                     f"view {name!r} is keyed by {keys}; expected [{user_key!r}] or [{candidate_key!r}]"
                 )
+            dtypes = {f.name: f.dtype.to_value_type() for f in fv.features}
+            view = CandidateView(
+                fv,
+                sorted(feats),
+                [dtypes[f] for f in sorted(feats)],
+                keys[0],
+                fv.entity_columns[0].dtype.to_value_type(),
+            )
+            (self.user_views if keys == [user_key] else self.views).append(view)
 
     def frame(self, user_id: int, advertiser_ids: list[int]) -> pd.DataFrame:
         """One row per advertiser id (in order): ``user_key``, ``candidate_key`` and the service's features
@@ -174,15 +174,13 @@ class CandidateFeatures:
         return cols
 
     def user_row(self, user_id: int) -> dict[tuple[str, str], Any]:
-        """(view, feature) -> value of the user-keyed features, one ``get_online_features`` entity row."""
-        if not self.user_refs:
-            return {}
-        resp = self.fs.get_online_features(
-            features=[f"{v}:{f}" for v, f in self.user_refs],
-            entity_rows=[{self.user_key: int(user_id)}],
-            full_feature_names=True,
-        ).to_dict()
-        return {(v, f): resp[f"{v}__{f}"][0] for v, f in self.user_refs}
+        """(view, feature) -> value of the user-keyed features: the user's row of each view (None where
+        absent), one ``online_read`` per view."""
+        out: dict[tuple[str, str], Any] = {}
+        for view in self.user_views:
+            (row,) = self.read(view, [int(user_id)])
+            out.update(((view.fv.name, f), v) for f, v in zip(view.features, row, strict=True))
+        return out
 
     def _rows(self, view: CandidateView, ids: list[int]) -> list[tuple]:
         """Each id's values of ``view.features`` (None where absent), from the cache while fresh."""
@@ -196,14 +194,15 @@ class CandidateFeatures:
         return [view.rows[a][1] for a in ids]
 
     def read(self, view: CandidateView, ids: list[int]) -> list[tuple]:
-        """One ``online_read`` of the ids' rows, values converted as ``OnlineResponse.to_dict`` does."""
+        """One ``online_read`` of the ids' rows (keys of ``view.key``), values converted as
+        ``OnlineResponse.to_dict`` does."""
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.type_map import python_values_to_proto_values
 
         if not ids:
             return []
         keys = [
-            EntityKey(join_keys=[self.candidate_key], entity_values=[v])
+            EntityKey(join_keys=[view.key], entity_values=[v])
             for v in python_values_to_proto_values(ids, view.key_type)
         ]
         read = self.fs.provider.online_read(

@@ -52,8 +52,14 @@ def test_frame_equals_feast_with_the_feature_service(serving_world, online, serv
 
 def test_plan_reads_each_kind_of_view_once(serving_world):
     reader = st.CandidateFeatures(serving_world.stores["sqlite"], "ranking_llm")
-    user_views = {v for v, _ in reader.user_refs}
-    assert user_views == {"user_profile", "user_behavior", "llm_advertiser_predictions", "llm_user_interests"}
+    user_views = {v.fv.name: v for v in reader.user_views}
+    assert set(user_views) == {
+        "user_profile",
+        "user_behavior",
+        "llm_advertiser_predictions",
+        "llm_user_interests",
+    }
+    assert {v.key for v in reader.user_views} == {"user_id"} and reader.views[0].key == "advertiser_id"
     assert [v.fv.name for v in reader.views] == ["advertiser_stats"]
     assert set(reader.views[0].features) == {
         "spend",
@@ -65,7 +71,7 @@ def test_plan_reads_each_kind_of_view_once(serving_world):
         "name",  # an on-demand input only
     }
     assert [o.name for o in reader.odfvs] == ["behavior_candidate_features", "llm_candidate_features"]
-    assert ("llm_advertiser_predictions", "advertiser_ids") in reader.user_refs  # an on-demand input
+    assert "advertiser_ids" in user_views["llm_advertiser_predictions"].features  # an on-demand input
     assert list(reader.frame(1, []).columns) == ["user_id", "advertiser_id", *reader.names]  # no rows
     only_users = st.CandidateFeatures(serving_world.stores["sqlite"], "llm_predictions_online")
     assert only_users.views == [] and only_users.odfvs == []
