@@ -91,12 +91,13 @@ class FeatureSpec:
         now_ts = pd.to_datetime(now, utc=True)
         for j, f in enumerate(self.features):
             s = frame[f]
-            values = s.to_numpy() if isinstance(s, pd.Series) else np.asarray(s)
-            if f in self.timestamps:
-                ts = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
+            if f in self.timestamps:  # a Series as it is (a tz-aware one's to_numpy() is objects)
+                ts = pd.DatetimeIndex(pd.to_datetime(s if isinstance(s, pd.Series) else list(s), utc=True))
                 now_j = pd.DatetimeIndex(now_ts) if isinstance(now_ts, pd.Series) else now_ts
                 x[:, j] = (now_j - ts).total_seconds().to_numpy(dtype=float) / 86400.0
-            elif f in self.categorical:
+                continue
+            values = s.to_numpy() if isinstance(s, pd.Series) else np.asarray(s)
+            if f in self.categorical:
                 x[:, j] = self._codes(f, values)
             elif values.dtype.kind in "biuf":
                 x[:, j] = values

@@ -78,5 +78,14 @@ def test_matrix_equals_the_value_by_value_conversion(seed):
         got, want = spec.matrix(frame, now), oracle(spec, frame, now)
         pd.testing.assert_frame_equal(got, want, check_exact=True)
         assert got["c"].isna().sum() == want["c"].isna().sum() > 0  # unseen 'new' and nulls are missing
+        # the float array the boosters score: categoricals as the matrix's codes (NaN for -1), the rest as is
+        x = spec.array(frame, now)
+        for j, c in enumerate(spec.columns()):
+            col = got[c].cat.codes.to_numpy() if c in spec.categorical else got[c].to_numpy()
+            np.testing.assert_array_equal(
+                np.where(np.isnan(x[:, j]), -1, x[:, j]) if c in spec.categorical else x[:, j], col
+            )
+        # columns given as plain lists (the online path's) give the same array
+        np.testing.assert_array_equal(spec.array({f: frame[f].tolist() for f in spec.features}, now), x)
     again = FeatureSpec(spec.features, spec.categorical, spec.timestamps)  # levels are per spec
     pd.testing.assert_frame_equal(again.matrix(frame, now), spec.matrix(frame, now))
