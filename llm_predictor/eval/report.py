@@ -13,6 +13,7 @@ from pathlib import Path
 import matplotlib
 
 from llm_predictor.eval.markdown import reranker_note
+from llm_predictor.eval.stats import paired_diff_ci
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -82,14 +83,16 @@ def _section(name: str, ev: dict, cfg: ReportConfig, png: Path) -> list[str]:
             f"Paired on the same {first} rows (exact McNemar): a only / b only = rows only one of the two "
             "hits; best non-LLM = the best baseline or gbdt at that K on these rows.",
             "",
-            "| a | b | K | R@K a − b | a only | b only | p |",
-            "|---|---|---|---|---|---|---|",
+            "| a | b | K | R@K a − b | 95 % CI (paired) | a only | b only | p |",
+            "|---|---|---|---|---|---|---|---|",
         ]
-        lines += [
-            f"| {r['a']} | {r['b']} | {r['k']} | {r['diff']:+.3f} | {r['a_only']} | {r['b_only']} | "
-            f"{r['p']:.3f} |"
-            for r in paired
-        ]
+        for r in paired:  # runs written before the interval was stored get it from their counts
+            ci = r.get("ci") or paired_diff_ci(r["a_only"], r["b_only"], r["n"])
+            lines.append(
+                f"| {r['a']} | {r['b']} | {r['k']} | {r['diff']:+.3f} | "
+                f"{f'[{ci[0]:+.3f}, {ci[1]:+.3f}]' if ci else '–'} | {r['a_only']} | {r['b_only']} | "
+                f"{r['p']:.3f} |"
+            )
     lines += ["", f"![{name}]({png.name})", ""]
     _chart(rows, sets[0] if sets else "V1", ks, png, name)
     return lines

@@ -70,8 +70,8 @@ def paired_tests(
     against the best non-LLM method (baselines, gbdt) of that set and K (picked on these rows: a choice that
     favours the baseline), every ablation against its full-prompt run, and every reranker + LLM combination
     against the reranker alone on the rows both rank. ``a_only`` / ``b_only`` count the rows only one of the
-    two hits; ``diff`` = R@K(a) - R@K(b); ``p`` = two-sided binomial test of a_only
-    against b_only (1.0 when they never disagree)."""
+    two hits; ``diff`` = R@K(a) - R@K(b) with its paired interval ``ci`` (:func:`paired_diff_ci`); ``p`` =
+    two-sided binomial test of a_only against b_only (1.0 when they never disagree)."""
     from scipy.stats import binomtest
 
     llms = [n for n, m in methods.items() if m.get("kind") in PAIRED_KINDS and n in ranked_by]
@@ -125,10 +125,28 @@ def paired_tests(
                         "a_only": a_only,
                         "b_only": b_only,
                         "diff": round(float(ha.mean() - hb.mean()), 4) if both.any() else 0.0,
+                        "ci": paired_diff_ci(a_only, b_only, int(both.sum())),
                         "p": round(float(p), 4),
                     }
                 )
     return out
+
+
+def paired_diff_ci(a_only: int, b_only: int, n: int, level: float = 0.95) -> list[float] | None:
+    """Interval of R@K(a) - R@K(b) on ``n`` paired rows, from the discordant counts: the t interval of the
+    mean per-row difference (+1 on the ``a_only`` rows, -1 on the ``b_only`` rows, 0 elsewhere; what
+    ``scipy.stats.ttest_1samp(d).confidence_interval(level)`` gives on those rows), clipped to [-1, 1].
+    [0, 0] when the two never disagree; None with fewer than two rows."""
+    from scipy.stats import t
+
+    if n < 2:
+        return None
+    if a_only + b_only == 0:
+        return [0.0, 0.0]
+    mean = (a_only - b_only) / n
+    var = (a_only + b_only - n * mean**2) / (n - 1)
+    half = float(t.ppf((1 + level) / 2, n - 1)) * math.sqrt(max(var, 0.0) / n)
+    return [round(max(-1.0, mean - half), 4), round(min(1.0, mean + half), 4)]
 
 
 def _num(x: float) -> float | None:

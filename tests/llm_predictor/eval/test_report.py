@@ -47,7 +47,7 @@ def test_report_tables_commands_and_charts(tmp_path: Path) -> None:
     assert "| history | 0.100 | 0.300 | 0.500 | – | – | – |" in text
     assert "| model | 0.200 | 0.400 | 0.600 | [0.31, 0.83] | 0.900 | 0.050 |" in text
     assert "V0 R@1" not in text  # empty sets are left out
-    assert "| model | history | 20 | +0.100 | 2 | 1 | 1.000 |" in text
+    assert "| model | history | 20 | +0.100 | [-0.306, +0.506] | 2 | 1 | 1.000 |" in text  # from the counts
     png = tmp_path / "report" / "run_a.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import ttest_1samp
 
-from llm_predictor.eval.stats import mean_pairwise_jaccard, paired_tests, recall_cis
+from llm_predictor.eval.stats import mean_pairwise_jaccard, paired_diff_ci, paired_tests, recall_cis
 
 
 def test_reranker_plus_llm_is_paired_with_the_reranker_on_the_rows_both_rank():
@@ -48,6 +49,14 @@ def test_recall_intervals_and_paired_tests():
     ab = rows[("llm: a", "llm: b")]
     assert (ab["a_only"], ab["b_only"], ab["diff"], ab["n"]) == (8, 2, 0.6, 10)
     assert ab["p"] == pytest.approx(0.1094, abs=1e-4)  # two-sided binomial, 8 of 10 discordant pairs
+    # the interval is scipy's one-sample t interval of the per-row differences (+1, -1, 0), clipped
+    d = np.array([1] * 8 + [-1] * 2, dtype=float)
+    want = ttest_1samp(d, 0.0).confidence_interval(0.95)
+    assert ab["ci"] == pytest.approx([max(-1, want.low), min(1, want.high)], abs=1e-4)
+    d = np.array([1] * 30 + [-1] * 12 + [0] * 458, dtype=float)
+    want = ttest_1samp(d, 0.0).confidence_interval(0.95)
+    assert paired_diff_ci(30, 12, 500) == pytest.approx([want.low, want.high], abs=1e-4)
+    assert paired_diff_ci(0, 0, 500) == [0.0, 0.0] and paired_diff_ci(1, 0, 1) is None
     assert rows[("llm: a", "pop")]["p"] == pytest.approx(0.0078, abs=1e-4)  # 8 vs 0
     assert rows[("llm: a [shuffle]", "llm: a")] | {"p": None} == {
         "set": "V1",
@@ -58,6 +67,7 @@ def test_recall_intervals_and_paired_tests():
         "a_only": 0,
         "b_only": 0,
         "diff": 0.0,
+        "ci": [0.0, 0.0],
         "p": None,
     }
     assert rows[("llm: a [shuffle]", "llm: a")]["p"] == 1.0  # never disagree
