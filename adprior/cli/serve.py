@@ -99,6 +99,7 @@ def infer_settings(
         strategy="beam" if num_beams > 1 else "greedy",
         num_beams=num_beams,
         max_names=max_names,
+        vllm_in_process=True,  # one engine per inference worker process (EngineConfig.vllm_in_process)
     )
     return {"engine": engine_cfg, **run}
 

@@ -57,7 +57,8 @@ class InferConfig:
     predictions: Path  # offline-store folder of the llm_predictions table (one dt=<x>.parquet per date)
     work: Path = Path("runs/infer")  # plans, shard inputs/outputs and run summaries, per date
     data: Path | None = None  # raw-table root (its advertisers table feeds the name resolver)
-    engine: EngineConfig = field(default_factory=lambda: EngineConfig(kind="vllm"))  # model and engine
+    # model and engine; each inference worker holds one vLLM engine, so it runs in the worker's process
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(kind="vllm", vllm_in_process=True))
     template: str = INFERENCE_TEMPLATE  # prompt template (the GRPO 20-advertiser + interests format)
     budget_tokens: int = DEFAULT_USER_TOKENS  # token budget of each user's part of the prompt
     shard_size: int = 32  # users per shard: the unit of work, commit and resume

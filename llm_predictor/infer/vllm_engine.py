@@ -60,14 +60,17 @@ def _vllm_api() -> SimpleNamespace:
 
 
 def _vllm_env(cfg: EngineConfig) -> None:
-    """vLLM's CPU settings: a bounded KV cache (else it reserves 90 % of RAM), and the model on all the
+    """vLLM's CPU settings: a bounded KV cache (else it reserves 90 % of RAM), the model on all the
     threads this process may use (``threads`` or the CPU affinity) instead of vLLM's 'auto' binding, which
-    on 2 cores leaves the model one core and the scheduler the other."""
+    on 2 cores leaves the model one core and the scheduler the other, and (``vllm_in_process``) the engine
+    core and the model in this process rather than two busy-polling child processes."""
     if not torch.cuda.is_available():
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{cfg.kv_cache_gib:g}")
         threads = int(cfg.threads or len(os.sched_getaffinity(0)))
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        if cfg.vllm_in_process:  # read when the LLM is built; an explicit setting wins
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

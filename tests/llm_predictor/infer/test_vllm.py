@@ -52,7 +52,7 @@ def test_infer_with_vllm_on_ray_actors(tmp_path_factory, spark):
     cfg = infer_config(
         world, root, ensure_base_model(), day=X, runner="ray", limit_users=4, shard_size=2, cpus_per_worker=2
     )
-    cfg.engine = EngineConfig(kind="vllm", max_new_tokens=256, max_names=20, threads=2)
+    cfg.engine = EngineConfig(kind="vllm", max_new_tokens=256, max_names=20, threads=2, vllm_in_process=True)
     s = run_inference(cfg)
     assert s["inferred"] == 4 and s["status"]["ok"] == 4, s["status"]
     assert s["with_interests"] == 4 and s["unresolved_names"] == 0
