@@ -75,9 +75,9 @@ class EngineConfig:
     kv_cache_gib: float = 2.0  # vllm on CPU: KV cache size (VLLM_CPU_KVCACHE_SPACE; else 90 % of RAM)
     # vllm on CPU: engine core and model in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0). vLLM's default
     # puts them in two more processes whose readers busy-poll their shared-memory queue, taking CPU from
-    # the model on a small machine (bench/results/infer_inproc.md: 0.396 vs 0.297 users/s on 2 cores). Only for a process that holds one
-    # engine at a time (the inference workers turn it on): vLLM's parallel groups are per process, and
-    # closing one in-process engine breaks another one still open
+    # the model on a small machine (bench/results/infer_inproc.md: 0.396 vs 0.297 users/s on 2 cores).
+    # Only for a process that holds one engine at a time (the inference workers turn it on): vLLM's
+    # parallel groups are per process, and closing one in-process engine breaks another one still open
     vllm_in_process: bool = False
     max_model_len: int = 4096  # vllm: longest prompt + answer in tokens (bounds the KV cache per request)
     enforce_eager: bool = (
