@@ -37,7 +37,11 @@ BASE = "base"  # the --model value naming the plain base model
 
 def adapter_dir(name: str = DEFAULT_ADAPTER, root: Path = ADAPTERS) -> Path | None:
     """The committed adapter folder ``name`` (None when it is not shipped)."""
-    folder = root / name
+    return _shipped(root / name)
+
+
+def _shipped(folder: Path) -> Path | None:
+    """``folder`` when it holds a shipped adapter (:func:`ship_adapter`'s weights and manifest), else None."""
     return folder if (folder / ADAPTER_FILE).exists() and (folder / MANIFEST).exists() else None
 
 
@@ -100,8 +104,7 @@ def shipped_folder(model: str | Path, root: Path = ADAPTERS) -> Path | None:
     """The shipped adapter folder a ``--model`` value names: a committed adapter's name under ``root``
     (``"amazon"``) or a path to a folder :func:`ship_adapter` wrote; None for anything else."""
     path = Path(model)
-    folder = path if path.exists() else root / str(model)
-    return folder if (folder / ADAPTER_FILE).exists() and (folder / MANIFEST).exists() else None
+    return _shipped(path) if path.exists() else adapter_dir(str(model), root)
 
 
 def ship_adapter(
