@@ -254,6 +254,18 @@ def catalogue() -> tuple[str, ...]:
     return _CATALOGUE
 
 
+@pytest.fixture(autouse=True)
+def _restore_omp_num_threads() -> Iterator[None]:
+    """``adprior.threads.configure`` (training, inference workers) sets OMP_NUM_THREADS for child
+    processes; a test's choice must not reach later tests' Ray actors or subprocesses."""
+    old = os.environ.get("OMP_NUM_THREADS")
+    yield
+    if old is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = old
+
+
 @pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
     """Torch on one thread for the module: tiny matmuls run far faster so than when fighting for two cores."""

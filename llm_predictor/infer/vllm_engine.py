@@ -169,6 +169,12 @@ class VLLMEngine:
         interests: Sequence[str] = (),
     ) -> list[Generation]:
         """One Generation per suffix, in order."""
+        # In process, vLLM's CPU attention sizes its work split by the calling thread's OpenMP team (the
+        # metadata) and checks it against torch's thread count (the kernel). A thread other than the one
+        # that built the engine (Ray Data runs actor UDFs in a thread pool) starts with the process's
+        # initial OMP_NUM_THREADS until torch's lazy per-thread init runs, so run it first or the two
+        # disagree ("Check failed: input->metadata->thread_num == thread_num (1 vs. 2)").
+        torch.get_num_threads()
         t0, n, specs = start_generate(self.cfg, suffixes, allowed_names, interests)
         texts = chat_texts(self.tokenizer, [prefix + s for s in suffixes])
         ids = [list(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]

@@ -62,6 +62,36 @@ def test_infer_with_vllm_on_ray_actors(tmp_path_factory, spark):
     assert s["prompt_token_fraction_computed"] < 1.0  # the second user of a shard reuses cached blocks
 
 
+IN_PROCESS_FROM_A_THREAD = """
+from concurrent.futures import ThreadPoolExecutor
+from adprior.threads import configure
+from llm_predictor.infer.engines import EngineConfig
+from llm_predictor.infer.vllm_engine import VLLMEngine
+
+configure(2)
+eng = VLLMEngine(EngineConfig(kind="vllm", constrained=False, max_new_tokens=8, threads=2, vllm_in_process=True))
+with ThreadPoolExecutor(1) as pool:
+    g = pool.submit(eng.generate, "Say hello. ", ["Hi"]).result()[0]
+print("generated", g.generated_tokens)
+"""
+
+
+def test_in_process_engine_generates_from_another_thread():
+    """A Ray Data actor builds the engine in one thread and calls it from another, in a process started
+    with OMP_NUM_THREADS=1 (a driver that chose 1 thread): vLLM's CPU attention must not see two thread
+    counts (CI, 12-04: "Check failed: input->metadata->thread_num == thread_num (1 vs. 2)")."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    r = subprocess.run(
+        [sys.executable, "-c", IN_PROCESS_FROM_A_THREAD], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "generated 8" in r.stdout, r.stdout
+
+
 @pytest.fixture(scope="module")
 def vllm_engine():
     eng = make_engine(EngineConfig(kind="vllm", max_new_tokens=256, threads=2))
