@@ -21,6 +21,7 @@ names older UDF text imports stay: ``is_null``, ``as_list``, ``column``, ``categ
 
 import re
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -56,12 +57,24 @@ def column(inputs: pd.DataFrame, name: str) -> pd.Series:
 def category_path(text: object) -> tuple:
     """A lower-cased category path: 'Home > Decor' (advertisers), 'Home / Decor' (interests, compiled
     examples) -> ('home', 'decor'); null -> ()."""
-    return () if is_null(text) else tuple(level.lower() for level in category_levels(str(text)))
+    return () if is_null(text) else _path_of(str(text))
 
 
-def words_of(text: object) -> set:
+def words_of(text: object) -> frozenset:
     """The lower-cased words (>= 3 letters, stop words excluded) of a text; null -> none."""
-    return set() if is_null(text) else set(re.findall(r"[^\W\d_]{3,}", str(text).lower())) - STOP_WORDS
+    return frozenset() if is_null(text) else _words_of(str(text))
+
+
+# Category and interest texts repeat across requests (a catalogue's categories, a taxonomy's terms): each
+# is parsed once per process. Bounded, so that free text cannot grow them without limit.
+@lru_cache(maxsize=1 << 16)
+def _path_of(text: str) -> tuple:
+    return tuple(level.lower() for level in category_levels(text))
+
+
+@lru_cache(maxsize=1 << 16)
+def _words_of(text: str) -> frozenset:
+    return frozenset(re.findall(r"[^\W\d_]{3,}", text.lower())) - STOP_WORDS
 
 
 def interest_matches(interest: object, cat_path: tuple, cat_words: set) -> bool:

@@ -91,24 +91,29 @@ class FeatureSpec:
         now_ts = pd.to_datetime(now, utc=True)
         for j, f in enumerate(self.features):
             s = frame[f]
-            if f in self.timestamps:  # a Series as it is (a tz-aware one's to_numpy() is objects)
-                ts = pd.DatetimeIndex(pd.to_datetime(s if isinstance(s, pd.Series) else list(s), utc=True))
-                now_j = pd.DatetimeIndex(now_ts) if isinstance(now_ts, pd.Series) else now_ts
-                x[:, j] = (now_j - ts).total_seconds().to_numpy(dtype=float) / 86400.0
-                continue
-            values = s.to_numpy() if isinstance(s, pd.Series) else np.asarray(s)
-            if f in self.categorical:
-                x[:, j] = self._codes(f, values)
-            elif values.dtype.kind in "biuf":
-                x[:, j] = values
+            if n > 1 and isinstance(s, list) and not isinstance(now_ts, pd.Series) and _one_object(s):
+                x[:, j] = self._column(f, s[:1], now_ts)[0]  # a user's value broadcast to every candidate
             else:
-                num = pd.to_numeric(values, errors="coerce").astype("float64")
-                bad = np.isnan(num) & ~pd.isna(values)
-                if bad.any():
-                    i = int(np.flatnonzero(bad)[0])
-                    raise ValueError(f"feature {f!r}, row {i}: {values[i]!r} is not numeric")
-                x[:, j] = num
+                x[:, j] = self._column(f, s, now_ts)
         return x
+
+    def _column(self, f: str, s: Any, now_ts: pd.Series | pd.Timestamp) -> np.ndarray:
+        """Feature ``f``'s model column of the values ``s`` (Series, array or list), as :meth:`array`."""
+        if f in self.timestamps:  # a Series as it is (a tz-aware one's to_numpy() is objects)
+            ts = pd.DatetimeIndex(pd.to_datetime(s if isinstance(s, pd.Series) else list(s), utc=True))
+            now_j = pd.DatetimeIndex(now_ts) if isinstance(now_ts, pd.Series) else now_ts
+            return (now_j - ts).total_seconds().to_numpy(dtype=float) / 86400.0
+        values = s.to_numpy() if isinstance(s, pd.Series) else np.asarray(s)
+        if f in self.categorical:
+            return self._codes(f, values)
+        if values.dtype.kind in "biuf":
+            return values
+        num = pd.to_numeric(values, errors="coerce").astype("float64")
+        bad = np.isnan(num) & ~pd.isna(values)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"feature {f!r}, row {i}: {values[i]!r} is not numeric")
+        return num
 
     def _codes(self, f: str, values: np.ndarray) -> np.ndarray:
         """Each value's index among ``f``'s training levels (as ``str``), NaN where missing or unseen."""
@@ -123,6 +128,12 @@ class FeatureSpec:
     def _dtypes(self) -> dict[str, pd.CategoricalDtype]:
         """Each categorical feature's dtype (its training levels, fixed once fitted or loaded)."""
         return {f: pd.CategoricalDtype(categories=levels) for f, levels in self.categorical.items()}
+
+
+def _one_object(values: list) -> bool:
+    """Every entry is the same object (a user-side value broadcast to every candidate row)."""
+    first = values[0]
+    return all(v is first for v in values)
 
 
 def fit_model(

@@ -89,3 +89,22 @@ def test_matrix_equals_the_value_by_value_conversion(seed):
         np.testing.assert_array_equal(spec.array({f: frame[f].tolist() for f in spec.features}, now), x)
     again = FeatureSpec(spec.features, spec.categorical, spec.timestamps)  # levels are per spec
     pd.testing.assert_frame_equal(again.matrix(frame, now), spec.matrix(frame, now))
+
+
+@pytest.mark.parametrize("row", [0, 3, 6, 7])
+def test_a_broadcast_user_value_gives_the_column_of_its_copies(row):
+    """The online path broadcasts a user's value as one object repeated (``[v] * n``); ``array`` converts it
+    once, and the result equals the conversion of n separate copies (a frame column), nulls included."""
+    spec = FeatureSpec(
+        features=["i", "f", "num_obj", "c", "c_nan", "t"],
+        categorical={"c": ["x", "y", "z", "3"], "c_nan": ["a", "b"]},
+        timestamps=["t"],
+    )
+    one = random_frame(10, 0).iloc[row]
+    n, now = 40, pd.Timestamp("2026-06-20", tz="UTC")
+    broadcast = {f: [one[f]] * n for f in spec.features}
+    copies = pd.DataFrame({f: pd.Series([one[f]] * n, dtype=object) for f in spec.features})
+    copies["t"] = pd.to_datetime(copies["t"], utc=True)
+    np.testing.assert_array_equal(spec.array(broadcast, now), spec.array(copies, now))
+    with pytest.raises(ValueError, match="feature 'f', row 0"):
+        spec.array({**broadcast, "f": ["oops"] * n}, now)
