@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -12,7 +13,7 @@ import click
 from rich.table import Table
 
 from adprior.cli.options import MODEL, MODEL_HELP, console, default_of, parse_date, store_options
-from llm_predictor.infer.engines import KINDS, EngineConfig
+from llm_predictor.infer.engines import KINDS
 from llm_predictor.infer.plan import InferConfig
 
 ENGINE = default_of(InferConfig, "engine")  # the serving engine's defaults (vLLM)
@@ -89,7 +90,8 @@ def infer_settings(
     **run: Any,
 ) -> dict[str, Any]:
     """The InferConfig fields that ``engine_options`` sets: the engine, and the run options as they are."""
-    engine_cfg = EngineConfig(
+    engine_cfg = dataclasses.replace(  # InferConfig's serving engine (in process, ...) with the options set
+        ENGINE,
         kind=engine,
         model=str(model) if model else None,
         batch_size=batch_size,
@@ -99,7 +101,6 @@ def infer_settings(
         strategy="beam" if num_beams > 1 else "greedy",
         num_beams=num_beams,
         max_names=max_names,
-        vllm_in_process=True,  # one engine per inference worker process (EngineConfig.vllm_in_process)
     )
     return {"engine": engine_cfg, **run}
 

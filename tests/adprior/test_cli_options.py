@@ -48,3 +48,26 @@ def test_verbose_gives_everything(restore_levels) -> None:
     setup_logging(verbose=False)
     setup_logging(verbose=True)  # -v: the libraries inherit the root's DEBUG again
     assert all(logging.getLogger(name).level == logging.NOTSET for name in NOISY_LOGGERS)
+
+
+def test_the_generating_verbs_start_from_the_serving_engine() -> None:
+    """`adprior infer` / `nightly` build their engine from InferConfig's (vLLM in the worker's process), with
+    the options they were given on top; no field of InferConfig's engine is restated in the CLI."""
+    from adprior.cli.serve import infer_settings
+    from llm_predictor.infer.plan import InferConfig
+
+    got = infer_settings(
+        model=None,
+        engine="transformers",
+        batch_size=3,
+        max_new_tokens=99,
+        unconstrained=False,
+        no_prefix_cache=True,
+        num_beams=1,
+        max_names=7,
+        shard_size=5,
+    )
+    cfg = got["engine"]
+    assert InferConfig.__dataclass_fields__["engine"].default_factory().vllm_in_process
+    assert cfg.vllm_in_process and cfg.kind == "transformers" and not cfg.prefix_cache
+    assert (cfg.batch_size, cfg.max_new_tokens, cfg.max_names, got["shard_size"]) == (3, 99, 7, 5)
