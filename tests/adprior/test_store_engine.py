@@ -29,7 +29,7 @@ from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType as VT
 
 from adprior import store as st
-from adprior.store.engine import ENGINE_TYPE, latest_rows
+from adprior.store.engine import ENGINE_TYPE, in_key_order, latest_rows
 from adprior.store.online_values import direct_encodable, encode_column, entity_keys, naive_utc
 from tests.support.online_cells import clear_sqlite, flush_redis, redis_cells, run_engine, sqlite_cells
 from tests.support.store import END, populated_repo
@@ -257,3 +257,45 @@ def test_feast_cli_materialize_uses_the_arrow_engine(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert sqlite_cells(repo / DB) == sqlite_cells(ref / DB)
+
+
+def test_in_key_order_sorts_by_the_serialized_key():
+    """Little-endian int64 keys: 256 (00 01 ...) sorts before 1 (01 00 ...), unlike the numbers."""
+    table = pa.table({"user_id": pa.array([1, 256, 3, 2], pa.int64()), "x": ["a", "b", "c", "d"]})
+    got = in_key_order(table, {"user_id": VT.INT64}, 3)
+    keys = entity_keys(got, {"user_id": VT.INT64}, 3)
+    assert keys == sorted(keys) and got["user_id"].to_pylist() == [256, 1, 2, 3]
+    assert got["x"].to_pylist() == ["b", "a", "d", "c"]  # rows move whole
+
+
+def test_sqlite_rows_are_written_in_index_order(tmp_path):
+    """With batches of 2 users, the SQLite store still receives the users in key order (rowids follow the
+    index), so each batch's transaction touches one key range of the index (in_key_order)."""
+    import sqlite3
+
+    from tests.support.store import pred_rows
+
+    repo = populated_repo(tmp_path / "feature_repo")
+    yaml_path = repo / "feature_store.yaml"
+    yaml_path.write_text(
+        yaml_path.read_text().replace("online_write_batch_size: 10000", "online_write_batch_size: 2")
+    )
+    cfg = st.StoreConfig(repo=repo)
+    users = [3, 256, 1, 515, 2, 770]  # file order; key order: 256, 770, 1, 515, 2, 3
+    st.write_partition(
+        cfg,
+        "llm_predictions",
+        pred_rows("2026-06-16", [(u, [101], ["Nike"], [], "ok") for u in users]),
+        "dt=2026-06-16",
+    )
+    st.apply(cfg)
+    st.materialize(cfg, end=END)
+    with sqlite3.connect(repo / "data" / "online_store.db") as con:
+        table = next(
+            n
+            for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if n.endswith("llm_advertiser_predictions")
+        )
+        keys = [k for (k,) in con.execute(f'SELECT entity_key FROM "{table}" ORDER BY rowid')]
+    firsts = list(dict.fromkeys(keys))  # one row per (user, feature): each user's first rowid
+    assert len(firsts) == len(users) and firsts == sorted(firsts)
