@@ -13,7 +13,7 @@ Issue "Production hardening", item 2. For each size N of ``--users`` the stages 
 3. ``features``: ``load_examples(examples, x)`` + ``adprior.store.write_daily_features`` into a fresh
    Feast repo (``adprior.store.init_repo``; offline store = parquet folders).
 4. ``infer``: ``llm_predictor.infer.shards.run_inference(InferConfig(limit_users=--infer-users, ...))`` with
-   the real base model (EngineConfig defaults: transformers, constrained greedy, max_new_tokens 256),
+   the nightly's engine and model (InferConfig's: vLLM in the worker's process, the shipped default model),
    user budget 256 tokens, shard size 32, runner ``--runner``: a *sampled* inference of a fixed number
    of users, so its growth shows what the selection and planning around the model cost.
 5. ``materialize``: ``adprior.store.apply`` + ``adprior.store.materialize(end=event_timestamp(x) + 1 s)``

@@ -75,7 +75,7 @@ def markdown(report: dict) -> str:
         *header_lines(h),
         f"- pipeline: world seed {p['seed']}, impression rate {IMPRESSION_RATE}, simulator workers {p['workers']}; "
         f"anchor date {p['day']} (world end - 8 days); Spark master `{p['master']}`; sampled inference of "
-        f"{p['infer_users']} users (base model, EngineConfig defaults, budget {BUDGET_TOKENS} tokens, runner "
+        f"{p['infer_users']} users (the nightly's engine and model, budget {BUDGET_TOKENS} tokens, runner "
         f"`{p['runner']}`); Feast offline store = parquet files, online store = SQLite; materialize = the yaml's "
         "engine (adprior.store.engine.ArrowComputeEngine; Feast 0.67's local engine in reports before it)"
         + (

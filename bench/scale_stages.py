@@ -156,9 +156,9 @@ def stage_features(spec: dict) -> dict:
 
 
 def stage_infer(spec: dict) -> dict:
-    """infer: a sampled batch inference of ``spec['infer_users']`` users with the real base model."""
+    """infer: a sampled batch inference of ``spec['infer_users']`` users with the nightly's engine and model
+    (InferConfig's: vLLM in the worker's process, the shipped default model)."""
     from adprior import store
-    from llm_predictor.infer.engines import EngineConfig
     from llm_predictor.infer.plan import InferConfig
     from llm_predictor.infer.shards import run_inference
 
@@ -170,7 +170,6 @@ def stage_infer(spec: dict) -> dict:
         predictions=store.offline_dir(cfg, "llm_predictions"),
         work=p["infer"],
         data=p["data"],
-        engine=EngineConfig(),
         budget_tokens=BUDGET_TOKENS,
         shard_size=SHARD_SIZE,
         runner=spec["runner"],
