@@ -17,7 +17,7 @@ row-by-row writes. This engine keeps Feast's semantics and replaces those three 
 2. latest row per entity: by event time, then created time, both descending (Feast's dedup node; a tie
    of both keeps the first row in file order, where Feast's unstable sort keeps either);
 3. write in batches of ``materialization.online_write_batch_size`` (10,000 without one; SQLite: rows in
-   the order of its index, :func:`in_key_order`): the serialized values of
+   the order of its index, :func:`sorted_by_key`): the serialized values of
    :mod:`adprior.store.online_values` through the bulk writers of :mod:`adprior.store.online_writers`
    (SQLite, standalone Redis); any other online store gets Feast's own ``_convert_arrow_to_proto`` and
    ``online_write_batch``.
@@ -43,7 +43,6 @@ import pyarrow.dataset as pads
 from feast.infra.common.materialization_job import MaterializationJobStatus, MaterializationTask
 from feast.infra.compute_engines.local.compute import LocalComputeEngine
 from feast.infra.compute_engines.local.job import LocalMaterializationJob
-from feast.infra.online_stores.sqlite import SqliteOnlineStore
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel
 
@@ -142,30 +141,41 @@ def latest_rows(
 
 
 def in_key_order(table: pa.Table, join_keys: dict[str, Any], version: int) -> pa.Table:
-    """``table``'s rows ordered by their serialized entity key: the order of the SQLite store's index.
+    """``table``'s rows ordered by their serialized entity key: the order of the SQLite store's index."""
+    return sorted_by_key(table, entity_keys(table, join_keys, version))[0]
 
-    Each write batch then covers one key range, so a batch's transaction touches (and journals) few index
-    pages instead of pages all over the index: 1M users materialize at 47.7k rows/s instead of 14.9k
-    (bench/results/store_1m.md)."""
-    if table.num_rows < 2:
-        return table
-    keys = entity_keys(table, join_keys, version)
-    return table.take(pa.array(sorted(range(len(keys)), key=keys.__getitem__), type=pa.int64()))
+
+def sorted_by_key(table: pa.Table, keys: list[bytes]) -> tuple[pa.Table, list[bytes]]:
+    """``table`` and its rows' serialized entity ``keys``, both in key order.
+
+    Written in that order, each write batch covers one key range, so a batch's SQLite transaction touches
+    (and journals) few index pages instead of pages all over the index: 1M users materialize at 47.7k
+    rows/s instead of 14.9k (bench/results/store_1m.md)."""
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return table.take(pa.array(order, type=pa.int64())), [keys[i] for i in order]
 
 
 def online_rows(
-    batch: pa.RecordBatch, fv: Any, ts_col: str, created_col: str | None, version: int, with_text: bool
+    batch: pa.RecordBatch,
+    fv: Any,
+    ts_col: str,
+    created_col: str | None,
+    version: int,
+    with_text: bool,
+    keys: list[bytes] | None = None,
 ) -> OnlineRows:
-    """The serialized online rows of one batch of latest rows (one row per entity)."""
+    """The serialized online rows of one batch of latest rows (one row per entity); ``keys``: the rows'
+    serialized entity keys when already computed."""
     values: dict[str, list[bytes]] = {}
     texts: dict[str, list[str | None]] = {}
     for f in fv.features:
         values[f.name], t = encode_column(batch.column(f.name), f.dtype.to_value_type(), with_text)
         if t is not None:
             texts[f.name] = t
-    join = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
+    if keys is None:
+        keys = entity_keys(batch, {e.name: e.dtype.to_value_type() for e in fv.entity_columns}, version)
     return OnlineRows(
-        keys=entity_keys(batch, join, version),
+        keys=keys,
         values=values,
         texts=texts if with_text else None,
         event_ts=naive_utc(batch.column(ts_col)),  # type: ignore[arg-type]
@@ -211,12 +221,14 @@ class ArrowComputeEngine(LocalComputeEngine):
         table = latest_rows(path, join_keys, features, ts_col, created_col, task.start_time, task.end_time)
         chosen = writer_for(self.online_store, config.online_store)
         size = config.materialization_config.online_write_batch_size or DEFAULT_BATCH
-        if chosen is not None and isinstance(self.online_store, SqliteOnlineStore):
-            join = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
-            table = in_key_order(table, join, config.entity_key_serialization_version)
+        join = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
+        version = config.entity_key_serialization_version
+        keys = None
+        if chosen is not None and chosen.key_order:
+            table, keys = sorted_by_key(table, entity_keys(table, join, version))
+        start = 0
         for batch in table.combine_chunks().to_batches(max_chunksize=size):
             if chosen is None:  # another online store: Feast's own conversion and write
-                join = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
                 self.online_store.online_write_batch(
                     config=config,
                     table=fv,
@@ -224,7 +236,9 @@ class ArrowComputeEngine(LocalComputeEngine):
                     progress=lambda _n: None,
                 )
                 continue
-            write, with_text = chosen
-            version = config.entity_key_serialization_version
-            write(config, fv, online_rows(batch, fv, ts_col, created_col, version, with_text))
+            part = None if keys is None else keys[start : start + batch.num_rows]
+            start += batch.num_rows
+            chosen.write(
+                config, fv, online_rows(batch, fv, ts_col, created_col, version, chosen.with_text, part)
+            )
         return table.num_rows, time.perf_counter() - t0

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from adprior.store.online_values import sqlite_times
 
@@ -73,8 +73,16 @@ class OnlineRows:
 Writer = Callable[[Any, Any, OnlineRows], int]  # (repo config, feature view, rows) -> rows written
 
 
-def writer_for(online_store: Any, online_config: Any) -> tuple[Writer, bool] | None:
-    """(writer, needs SQLite value_text) for Feast's SQLite / standalone Redis store, else None."""
+class BulkWriter(NamedTuple):
+    """An online store's bulk writer and what it wants of the rows it gets."""
+
+    write: Writer
+    with_text: bool  # rows carry SQLite's value_text
+    key_order: bool  # a whole view's rows in serialized-key order (SQLite's index: see write_sqlite)
+
+
+def writer_for(online_store: Any, online_config: Any) -> BulkWriter | None:
+    """The bulk writer of Feast's SQLite / standalone Redis store, else None."""
     from feast.infra.online_stores.redis import RedisOnlineStore
     from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
@@ -83,11 +91,11 @@ def writer_for(online_store: Any, online_config: Any) -> tuple[Writer, bool] | N
             online_config, "enable_openai_compatible_store", False
         ):
             return None
-        return (lambda config, fv, rows: write_sqlite(online_store, config, fv, rows)), True
+        return BulkWriter(lambda config, fv, rows: write_sqlite(online_store, config, fv, rows), True, True)
     if isinstance(online_store, RedisOnlineStore):
         if str(getattr(online_config, "redis_type", "redis")).split(".")[-1] != "redis":
             return None
-        return (lambda config, fv, rows: write_redis(online_store, config, fv, rows)), False
+        return BulkWriter(lambda config, fv, rows: write_redis(online_store, config, fv, rows), False, False)
     return None
 
 
