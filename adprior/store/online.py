@@ -65,6 +65,21 @@ def _sqlite_path(cfg: StoreConfig, store: Any) -> Path:
     return path if path.is_absolute() else Path(cfg.repo).resolve() / path
 
 
+def _missing_sqlite_tables(db: Path, store: Any, views: list[Any]) -> list[str]:
+    """The views among ``views`` whose table is not in the SQLite online database ``db`` (all if no file).
+
+    Feast's ``apply`` creates a view's table only when its registry's infra changes, so a database file that
+    was lost (and perhaps recreated empty by the next ``apply``) lacks tables the registry thinks exist."""
+    from feast.infra.online_stores.sqlite import _table_id
+
+    if not db.exists():
+        return [fv.name for fv in views]
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        have = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    versioned = store.config.registry.enable_online_feature_view_versioning
+    return [fv.name for fv in views if _table_id(store.project, fv, versioned) not in have]
+
+
 _MARKER_KEY = "adprior:materialized"  # Redis hash / SQLite table naming each view's materialized end
 
 
@@ -164,9 +179,14 @@ def materialize(
     skipped: list[str] = []
     empty: list[str] = []
     lost: list[str] = []
-    db = _sqlite_path(cfg, store) if cfg.online == "sqlite" else None
-    if db is not None and not db.exists() and any(fv.most_recent_end_time for fv in views):
-        log.warning("materialize: the SQLite online store %s is gone; recreating its tables", db)
+    missing = _missing_sqlite_tables(_sqlite_path(cfg, store), store, views) if cfg.online == "sqlite" else []
+    if missing:
+        log.warning(
+            "materialize: the SQLite online store %s lacks the tables of %s (its file was lost or replaced); "
+            "recreating them",
+            _sqlite_path(cfg, store),
+            ", ".join(missing),
+        )
         store._get_provider().update_infra(
             store.project,
             tables_to_delete=[],

@@ -308,6 +308,14 @@ def test_online_store_that_lost_its_data_is_written_again(tmp_path, redis_srv, m
     assert redo["rewritten_lost"] == sorted(first["views"])
     assert_online(scfg)
 
+    # ... and deleted again, then `apply` first, as the nightly does: apply leaves a database file without
+    # the views' tables (the registry's infra is unchanged), which materialize must still recreate.
+    (cfg.repo / "data" / "online_store.db").unlink()
+    st.apply(scfg)
+    redo = st.materialize(scfg, end=END)
+    assert redo["rewritten_lost"] == sorted(first["views"])
+    assert_online(scfg)
+
 
 def test_interest_match_reads_taxonomy_interests_as_paths():
     """Grammar interests are category paths: they match the candidate's category or its descendants only;
