@@ -179,12 +179,13 @@ def materialize(
     skipped: list[str] = []
     empty: list[str] = []
     lost: list[str] = []
-    missing = _missing_sqlite_tables(_sqlite_path(cfg, store), store, views) if cfg.online == "sqlite" else []
+    db = _sqlite_path(cfg, store) if cfg.online == "sqlite" else None
+    missing = _missing_sqlite_tables(db, store, views) if db is not None else []
     if missing:
         log.warning(
             "materialize: the SQLite online store %s lacks the tables of %s (its file was lost or replaced); "
             "recreating them",
-            _sqlite_path(cfg, store),
+            db,
             ", ".join(missing),
         )
         store._get_provider().update_infra(
