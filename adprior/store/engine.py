@@ -140,11 +140,6 @@ def latest_rows(
     return table.take(pc.take(first[f"{_ROW}_min"], idx)).drop_columns([_ROW])
 
 
-def in_key_order(table: pa.Table, join_keys: dict[str, Any], version: int) -> pa.Table:
-    """``table``'s rows ordered by their serialized entity key: the order of the SQLite store's index."""
-    return sorted_by_key(table, entity_keys(table, join_keys, version))[0]
-
-
 def sorted_by_key(table: pa.Table, keys: list[bytes]) -> tuple[pa.Table, list[bytes]]:
     """``table`` and its rows' serialized entity ``keys``, both in key order.
 

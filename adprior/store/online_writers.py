@@ -100,7 +100,8 @@ def writer_for(online_store: Any, online_config: Any) -> BulkWriter | None:
 
 
 def write_sqlite(store: Any, config: Any, fv: Any, rows: OnlineRows) -> int:
-    """Upsert ``rows`` into the view's table of Feast's SQLite store (one transaction)."""
+    """Upsert ``rows`` into the view's table of Feast's SQLite store (one transaction), in the order given:
+    the engine hands them over in key order (``BulkWriter.key_order``), the order of the table's index."""
     from feast.infra.online_stores.sqlite import _quote_id, _table_id
 
     conn = store._get_conn(config)
@@ -116,12 +117,8 @@ def write_sqlite(store: Any, config: Any, fv: Any, rows: OnlineRows) -> int:
     texts = rows.texts or {}
     cols = [(n, rows.values[n], texts.get(n) or [None] * len(rows.keys)) for n in names]
 
-    keys = rows.keys
-    order = sorted(range(len(keys)), key=keys.__getitem__)  # index order: B-tree pages fill in turn
-
     def params() -> Iterator[tuple]:
-        for i in order:
-            key, e, c = keys[i], event[i], created[i]
+        for i, (key, e, c) in enumerate(zip(rows.keys, event, created, strict=True)):
             for name, vals, txt in cols:
                 yield (key, name, vals[i], txt[i], e, c)
 

@@ -29,7 +29,7 @@ from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType as VT
 
 from adprior import store as st
-from adprior.store.engine import ENGINE_TYPE, in_key_order, latest_rows
+from adprior.store.engine import ENGINE_TYPE, latest_rows, sorted_by_key
 from adprior.store.online_values import direct_encodable, encode_column, entity_keys, naive_utc
 from tests.support.online_cells import clear_sqlite, flush_redis, redis_cells, run_engine, sqlite_cells
 from tests.support.store import END, populated_repo
@@ -259,10 +259,10 @@ def test_feast_cli_materialize_uses_the_arrow_engine(tmp_path):
     assert sqlite_cells(repo / DB) == sqlite_cells(ref / DB)
 
 
-def test_in_key_order_sorts_by_the_serialized_key():
+def test_sorted_by_key_sorts_by_the_serialized_key():
     """Little-endian int64 keys: 256 (00 01 ...) sorts before 1 (01 00 ...), unlike the numbers."""
     table = pa.table({"user_id": pa.array([1, 256, 3, 2], pa.int64()), "x": ["a", "b", "c", "d"]})
-    got = in_key_order(table, {"user_id": VT.INT64}, 3)
+    got = sorted_by_key(table, entity_keys(table, {"user_id": VT.INT64}, 3))[0]
     keys = entity_keys(got, {"user_id": VT.INT64}, 3)
     assert keys == sorted(keys) and got["user_id"].to_pylist() == [256, 1, 2, 3]
     assert got["x"].to_pylist() == ["b", "a", "d", "c"]  # rows move whole
@@ -270,7 +270,7 @@ def test_in_key_order_sorts_by_the_serialized_key():
 
 def test_sqlite_rows_are_written_in_index_order(tmp_path):
     """With batches of 2 users, the SQLite store still receives the users in key order (rowids follow the
-    index), so each batch's transaction touches one key range of the index (in_key_order)."""
+    index), so each batch's transaction touches one key range of the index (sorted_by_key)."""
     import sqlite3
 
     from tests.support.store import pred_rows
